@@ -1,0 +1,106 @@
+//! The CloudEvents 1.0 JSON envelope around every message status-tracker publishes.
+//!
+//! `id` is also sent as the `Nats-Msg-Id` header, so JetStream stores a retried webhook once;
+//! `traceparent`/`tracestate` repeat the W3C trace context of the NATS headers (the CloudEvents
+//! distributed-tracing extension), so the trace survives a copy of the body into another system.
+
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+
+pub const SPEC_VERSION: &str = "1.0";
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Envelope<T> {
+    pub specversion: String,
+    /// Unique per fact. Ingress derives it from the source and the body, so the same webhook
+    /// posted twice gets the same id.
+    pub id: String,
+    /// Which service produced the message, e.g. `/status-tracker/ingress/radarr`.
+    pub source: String,
+    /// The subject the message is published on, e.g. `media.radarr.grab`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    #[serde(with = "time::serde::rfc3339")]
+    pub time: OffsetDateTime,
+    /// The media key, e.g. `tmdb:414906`, when the fact names one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subject: Option<String>,
+    pub datacontenttype: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub traceparent: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tracestate: Option<String>,
+    pub data: T,
+}
+
+impl<T> Envelope<T> {
+    pub fn new(id: String, source: impl Into<String>, kind: impl Into<String>, data: T) -> Self {
+        Self {
+            specversion: SPEC_VERSION.to_owned(),
+            id,
+            source: source.into(),
+            kind: kind.into(),
+            time: OffsetDateTime::now_utc(),
+            subject: None,
+            datacontenttype: "application/json".to_owned(),
+            traceparent: None,
+            tracestate: None,
+            data,
+        }
+    }
+
+    pub fn with_subject(mut self, subject: Option<String>) -> Self {
+        self.subject = subject;
+        self
+    }
+
+    pub fn with_time(mut self, time: OffsetDateTime) -> Self {
+        self.time = time;
+        self
+    }
+}
+
+/// A content-derived event id: `<prefix>-<32 hex>` from SHA-256 over the parts. The same
+/// input always gives the same id, which is what makes duplicate webhooks collapse.
+pub fn content_id(prefix: &str, parts: &[&[u8]]) -> String {
+    let mut ctx = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
+    for part in parts {
+        ctx.update(&(part.len() as u64).to_be_bytes());
+        ctx.update(part);
+    }
+    let digest = ctx.finish();
+    let mut id = String::with_capacity(prefix.len() + 33);
+    id.push_str(prefix);
+    id.push('-');
+    for b in &digest.as_ref()[..16] {
+        id.push_str(&format!("{b:02x}"));
+    }
+    id
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn content_ids_are_stable_and_distinguish_parts() {
+        let a = content_id("radarr", &[b"grab", b"{}"]);
+        assert_eq!(a, content_id("radarr", &[b"grab", b"{}"]));
+        assert_ne!(a, content_id("radarr", &[b"gra", b"b{}"]));
+        assert!(a.starts_with("radarr-"));
+        assert_eq!(a.len(), "radarr-".len() + 32);
+    }
+
+    #[test]
+    fn envelope_serializes_cloudevents_attribute_names() {
+        let env = Envelope::new("x-1".into(), "/status-tracker/test", "media.radarr.grab", 5)
+            .with_subject(Some("tmdb:1".into()));
+        let v = serde_json::to_value(&env).unwrap();
+        assert_eq!(v["specversion"], "1.0");
+        assert_eq!(v["type"], "media.radarr.grab");
+        assert_eq!(v["subject"], "tmdb:1");
+        assert!(v.get("traceparent").is_none());
+        let back: Envelope<i32> = serde_json::from_value(v).unwrap();
+        assert_eq!(back, env);
+    }
+}

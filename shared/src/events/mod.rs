@@ -1,0 +1,161 @@
+//! Normalized facts: what ingress, the poller and the shoko-bridge publish on `media.>` and
+//! what the correlator consumes. One type per source; the subject's `<event>` token comes from
+//! [`Fact::event_name`].
+//!
+//! Each message's `data` is an [`EventData`]: the normalized fact plus the original payload, so
+//! that a better parser can rebuild state by replaying `MEDIA` from the start.
+
+pub mod arr;
+pub mod jellyfin;
+pub mod jellyseerr;
+pub mod qbittorrent;
+pub mod shoko;
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::envelope::Envelope;
+use crate::subjects::{self, Source};
+
+pub use arr::ArrEvent;
+pub use jellyfin::JellyfinEvent;
+pub use jellyseerr::RequestEvent;
+pub use qbittorrent::TorrentEvent;
+pub use shoko::FileEvent;
+
+/// Movie or series, in Jellyseerr's words.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MediaType {
+    Movie,
+    Tv,
+}
+
+impl MediaType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Movie => "movie",
+            Self::Tv => "tv",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "movie" => Some(Self::Movie),
+            "tv" | "series" | "show" => Some(Self::Tv),
+            _ => None,
+        }
+    }
+}
+
+/// A normalized fact, tagged by its source.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "source", rename_all = "lowercase")]
+pub enum Fact {
+    Jellyseerr(RequestEvent),
+    Sonarr(ArrEvent),
+    Radarr(ArrEvent),
+    Qbittorrent(TorrentEvent),
+    Shoko(FileEvent),
+    Jellyfin(JellyfinEvent),
+    /// Input that could not be parsed; published on `media.rejected.<source>`.
+    Rejected(Rejected),
+}
+
+impl Fact {
+    pub fn source(&self) -> Source {
+        match self {
+            Self::Jellyseerr(_) => Source::Jellyseerr,
+            Self::Sonarr(_) => Source::Sonarr,
+            Self::Radarr(_) => Source::Radarr,
+            Self::Qbittorrent(_) => Source::Qbittorrent,
+            Self::Shoko(_) => Source::Shoko,
+            Self::Jellyfin(_) => Source::Jellyfin,
+            Self::Rejected(r) => r.from,
+        }
+    }
+
+    /// The subject token of this fact (`grab`, `media_pending`, `finished`, `file_matched`…).
+    pub fn event_name(&self) -> String {
+        match self {
+            Self::Jellyseerr(e) => subjects::event_token(&e.notification_type),
+            Self::Sonarr(e) => e.event_name(Source::Sonarr),
+            Self::Radarr(e) => e.event_name(Source::Radarr),
+            Self::Qbittorrent(e) => e.event_name().to_owned(),
+            Self::Shoko(e) => e.kind.event_name().to_owned(),
+            Self::Jellyfin(e) => subjects::event_token(&e.notification_type),
+            Self::Rejected(_) => "rejected".to_owned(),
+        }
+    }
+
+    /// The subject this fact is published on.
+    pub fn subject(&self) -> String {
+        match self {
+            Self::Rejected(r) => subjects::rejected(r.from),
+            Self::Qbittorrent(TorrentEvent::Progress(p)) => subjects::qbit_progress(&p.hash),
+            other => subjects::media(other.source(), &other.event_name()),
+        }
+    }
+
+    /// The media key for the envelope's `subject` attribute, when the fact names one.
+    pub fn media_key(&self) -> Option<String> {
+        match self {
+            Self::Jellyseerr(e) => match (e.media_type, e.tmdb_id, e.tvdb_id) {
+                (Some(MediaType::Tv), _, Some(tvdb)) => Some(format!("tvdb:{tvdb}")),
+                (_, Some(tmdb), _) => Some(format!("tmdb:{tmdb}")),
+                _ => None,
+            },
+            Self::Sonarr(e) | Self::Radarr(e) => e.media().and_then(|m| m.key()),
+            Self::Qbittorrent(e) => Some(format!("btih:{}", e.hash())),
+            Self::Shoko(e) => e.path.clone().map(|p| format!("path:{p}")),
+            Self::Jellyfin(e) => e.item_id.clone().map(|i| format!("jellyfin:{i}")),
+            Self::Rejected(_) => None,
+        }
+    }
+
+    /// True for a source's "test connection" event: answered 200, creates nothing.
+    pub fn is_test(&self) -> bool {
+        match self {
+            Self::Jellyseerr(e) => e.notification == jellyseerr::Notification::TestNotification,
+            Self::Sonarr(e) | Self::Radarr(e) => matches!(e, ArrEvent::Test),
+            _ => false,
+        }
+    }
+}
+
+/// The `data` of a `media.>` envelope.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EventData {
+    pub event: Fact,
+    /// The payload as received (JSON as JSON, a form as an object, other text as a string).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub raw: Option<Value>,
+}
+
+pub type MediaEnvelope = Envelope<EventData>;
+
+/// What ingress keeps of input it could not parse.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Rejected {
+    pub from: Source,
+    pub reason: String,
+    /// The HTTP status the sender was answered with.
+    pub status: u16,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content_type: Option<String>,
+    /// The body: UTF-8 text when it is valid UTF-8, else base64 (see `body_encoding`).
+    pub body: String,
+    pub body_encoding: BodyEncoding,
+    /// Headers that help to diagnose (user agent, content type, length); never credentials.
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BodyEncoding {
+    Utf8,
+    Base64,
+}

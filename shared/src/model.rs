@@ -1,0 +1,381 @@
+//! The tracker's own contract: request states, snapshots published on `tracker.request.>`,
+//! and the request–reply queries the correlator answers for the dashboard and anyone else.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use time::OffsetDateTime;
+
+use crate::events::MediaType;
+use crate::ids::{ArrId, JellyseerrRequestId, RequestId, TmdbId, TvdbId};
+
+/// Where a request (or one episode of it) is.
+///
+/// The path states are ordered; an event that proves a later one moves a request forward from
+/// any earlier one, and nothing but a retry moves it back. `Failed`, `Declined` and `Cancelled`
+/// are off the path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum State {
+    Requested,
+    Approved,
+    Searching,
+    /// Shown as "Found": a release was grabbed.
+    Indexed,
+    Downloading,
+    Downloaded,
+    /// Sonarr/Radarr imported the file; waiting for the library to show it.
+    Importing,
+    /// Anime only: Shoko is hashing/matching the file.
+    Matching,
+    Available,
+    /// Archived after a while in `Available`.
+    Completed,
+    Failed,
+    Declined,
+    Cancelled,
+}
+
+impl State {
+    /// The states on the happy path, in order.
+    pub const PATH: [State; 10] = [
+        Self::Requested,
+        Self::Approved,
+        Self::Searching,
+        Self::Indexed,
+        Self::Downloading,
+        Self::Downloaded,
+        Self::Importing,
+        Self::Matching,
+        Self::Available,
+        Self::Completed,
+    ];
+
+    pub const ALL: [State; 13] = [
+        Self::Requested,
+        Self::Approved,
+        Self::Searching,
+        Self::Indexed,
+        Self::Downloading,
+        Self::Downloaded,
+        Self::Importing,
+        Self::Matching,
+        Self::Available,
+        Self::Completed,
+        Self::Failed,
+        Self::Declined,
+        Self::Cancelled,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Requested => "requested",
+            Self::Approved => "approved",
+            Self::Searching => "searching",
+            Self::Indexed => "indexed",
+            Self::Downloading => "downloading",
+            Self::Downloaded => "downloaded",
+            Self::Importing => "importing",
+            Self::Matching => "matching",
+            Self::Available => "available",
+            Self::Completed => "completed",
+            Self::Failed => "failed",
+            Self::Declined => "declined",
+            Self::Cancelled => "cancelled",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|st| st.as_str() == s)
+    }
+
+    /// What a requester sees.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Requested => "Requested",
+            Self::Approved => "Approved",
+            Self::Searching => "Searching",
+            Self::Indexed => "Found",
+            Self::Downloading => "Downloading",
+            Self::Downloaded => "Downloaded",
+            Self::Importing => "Importing",
+            Self::Matching => "Matching",
+            Self::Available => "Available",
+            Self::Completed => "Completed",
+            Self::Failed => "Failed",
+            Self::Declined => "Declined",
+            Self::Cancelled => "Cancelled",
+        }
+    }
+
+    /// Position on the happy path; `None` for failed/declined/cancelled.
+    pub fn rank(self) -> Option<usize> {
+        Self::PATH.iter().position(|s| *s == self)
+    }
+
+    pub fn is_off_path(self) -> bool {
+        self.rank().is_none()
+    }
+
+    /// Nothing more will happen without a person (or a retry).
+    pub fn is_finished(self) -> bool {
+        matches!(
+            self,
+            Self::Available | Self::Completed | Self::Failed | Self::Declined | Self::Cancelled
+        )
+    }
+}
+
+impl fmt::Display for State {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One line of a request's timeline.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TimelineEntry {
+    /// The stage this entry belongs to.
+    pub state: State,
+    #[serde(with = "time::serde::rfc3339")]
+    pub at: OffsetDateTime,
+    /// `jellyseerr`, `radarr`, …, or `tracker` for the tracker's own notes.
+    pub source: String,
+    /// Human text, e.g. "Found Bluray-1080p on ExampleTracker".
+    pub message: String,
+    /// Structured facts: quality, indexer, size, path…
+    #[serde(default)]
+    pub details: Value,
+    /// `S01E02`, `S01 (12 episodes)`… when the entry concerns part of a series.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub episode: Option<String>,
+    /// True when the event arrived after the request had passed this stage.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub late: bool,
+}
+
+/// One torrent or usenet download of a request.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DownloadView {
+    pub download_id: String,
+    /// `torrent` or `usenet`.
+    pub kind: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub release_title: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quality: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub indexer: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub size: Option<u64>,
+    pub progress: f64,
+    pub dlspeed: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub eta: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_state: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stalled: Option<String>,
+    pub finished: bool,
+    /// How many of the request's episodes this download carries (0 for films).
+    #[serde(default)]
+    pub episodes: u32,
+}
+
+/// One tracked episode of a series request.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EpisodeView {
+    pub season: u32,
+    pub episode: u32,
+    pub state: State,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub download_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file_path: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    #[serde(with = "time::serde::rfc3339")]
+    pub updated_at: OffsetDateTime,
+}
+
+/// Counts of a series request's episodes.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct EpisodeCounts {
+    pub total: u32,
+    pub downloading: u32,
+    pub downloaded: u32,
+    pub available: u32,
+}
+
+/// A request as listed: everything a card shows.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RequestSummary {
+    pub id: RequestId,
+    pub title: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub year: Option<i32>,
+    pub media_type: MediaType,
+    pub state: State,
+    /// Set with a reason when a stage takes much longer than it should.
+    #[serde(default)]
+    pub stalled: bool,
+    /// Why the request failed or is stalled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// Download progress, 0–1, over all of the request's downloads.
+    pub progress: f64,
+    /// Bytes per second over all active downloads.
+    #[serde(default)]
+    pub dlspeed: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub eta: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requested_by: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tmdb_id: Option<TmdbId>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tvdb_id: Option<TvdbId>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub imdb_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jellyseerr_id: Option<JellyseerrRequestId>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub arr_id: Option<ArrId>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub poster_url: Option<String>,
+    #[serde(default)]
+    pub is_anime: bool,
+    #[serde(default)]
+    pub is_4k: bool,
+    /// Who created the request: `jellyseerr`, or `radarr`/`sonarr` for media grabbed without one.
+    pub source: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quality: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub watch_url: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub requested_seasons: Vec<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub episodes_summary: Option<EpisodeCounts>,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339")]
+    pub updated_at: OffsetDateTime,
+}
+
+/// A request with everything: what `GET /api/requests/{id}` answers.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RequestDetail {
+    #[serde(flatten)]
+    pub summary: RequestSummary,
+    #[serde(default)]
+    pub downloads: Vec<DownloadView>,
+    #[serde(default)]
+    pub episodes: Vec<EpisodeView>,
+    #[serde(default)]
+    pub timeline: Vec<TimelineEntry>,
+}
+
+/// Payload of `tracker.request.<id>.<state>`: the full snapshot and what changed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RequestChange {
+    pub request: RequestDetail,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous_state: Option<State>,
+    /// The `MEDIA` event that caused the change, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub event_id: Option<String>,
+    #[serde(default)]
+    pub timeline_added: Vec<TimelineEntry>,
+}
+
+/// Payload of `tracker.request.<id>.progress`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ProgressUpdate {
+    pub id: RequestId,
+    pub state: State,
+    pub progress: f64,
+    pub dlspeed: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub eta: Option<u64>,
+    #[serde(default)]
+    pub stalled: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    #[serde(default)]
+    pub downloads: Vec<DownloadView>,
+}
+
+/// `tracker.query.list`: filters for listing requests.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ListQuery {
+    /// Only these states (comma-separated in the HTTP API).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub states: Vec<State>,
+    /// Requester user name, exact (case-insensitive).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub media_type: Option<MediaType>,
+    /// Title search, case-insensitive substring.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub q: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub offset: Option<u32>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ListReply {
+    pub requests: Vec<RequestSummary>,
+    /// How many match the filters, before `limit`/`offset`.
+    pub total: u64,
+}
+
+/// `tracker.query.get`.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct GetQuery {
+    pub id: RequestId,
+}
+
+/// `tracker.query.tracked`: what the poller should watch.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct TrackedReply {
+    /// Lower-case info-hashes of unfinished torrent downloads of open requests.
+    pub hashes: Vec<String>,
+}
+
+/// Every request–reply answer: `{"ok": …}` or `{"error": "…"}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Reply<T> {
+    Ok(T),
+    Error(String),
+}
+
+impl<T> From<Reply<T>> for Result<T, String> {
+    fn from(r: Reply<T>) -> Self {
+        match r {
+            Reply::Ok(t) => Ok(t),
+            Reply::Error(e) => Err(e),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn path_states_are_ordered_and_off_path_states_have_no_rank() {
+        assert!(State::Requested < State::Available);
+        assert_eq!(State::Indexed.rank(), Some(3));
+        assert!(State::Failed.is_off_path());
+        for s in State::ALL {
+            assert_eq!(State::parse(s.as_str()), Some(s));
+        }
+        assert_eq!(State::Indexed.label(), "Found");
+    }
+}

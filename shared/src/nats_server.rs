@@ -1,0 +1,226 @@
+//! A `nats-server -js` child process: the embedded default of the all-in-one mode (when
+//! `NATS_URL` is unset) and the real server every test starts for itself.
+//!
+//! The server listens on a free loopback port, keeps its JetStream store in the given
+//! directory, and is stopped with SIGTERM (then SIGKILL) when [`EmbeddedNats::stop`] is called
+//! or the handle is dropped. A server left behind by a killed parent is found through its pid
+//! file and stopped before a new one takes over the store.
+
+use std::net::{Ipv4Addr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use rustix::process::{Pid, Signal, kill_process};
+use tokio::process::{Child, Command};
+
+const READY_TIMEOUT: Duration = Duration::from_secs(15);
+const STOP_TIMEOUT: Duration = Duration::from_secs(10);
+
+#[derive(Debug, thiserror::Error)]
+pub enum EmbeddedNatsError {
+    #[error(
+        "`{bin}` was not found. status-tracker needs nats-server (2.9 or newer) when NATS_URL is not set.\n\
+         Install it with:  sudo apt-get install -y nats-server   (Debian/Ubuntu)\n\
+         or download it from https://github.com/nats-io/nats-server/releases,\n\
+         or set NATS_URL to a running server started with JetStream (-js)."
+    )]
+    NotInstalled { bin: String },
+    #[error("cannot prepare the NATS store directory {dir}: {source}")]
+    Store { dir: PathBuf, source: std::io::Error },
+    #[error("cannot start `{bin}`: {source}")]
+    Spawn { bin: String, source: std::io::Error },
+    #[error("nats-server exited before it was ready ({status}); its log says:\n{log}")]
+    Exited { status: String, log: String },
+    #[error("nats-server did not accept connections within {0:?}")]
+    NotReady(Duration),
+}
+
+/// A running child `nats-server`.
+#[derive(Debug)]
+pub struct EmbeddedNats {
+    child: Option<Child>,
+    port: u16,
+    store: PathBuf,
+}
+
+impl EmbeddedNats {
+    /// Starts `bin` (usually `nats-server`) with JetStream, its store under `dir`.
+    pub async fn start(dir: &Path, bin: &str) -> Result<Self, EmbeddedNatsError> {
+        std::fs::create_dir_all(dir)
+            .map_err(|source| EmbeddedNatsError::Store { dir: dir.to_owned(), source })?;
+        let store = dir.canonicalize().unwrap_or_else(|_| dir.to_owned());
+        stop_stale_server(&store).await;
+        // A port taken between probing and binding makes the server exit: try a few times.
+        let mut last_err = None;
+        for _ in 0..3 {
+            match Self::spawn_once(&store, bin).await {
+                Ok(server) => return Ok(server),
+                Err(e @ EmbeddedNatsError::Exited { .. }) => last_err = Some(e),
+                Err(e) => return Err(e),
+            }
+        }
+        Err(last_err.unwrap_or(EmbeddedNatsError::NotReady(READY_TIMEOUT)))
+    }
+
+    async fn spawn_once(store: &Path, bin: &str) -> Result<Self, EmbeddedNatsError> {
+        let port = free_port().map_err(|source| EmbeddedNatsError::Spawn { bin: bin.into(), source })?;
+        let log = store.join("nats-server.log");
+        let mut cmd = Command::new(bin);
+        cmd.arg("-js")
+            .args(["-a", "127.0.0.1", "-p", &port.to_string()])
+            .arg("-sd")
+            .arg(store)
+            .arg("-P")
+            .arg(store.join("nats-server.pid"))
+            .arg("-l")
+            .arg(&log)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .kill_on_drop(true);
+        let child = cmd.spawn().map_err(|source| match source.kind() {
+            std::io::ErrorKind::NotFound => EmbeddedNatsError::NotInstalled { bin: bin.into() },
+            _ => EmbeddedNatsError::Spawn { bin: bin.into(), source },
+        })?;
+        let mut server = Self { child: Some(child), port, store: store.to_owned() };
+        server.wait_ready(&log).await?;
+        tracing::info!(port, store = %store.display(), "embedded nats-server started");
+        Ok(server)
+    }
+
+    async fn wait_ready(&mut self, log: &Path) -> Result<(), EmbeddedNatsError> {
+        let started = Instant::now();
+        while started.elapsed() < READY_TIMEOUT {
+            if let Some(child) = self.child.as_mut()
+                && let Ok(Some(status)) = child.try_wait()
+            {
+                self.child = None;
+                let text = std::fs::read_to_string(log).unwrap_or_default();
+                let tail: Vec<&str> = text.lines().rev().take(8).collect();
+                let tail = tail.into_iter().rev().collect::<Vec<_>>().join("\n");
+                return Err(EmbeddedNatsError::Exited { status: status.to_string(), log: tail });
+            }
+            if TcpStream::connect((Ipv4Addr::LOCALHOST, self.port)).is_ok() {
+                return Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        Err(EmbeddedNatsError::NotReady(READY_TIMEOUT))
+    }
+
+    pub fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub fn store_dir(&self) -> &Path {
+        &self.store
+    }
+
+    /// Stops the server: SIGTERM, so JetStream flushes its store, then SIGKILL if it hangs.
+    pub async fn stop(mut self) {
+        self.stop_inner().await;
+    }
+
+    async fn stop_inner(&mut self) {
+        let Some(mut child) = self.child.take() else { return };
+        if let Some(pid) = child.id().and_then(|id| Pid::from_raw(id as i32)) {
+            let _ = kill_process(pid, Signal::TERM);
+        }
+        match tokio::time::timeout(STOP_TIMEOUT, child.wait()).await {
+            Ok(_) => tracing::debug!(port = self.port, "embedded nats-server stopped"),
+            Err(_) => {
+                tracing::warn!(port = self.port, "nats-server ignored SIGTERM; killing it");
+                drop(child.kill().await);
+            }
+        }
+    }
+
+    /// Kills the server at once (SIGKILL), as a crash would. For tests.
+    pub async fn kill(mut self) {
+        if let Some(mut child) = self.child.take() {
+            drop(child.kill().await);
+        }
+    }
+}
+
+impl Drop for EmbeddedNats {
+    fn drop(&mut self) {
+        // `kill_on_drop` sends SIGKILL; prefer SIGTERM so the store is flushed.
+        if let Some(child) = self.child.as_ref()
+            && let Some(pid) = child.id().and_then(|id| Pid::from_raw(id as i32))
+        {
+            let _ = kill_process(pid, Signal::TERM);
+        }
+    }
+}
+
+/// A port on 127.0.0.1 that was free a moment ago.
+pub fn free_port() -> std::io::Result<u16> {
+    Ok(TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?.local_addr()?.port())
+}
+
+/// Stops a nats-server that a killed parent left running on this store.
+async fn stop_stale_server(store: &Path) {
+    let pid_file = store.join("nats-server.pid");
+    let Some(pid) = std::fs::read_to_string(&pid_file).ok().and_then(|s| s.trim().parse::<i32>().ok()) else {
+        return;
+    };
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+    let cmdline = String::from_utf8_lossy(&cmdline);
+    let ours = cmdline.contains("nats-server") && cmdline.contains(&*store.to_string_lossy());
+    let Some(pid) = Pid::from_raw(pid).filter(|_| ours) else { return };
+    tracing::warn!(pid = pid.as_raw_nonzero().get(), "stopping a nats-server left over from an earlier run");
+    let _ = kill_process(pid, Signal::TERM);
+    for _ in 0..200 {
+        if !Path::new(&format!("/proc/{}", pid.as_raw_nonzero())).exists() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    let _ = kill_process(pid, Signal::KILL);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn missing_binary_says_how_to_install() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = EmbeddedNats::start(dir.path(), "nats-server-that-does-not-exist").await.unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains("apt-get install -y nats-server"), "{text}");
+        assert!(text.contains("NATS_URL"), "{text}");
+    }
+
+    #[tokio::test]
+    async fn starts_a_jetstream_server_and_stops_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let server = EmbeddedNats::start(dir.path(), "nats-server").await.unwrap();
+        let port = server.port();
+        let bus = crate::Bus::connect(&server.url(), "test").await.unwrap();
+        bus.ensure_streams().await.unwrap();
+        server.stop().await;
+        assert!(TcpStream::connect((Ipv4Addr::LOCALHOST, port)).is_err());
+    }
+
+    #[tokio::test]
+    async fn a_server_left_by_a_killed_parent_is_replaced() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = EmbeddedNats::start(dir.path(), "nats-server").await.unwrap();
+        // Simulate our process dying without stopping the child: forget the handle.
+        let pid = first.child.as_ref().unwrap().id().unwrap();
+        std::mem::forget(first);
+        let second = EmbeddedNats::start(dir.path(), "nats-server").await.unwrap();
+        assert!(!Path::new(&format!("/proc/{pid}/cmdline")).exists() || {
+            // a zombie until reaped by nobody: check it is not running
+            std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default().contains(" Z ")
+        });
+        second.stop().await;
+    }
+}
