@@ -69,6 +69,62 @@ fn strip_dir_prefix<'a>(path: &'a str, prefix: &str) -> Option<&'a str> {
     (rest.is_empty() || rest.starts_with('/')).then_some(rest)
 }
 
+/// Episode numbers named in a file name: `S01E02`, `S01E02E03`, `S01E02-E03`, `1x02`.
+/// The last match in the path wins, so a season folder does not confuse it.
+pub fn episode_numbers(path: &str) -> Vec<crate::events::arr::EpisodeRef> {
+    use crate::events::arr::EpisodeRef;
+    let name = file_name(path).to_ascii_lowercase();
+    let b = name.as_bytes();
+    let digits = |mut i: usize| {
+        let start = i;
+        while i < b.len() && b[i].is_ascii_digit() && i - start < 4 {
+            i += 1;
+        }
+        (i > start).then(|| (name[start..i].parse::<u32>().unwrap_or(0), i))
+    };
+    let mut found = Vec::new();
+    let mut i = 0;
+    while i < b.len() {
+        let boundary = i == 0 || !b[i - 1].is_ascii_alphanumeric();
+        if boundary && b[i] == b's' {
+            if let Some((season, mut j)) = digits(i + 1) {
+                let mut eps = Vec::new();
+                loop {
+                    let k = if b.get(j) == Some(&b'-') && b.get(j + 1) == Some(&b'e') { j + 1 } else { j };
+                    if b.get(k) != Some(&b'e') {
+                        break;
+                    }
+                    let Some((ep, next)) = digits(k + 1) else { break };
+                    eps.push(EpisodeRef { season, episode: ep });
+                    j = next;
+                }
+                if !eps.is_empty() {
+                    // A range S01E02-E04 means E02, E03 and E04.
+                    if eps.len() == 2 && name[..j].contains("-e") && eps[1].episode > eps[0].episode + 1 {
+                        let (first, last) = (eps[0].episode, eps[1].episode);
+                        eps = (first..=last).map(|e| EpisodeRef { season, episode: e }).collect();
+                    }
+                    found = eps;
+                    i = j;
+                    continue;
+                }
+            }
+        }
+        if boundary && b[i].is_ascii_digit() {
+            if let Some((season, j)) = digits(i)
+                && b.get(j) == Some(&b'x')
+                && let Some((ep, next)) = digits(j + 1)
+            {
+                found = vec![EpisodeRef { season, episode: ep }];
+                i = next;
+                continue;
+            }
+        }
+        i += 1;
+    }
+    found
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -88,6 +144,19 @@ mod tests {
         assert!(map.aliases("/data/media/tv/a.mkv").contains(&"/tv/a.mkv".to_owned()));
         assert_eq!(map.aliases("/downloadsX/a"), vec!["/downloadsX/a".to_owned()]);
         assert!(PathMap::parse("nonsense").is_err());
+    }
+
+    #[test]
+    fn episode_numbers_are_read_from_file_names() {
+        use crate::events::arr::EpisodeRef;
+        let ep = |season, episode| EpisodeRef { season, episode };
+        let p = "Season 01/DAN DA DAN - S01E02 - That's a Space Alien [WEBDL-1080p].mkv";
+        assert_eq!(episode_numbers(p), vec![ep(1, 2)]);
+        assert_eq!(episode_numbers("Show.S02E01E02.1080p.mkv"), vec![ep(2, 1), ep(2, 2)]);
+        assert_eq!(episode_numbers("Show - S02E01-E03.mkv"), vec![ep(2, 1), ep(2, 2), ep(2, 3)]);
+        assert_eq!(episode_numbers("Show 3x07.mkv"), vec![ep(3, 7)]);
+        assert!(episode_numbers("The Batman (2022) [Bluray-1080p].mkv").is_empty());
+        assert!(episode_numbers("Series 1/Specials.mkv").is_empty());
     }
 
     #[test]
