@@ -1,1 +1,58 @@
-fn main(){}
+//! `status-tracker`: one binary for every service.
+//!
+//! With no argument it runs them all in one process on one HTTP listener (and, when
+//! `NATS_URL` is unset, its own `nats-server`). `status-tracker <service>` runs one service,
+//! which is what the compose stack does.
+
+mod app;
+
+use std::process::ExitCode;
+
+use shared::Env;
+
+const USAGE: &str = "\
+status-tracker: follows media requests from Jellyseerr to Jellyfin, live.
+
+Usage: status-tracker [COMMAND]
+
+Commands:
+  all            every service in one process (the default)
+  ingress        webhooks -> NATS
+  correlator     NATS -> SQLite state, queries
+  dashboard      pages, JSON API, SSE
+  help           this text
+
+Configuration is read from environment variables; see docs/configuration.md.
+Without NATS_URL a nats-server child is started with its store under TRACKER_DATA_DIR.";
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let env = Env::from_process();
+    shared::telemetry::init(&env);
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let command = args.first().map(String::as_str).unwrap_or("all");
+    let mode = match command {
+        "help" | "--help" | "-h" => {
+            println!("{USAGE}");
+            return ExitCode::SUCCESS;
+        }
+        "--version" | "-V" => {
+            println!("status-tracker {}", env!("CARGO_PKG_VERSION"));
+            return ExitCode::SUCCESS;
+        }
+        other => match app::Mode::parse(other) {
+            Some(mode) => mode,
+            None => {
+                eprintln!("unknown command {other:?}\n\n{USAGE}");
+                return ExitCode::from(2);
+            }
+        },
+    };
+    match app::run(mode, &env).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("status-tracker: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

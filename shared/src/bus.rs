@@ -65,11 +65,7 @@ impl Bus {
     }
 
     /// Connects, retrying with backoff until it works or `cancel` fires.
-    pub async fn connect_patiently(
-        url: &str,
-        name: &str,
-        cancel: &CancellationToken,
-    ) -> Result<Self, BusError> {
+    pub async fn connect_patiently(url: &str, name: &str, cancel: &CancellationToken) -> Result<Self, BusError> {
         let mut delay = Duration::from_millis(200);
         loop {
             match Self::connect(url, name).await {
@@ -117,15 +113,9 @@ impl Bus {
 
     /// Publishes an envelope to JetStream with `Nats-Msg-Id` = its id and waits for the
     /// stream's ack. Returns whether JetStream saw it as a duplicate.
-    pub async fn publish_event<T: Serialize>(
-        &self,
-        subject: &str,
-        envelope: &Envelope<T>,
-    ) -> Result<bool, BusError> {
-        let payload = serde_json::to_vec(envelope).map_err(|e| BusError::Publish {
-            subject: subject.to_owned(),
-            message: e.to_string(),
-        })?;
+    pub async fn publish_event<T: Serialize>(&self, subject: &str, envelope: &Envelope<T>) -> Result<bool, BusError> {
+        let payload = serde_json::to_vec(envelope)
+            .map_err(|e| BusError::Publish { subject: subject.to_owned(), message: e.to_string() })?;
         let ack = self
             .js
             .publish_with_headers(subject.to_owned(), event_headers(&envelope.id), Bytes::from(payload))
@@ -143,10 +133,8 @@ impl Bus {
         query: &Q,
         timeout: Duration,
     ) -> Result<R, BusError> {
-        let payload = serde_json::to_vec(query).map_err(|e| BusError::Request {
-            subject: subject.to_owned(),
-            message: e.to_string(),
-        })?;
+        let payload = serde_json::to_vec(query)
+            .map_err(|e| BusError::Request { subject: subject.to_owned(), message: e.to_string() })?;
         let request = async_nats::Request::new().payload(Bytes::from(payload)).timeout(Some(timeout));
         let msg = self
             .client

@@ -120,10 +120,7 @@ impl State {
 
     /// Nothing more will happen without a person (or a retry).
     pub fn is_finished(self) -> bool {
-        matches!(
-            self,
-            Self::Available | Self::Completed | Self::Failed | Self::Declined | Self::Cancelled
-        )
+        matches!(self, Self::Available | Self::Completed | Self::Failed | Self::Declined | Self::Cancelled)
     }
 }
 

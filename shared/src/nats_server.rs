@@ -47,8 +47,7 @@ pub struct EmbeddedNats {
 impl EmbeddedNats {
     /// Starts `bin` (usually `nats-server`) with JetStream, its store under `dir`.
     pub async fn start(dir: &Path, bin: &str) -> Result<Self, EmbeddedNatsError> {
-        std::fs::create_dir_all(dir)
-            .map_err(|source| EmbeddedNatsError::Store { dir: dir.to_owned(), source })?;
+        std::fs::create_dir_all(dir).map_err(|source| EmbeddedNatsError::Store { dir: dir.to_owned(), source })?;
         let store = dir.canonicalize().unwrap_or_else(|_| dir.to_owned());
         stop_stale_server(&store).await;
         // A port taken between probing and binding makes the server exit: try a few times.
@@ -85,6 +84,10 @@ impl EmbeddedNats {
         })?;
         let mut server = Self { child: Some(child), port, store: store.to_owned() };
         server.wait_ready(&log).await?;
+        // Operators (and tests) find the embedded server here, e.g. `nats -s $(cat data/nats/url) sub '>'`.
+        if let Err(error) = std::fs::write(store.join("url"), server.url()) {
+            tracing::warn!(%error, "cannot write the embedded NATS url file");
+        }
         tracing::info!(port, store = %store.display(), "embedded nats-server started");
         Ok(server)
     }
@@ -127,7 +130,9 @@ impl EmbeddedNats {
     }
 
     async fn stop_inner(&mut self) {
-        let Some(mut child) = self.child.take() else { return };
+        let Some(mut child) = self.child.take() else {
+            return;
+        };
         if let Some(pid) = child.id().and_then(|id| Pid::from_raw(id as i32)) {
             let _ = kill_process(pid, Signal::TERM);
         }
@@ -173,7 +178,9 @@ async fn stop_stale_server(store: &Path) {
     let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
     let cmdline = String::from_utf8_lossy(&cmdline);
     let ours = cmdline.contains("nats-server") && cmdline.contains(&*store.to_string_lossy());
-    let Some(pid) = Pid::from_raw(pid).filter(|_| ours) else { return };
+    let Some(pid) = Pid::from_raw(pid).filter(|_| ours) else {
+        return;
+    };
     tracing::warn!(pid = pid.as_raw_nonzero().get(), "stopping a nats-server left over from an earlier run");
     let _ = kill_process(pid, Signal::TERM);
     for _ in 0..200 {
@@ -217,10 +224,12 @@ mod tests {
         let pid = first.child.as_ref().unwrap().id().unwrap();
         std::mem::forget(first);
         let second = EmbeddedNats::start(dir.path(), "nats-server").await.unwrap();
-        assert!(!Path::new(&format!("/proc/{pid}/cmdline")).exists() || {
-            // a zombie until reaped by nobody: check it is not running
-            std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default().contains(" Z ")
-        });
+        assert!(
+            !Path::new(&format!("/proc/{pid}/cmdline")).exists() || {
+                // a zombie until reaped by nobody: check it is not running
+                std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default().contains(" Z ")
+            }
+        );
         second.stop().await;
     }
 }

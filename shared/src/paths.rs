@@ -28,9 +28,7 @@ impl PathMap {
     pub fn parse(spec: &str) -> Result<Self, String> {
         let mut rules = Vec::new();
         for pair in spec.split(';').map(str::trim).filter(|p| !p.is_empty()) {
-            let (from, to) = pair
-                .split_once('=')
-                .ok_or_else(|| format!("expected from=to, got {pair:?}"))?;
+            let (from, to) = pair.split_once('=').ok_or_else(|| format!("expected from=to, got {pair:?}"))?;
             let (from, to) = (normalize(from), normalize(to));
             if from.is_empty() || to.is_empty() {
                 return Err(format!("empty side in {pair:?}"));
@@ -86,39 +84,40 @@ pub fn episode_numbers(path: &str) -> Vec<crate::events::arr::EpisodeRef> {
     let mut i = 0;
     while i < b.len() {
         let boundary = i == 0 || !b[i - 1].is_ascii_alphanumeric();
-        if boundary && b[i] == b's' {
-            if let Some((season, mut j)) = digits(i + 1) {
-                let mut eps = Vec::new();
-                loop {
-                    let k = if b.get(j) == Some(&b'-') && b.get(j + 1) == Some(&b'e') { j + 1 } else { j };
-                    if b.get(k) != Some(&b'e') {
-                        break;
-                    }
-                    let Some((ep, next)) = digits(k + 1) else { break };
-                    eps.push(EpisodeRef { season, episode: ep });
-                    j = next;
+        if boundary
+            && b[i] == b's'
+            && let Some((season, mut j)) = digits(i + 1)
+        {
+            let mut eps = Vec::new();
+            loop {
+                let k = if b.get(j) == Some(&b'-') && b.get(j + 1) == Some(&b'e') { j + 1 } else { j };
+                if b.get(k) != Some(&b'e') {
+                    break;
                 }
-                if !eps.is_empty() {
-                    // A range S01E02-E04 means E02, E03 and E04.
-                    if eps.len() == 2 && name[..j].contains("-e") && eps[1].episode > eps[0].episode + 1 {
-                        let (first, last) = (eps[0].episode, eps[1].episode);
-                        eps = (first..=last).map(|e| EpisodeRef { season, episode: e }).collect();
-                    }
-                    found = eps;
-                    i = j;
-                    continue;
-                }
+                let Some((ep, next)) = digits(k + 1) else { break };
+                eps.push(EpisodeRef { season, episode: ep });
+                j = next;
             }
-        }
-        if boundary && b[i].is_ascii_digit() {
-            if let Some((season, j)) = digits(i)
-                && b.get(j) == Some(&b'x')
-                && let Some((ep, next)) = digits(j + 1)
-            {
-                found = vec![EpisodeRef { season, episode: ep }];
-                i = next;
+            if !eps.is_empty() {
+                // A range S01E02-E04 means E02, E03 and E04.
+                if eps.len() == 2 && name[..j].contains("-e") && eps[1].episode > eps[0].episode + 1 {
+                    let (first, last) = (eps[0].episode, eps[1].episode);
+                    eps = (first..=last).map(|e| EpisodeRef { season, episode: e }).collect();
+                }
+                found = eps;
+                i = j;
                 continue;
             }
+        }
+        if boundary
+            && b[i].is_ascii_digit()
+            && let Some((season, j)) = digits(i)
+            && b.get(j) == Some(&b'x')
+            && let Some((ep, next)) = digits(j + 1)
+        {
+            found = vec![EpisodeRef { season, episode: ep }];
+            i = next;
+            continue;
         }
         i += 1;
     }

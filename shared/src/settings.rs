@@ -35,44 +35,114 @@ const fn s(
 
 /// Every setting, in the order `docs/configuration.md` documents them.
 pub const SETTINGS: &[Setting] = &[
-    s("NATS_URL", None, false, "all",
-      "NATS server URL (JetStream enabled). Unset: `status-tracker` starts its own `nats-server -js` child with its store under `TRACKER_DATA_DIR/nats`."),
-    s("NATS_SERVER_BIN", Some("nats-server"), false, "all-in-one",
-      "The `nats-server` executable used for the embedded server when `NATS_URL` is unset."),
-    s("TRACKER_LISTEN", Some("0.0.0.0:8100"), false, "ingress, dashboard",
-      "Address of the HTTP listener (webhooks, pages, API). In the all-in-one mode one listener serves everything."),
-    s("TRACKER_DATA_DIR", Some("./data"), false, "correlator, all-in-one",
-      "Directory for the SQLite database (`tracker.db`) and the embedded NATS store."),
-    s("TRACKER_WEBHOOK_TOKEN", None, true, "ingress",
-      "When set, every `/hooks/*` call must carry this token as a bearer token, a Basic-auth password or `?token=`."),
-    s("TRACKER_MAX_BODY_BYTES", Some("1048576"), false, "ingress",
-      "Largest webhook body accepted; larger ones are answered 413."),
-    s("TRACKER_PATH_MAP", None, false, "correlator",
-      "Path prefixes that name the same folder in different containers, `from=to` pairs separated by `;` (e.g. `/downloads=/data/torrents;/tv=/data/media/tv`)."),
-    s("TRACKER_ORPHAN_TTL", Some("7d"), false, "correlator",
-      "How long an event whose request is not known yet is kept waiting for it."),
-    s("QBIT_URL", None, false, "poller",
-      "qBittorrent Web UI URL, e.g. `http://qbittorrent:8080`. Unset: the poller stays idle."),
+    s(
+        "NATS_URL",
+        None,
+        false,
+        "all",
+        "NATS server URL (JetStream enabled). Unset: `status-tracker` starts its own `nats-server -js` child with its store under `TRACKER_DATA_DIR/nats`.",
+    ),
+    s(
+        "NATS_SERVER_BIN",
+        Some("nats-server"),
+        false,
+        "all-in-one",
+        "The `nats-server` executable used for the embedded server when `NATS_URL` is unset.",
+    ),
+    s(
+        "TRACKER_LISTEN",
+        Some("0.0.0.0:8100"),
+        false,
+        "ingress, dashboard",
+        "Address of the HTTP listener (webhooks, pages, API). In the all-in-one mode one listener serves everything.",
+    ),
+    s(
+        "TRACKER_DATA_DIR",
+        Some("./data"),
+        false,
+        "correlator, all-in-one",
+        "Directory for the SQLite database (`tracker.db`) and the embedded NATS store.",
+    ),
+    s(
+        "TRACKER_WEBHOOK_TOKEN",
+        None,
+        true,
+        "ingress",
+        "When set, every `/hooks/*` call must carry this token as a bearer token, a Basic-auth password or `?token=`.",
+    ),
+    s(
+        "TRACKER_MAX_BODY_BYTES",
+        Some("1048576"),
+        false,
+        "ingress",
+        "Largest webhook body accepted; larger ones are answered 413.",
+    ),
+    s(
+        "TRACKER_PATH_MAP",
+        None,
+        false,
+        "correlator",
+        "Path prefixes that name the same folder in different containers, `from=to` pairs separated by `;` (e.g. `/downloads=/data/torrents;/tv=/data/media/tv`).",
+    ),
+    s(
+        "TRACKER_ORPHAN_TTL",
+        Some("7d"),
+        false,
+        "correlator",
+        "How long an event whose request is not known yet is kept waiting for it.",
+    ),
+    s(
+        "QBIT_URL",
+        None,
+        false,
+        "poller",
+        "qBittorrent Web UI URL, e.g. `http://qbittorrent:8080`. Unset: the poller stays idle.",
+    ),
     s("QBIT_USERNAME", Some("admin"), false, "poller", "qBittorrent Web UI user."),
     s("QBIT_PASSWORD", None, true, "poller", "qBittorrent Web UI password."),
-    s("QBIT_POLL_INTERVAL", Some("2s"), false, "poller",
-      "Time between two `sync/maindata` polls while tracked torrents are active."),
-    s("SHOKO_URL", None, false, "shoko-bridge",
-      "Shoko Server URL, e.g. `http://shoko:8111`. Unset: the bridge stays idle."),
+    s(
+        "QBIT_POLL_INTERVAL",
+        Some("2s"),
+        false,
+        "poller",
+        "Time between two `sync/maindata` polls while tracked torrents are active.",
+    ),
+    s(
+        "SHOKO_URL",
+        None,
+        false,
+        "shoko-bridge",
+        "Shoko Server URL, e.g. `http://shoko:8111`. Unset: the bridge stays idle.",
+    ),
     s("SHOKO_API_KEY", None, true, "shoko-bridge", "Shoko API key (sent as `apikey`)."),
     s("SONARR_URL", None, false, "correlator", "Sonarr URL, for retries and queue checks."),
     s("SONARR_API_KEY", None, true, "correlator", "Sonarr API key."),
     s("RADARR_URL", None, false, "correlator", "Radarr URL, for retries and queue checks."),
     s("RADARR_API_KEY", None, true, "correlator", "Radarr API key."),
-    s("JELLYFIN_URL", None, false, "correlator",
-      "Jellyfin URL, used to resolve episodes to their series and to verify availability."),
+    s(
+        "JELLYFIN_URL",
+        None,
+        false,
+        "correlator",
+        "Jellyfin URL, used to resolve episodes to their series and to verify availability.",
+    ),
     s("JELLYFIN_API_KEY", None, true, "correlator", "Jellyfin API key."),
-    s("JELLYFIN_PUBLIC_URL", None, false, "correlator",
-      "Jellyfin URL as requesters reach it, for \"Watch now\" links. Default: the `ServerUrl` Jellyfin sends, else `JELLYFIN_URL`."),
+    s(
+        "JELLYFIN_PUBLIC_URL",
+        None,
+        false,
+        "correlator",
+        "Jellyfin URL as requesters reach it, for \"Watch now\" links. Default: the `ServerUrl` Jellyfin sends, else `JELLYFIN_URL`.",
+    ),
     s("JELLYSEERR_URL", None, false, "correlator", "Jellyseerr/Overseerr URL."),
     s("JELLYSEERR_API_KEY", None, true, "correlator", "Jellyseerr/Overseerr API key."),
-    s("OTEL_EXPORTER_OTLP_ENDPOINT", None, false, "all",
-      "OTLP/HTTP endpoint for traces (e.g. `http://jaeger:4318`). Unset: no export."),
+    s(
+        "OTEL_EXPORTER_OTLP_ENDPOINT",
+        None,
+        false,
+        "all",
+        "OTLP/HTTP endpoint for traces (e.g. `http://jaeger:4318`). Unset: no export.",
+    ),
     s("TRACKER_LOG_FORMAT", Some("text"), false, "all", "`text` or `json` (one JSON object per line)."),
     s("RUST_LOG", Some("info"), false, "all", "Log filter, e.g. `info,correlator=debug`."),
 ];
@@ -211,7 +281,7 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         "d" => n * 86400.0,
         other => return Err(format!("unknown unit {other:?} (use ms, s, m, h or d)")),
     };
-    if !secs.is_finite() || secs < 0.0 || secs > 1e9 {
+    if !secs.is_finite() || !(0.0..=1e9).contains(&secs) {
         return Err(format!("duration out of range: {s:?}"));
     }
     Ok(Duration::from_secs_f64(secs))
@@ -285,5 +355,39 @@ mod tests {
     #[should_panic(expected = "not declared")]
     fn undeclared_settings_are_a_bug() {
         Env::default().get("NOT_A_SETTING");
+    }
+}
+
+/// The settings table of `docs/configuration.md`, rendered from [`SETTINGS`].
+pub fn markdown_table() -> String {
+    let mut out = String::from("| variable | default | used by | meaning |\n|---|---|---|---|\n");
+    for s in SETTINGS {
+        let default = match (s.default, s.secret) {
+            (Some(d), _) => format!("`{d}`"),
+            (None, true) => "unset (secret)".to_owned(),
+            (None, false) => "unset".to_owned(),
+        };
+        out.push_str(&format!("| `{}` | {} | {} | {} |\n", s.name, default, s.used_by, s.doc));
+    }
+    out
+}
+
+#[cfg(test)]
+mod doc_tests {
+    /// `docs/configuration.md` must carry the table of every setting, as the code declares
+    /// them. Run with `UPDATE_DOCS=1` to rewrite the table in place.
+    #[test]
+    fn configuration_doc_lists_every_setting() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/configuration.md");
+        let doc = std::fs::read_to_string(path).expect("docs/configuration.md");
+        let table = super::markdown_table();
+        let (begin, end) = ("<!-- settings:begin -->\n", "<!-- settings:end -->");
+        let start = doc.find(begin).expect("settings:begin marker") + begin.len();
+        let stop = doc.find(end).expect("settings:end marker");
+        if std::env::var_os("UPDATE_DOCS").is_some() {
+            std::fs::write(path, format!("{}{table}{}", &doc[..start], &doc[stop..])).unwrap();
+            return;
+        }
+        assert_eq!(&doc[start..stop], table, "docs/configuration.md is out of date: run UPDATE_DOCS=1 cargo test -p shared");
     }
 }

@@ -33,14 +33,8 @@ pub enum Source {
 }
 
 impl Source {
-    pub const ALL: [Source; 6] = [
-        Self::Jellyseerr,
-        Self::Sonarr,
-        Self::Radarr,
-        Self::Qbittorrent,
-        Self::Shoko,
-        Self::Jellyfin,
-    ];
+    pub const ALL: [Source; 6] =
+        [Self::Jellyseerr, Self::Sonarr, Self::Radarr, Self::Qbittorrent, Self::Shoko, Self::Jellyfin];
 
     pub fn as_str(self) -> &'static str {
         match self {

@@ -1,1 +1,116 @@
-//! stub
+//! Correlator: the only writer of state. It consumes every fact on `media.>`, ties it to a
+//! request, applies the lifecycle, commits to SQLite, and publishes the request's new state on
+//! `tracker.request.<id>.<state>`. It answers `tracker.query.*` for the dashboard.
+
+mod consumer;
+pub mod correlate;
+pub mod lifecycle;
+mod queries;
+pub mod store;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use shared::Bus;
+use shared::health::{HealthCell, HealthStatus};
+use shared::paths::PathMap;
+use shared::settings::{Env, SettingError};
+use time::OffsetDateTime;
+use tokio_util::sync::CancellationToken;
+
+pub use correlate::Processor;
+pub use store::Store;
+
+/// Correlator configuration.
+#[derive(Debug, Clone)]
+pub struct CorrelatorSettings {
+    /// The SQLite file: `TRACKER_DATA_DIR/tracker.db`.
+    pub database: PathBuf,
+    pub path_map: PathMap,
+    pub orphan_ttl: Duration,
+    /// `JELLYFIN_PUBLIC_URL`, for "Watch now" links.
+    pub public_jellyfin: Option<String>,
+}
+
+impl CorrelatorSettings {
+    pub fn from_env(env: &Env) -> Result<Self, SettingError> {
+        let dir = PathBuf::from(env.get("TRACKER_DATA_DIR").unwrap_or_else(|| "./data".into()));
+        let path_map = match env.get("TRACKER_PATH_MAP") {
+            None => PathMap::default(),
+            Some(spec) => PathMap::parse(&spec).map_err(|problem| SettingError {
+                name: "TRACKER_PATH_MAP",
+                value: spec.clone(),
+                problem,
+            })?,
+        };
+        Ok(Self {
+            database: dir.join("tracker.db"),
+            path_map,
+            orphan_ttl: env.duration("TRACKER_ORPHAN_TTL")?.unwrap_or(Duration::from_secs(7 * 86400)),
+            public_jellyfin: env.get("JELLYFIN_PUBLIC_URL").map(|u| u.trim_end_matches('/').to_owned()),
+        })
+    }
+}
+
+/// A built correlator, ready to run.
+pub struct Correlator {
+    bus: Bus,
+    store: Store,
+    processor: Arc<Processor>,
+    settings: CorrelatorSettings,
+    health: HealthCell,
+}
+
+impl Correlator {
+    /// Opens the database (running migrations) and declares the streams.
+    pub async fn build(settings: CorrelatorSettings, bus: Bus) -> anyhow::Result<Self> {
+        let store = Store::open(&settings.database).await?;
+        bus.ensure_streams().await?;
+        let processor =
+            Arc::new(Processor::new(settings.path_map.clone(), settings.orphan_ttl, settings.public_jellyfin.clone()));
+        Ok(Self { bus, store, processor, settings, health: HealthCell::new("correlator", HealthStatus::Ok) })
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    pub fn health(&self) -> HealthCell {
+        self.health.clone()
+    }
+
+    /// Runs until `cancel` fires: consumers, queries, housekeeping and health answers.
+    pub async fn run(self, cancel: CancellationToken) -> anyhow::Result<()> {
+        let Self { bus, store, processor, settings, health } = self;
+        let queries =
+            tokio::spawn(queries::serve(bus.clone(), store.clone(), settings.public_jellyfin.clone(), cancel.clone()));
+        let health_task = tokio::spawn(health.clone().serve(bus.clone(), cancel.clone()));
+        let housekeeping = tokio::spawn(housekeeping(store.clone(), health, cancel.clone()));
+        consumer::run(bus.clone(), store.clone(), processor, cancel.clone()).await;
+        for task in [queries, health_task, housekeeping] {
+            if let Ok(Err(error)) = task.await {
+                tracing::warn!(%error, "correlator task ended with an error");
+            }
+        }
+        store.close().await;
+        Ok(())
+    }
+}
+
+/// Every minute: drop orphans whose time is up, refresh the health figures.
+async fn housekeeping(store: Store, health: HealthCell, cancel: CancellationToken) -> anyhow::Result<()> {
+    let mut tick = tokio::time::interval(Duration::from_secs(60));
+    loop {
+        tokio::select! {
+            _ = cancel.cancelled() => return Ok(()),
+            _ = tick.tick() => {}
+        }
+        let mut conn = store.pool().acquire().await?;
+        let expired = store::expire_orphans(&mut conn, OffsetDateTime::now_utc()).await?;
+        if expired > 0 {
+            tracing::info!(expired, "orphaned events expired without their request showing up");
+        }
+        health.set_detail("orphans_waiting", store::orphan_count(&mut conn).await?);
+    }
+}

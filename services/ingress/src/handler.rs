@@ -43,7 +43,9 @@ pub(crate) async fn hook(
     let parsed = payload::decode(content_type, &body).and_then(|p| Ok((adapter.parse(&p)?, p.value)));
     let (fact, raw) = match parsed {
         Ok(parsed) => parsed,
-        Err(e) => return ingress.reject(source, &headers, &body, StatusCode::BAD_REQUEST, e.to_string()).await,
+        Err(e) => {
+            return ingress.reject(source, &headers, &body, StatusCode::BAD_REQUEST, e.to_string()).await;
+        }
     };
     ingress.publish(fact, raw, &body).await
 }
@@ -78,7 +80,10 @@ impl Ingress {
             }
             Err(e) => {
                 tracing::error!(%source, %subject, error = %e, "webhook not stored: event bus unavailable");
-                error(StatusCode::SERVICE_UNAVAILABLE, "event bus unavailable; the event was not stored, retry later".into())
+                error(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "event bus unavailable; the event was not stored, retry later".into(),
+                )
             }
         }
     }
@@ -114,10 +119,12 @@ impl Ingress {
         let fact = Fact::Rejected(rejected);
         let subject = fact.subject();
         let id = content_id(&format!("rejected-{source}"), &[reason.as_bytes(), body]);
-        let envelope = Envelope::new(id, format!("/status-tracker/ingress/{source}"), &subject, EventData {
-            event: fact,
-            raw: None,
-        });
+        let envelope = Envelope::new(
+            id,
+            format!("/status-tracker/ingress/{source}"),
+            &subject,
+            EventData { event: fact, raw: None },
+        );
         if let Err(e) = self.bus.publish_event(&subject, &envelope).await {
             tracing::error!(%source, error = %e, "rejected webhook could not be kept on NATS");
         }

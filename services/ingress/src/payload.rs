@@ -20,9 +20,9 @@ pub struct Payload {
 impl Payload {
     /// The body's top-level object, or an error naming what was there instead.
     pub fn object(&self) -> Result<&Map<String, Value>, ParseError> {
-        self.value.as_object().ok_or_else(|| {
-            ParseError::new(format!("expected a JSON object, got {}", kind_of(&self.value)))
-        })
+        self.value
+            .as_object()
+            .ok_or_else(|| ParseError::new(format!("expected a JSON object, got {}", kind_of(&self.value))))
     }
 }
 
@@ -35,10 +35,8 @@ pub fn decode(content_type: Option<&str>, bytes: &[u8]) -> Result<Payload, Parse
     if trimmed.is_empty() {
         return Err(ParseError::new("empty body"));
     }
-    let mime = content_type
-        .and_then(|ct| ct.split(';').next())
-        .map(|m| m.trim().to_ascii_lowercase())
-        .unwrap_or_default();
+    let mime =
+        content_type.and_then(|ct| ct.split(';').next()).map(|m| m.trim().to_ascii_lowercase()).unwrap_or_default();
     let unquoted = strip_shell_quotes(trimmed);
     let looks_json = unquoted.starts_with('{') || unquoted.starts_with('[');
     if mime == "application/x-www-form-urlencoded" && !looks_json {

@@ -41,10 +41,9 @@ impl ArrMedia {
     pub fn key(&self) -> Option<String> {
         match self.media_type {
             MediaType::Movie => self.tmdb_id.map(|id| format!("tmdb:{id}")),
-            MediaType::Tv => self
-                .tvdb_id
-                .map(|id| format!("tvdb:{id}"))
-                .or_else(|| self.tmdb_id.map(|id| format!("tmdb:{id}"))),
+            MediaType::Tv => {
+                self.tvdb_id.map(|id| format!("tvdb:{id}")).or_else(|| self.tmdb_id.map(|id| format!("tmdb:{id}")))
+            }
         }
     }
 }
@@ -198,7 +197,9 @@ pub enum ArrEvent {
     /// The "Test" button of the connection.
     Test,
     /// An event type status-tracker does not use (yet); stored so a replay can use it later.
-    Other { event_type: String },
+    Other {
+        event_type: String,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

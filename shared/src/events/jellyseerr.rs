@@ -28,8 +28,7 @@ pub enum Notification {
 
 impl Notification {
     pub fn parse(s: &str) -> Self {
-        serde_json::from_value(serde_json::Value::String(s.trim().to_ascii_uppercase()))
-            .unwrap_or(Self::Unknown)
+        serde_json::from_value(serde_json::Value::String(s.trim().to_ascii_uppercase())).unwrap_or(Self::Unknown)
     }
 }
 

@@ -8,7 +8,9 @@ use shared::ids::DownloadId;
 use super::ObjExt;
 
 pub fn release(obj: Option<&Map<String, Value>>) -> Release {
-    let Some(r) = obj else { return Release::default() };
+    let Some(r) = obj else {
+        return Release::default();
+    };
     Release {
         quality: r.str_of("quality"),
         release_title: r.str_of("releaseTitle").or_else(|| r.str_of("title")),

@@ -2,8 +2,8 @@
 //! `docs/setup/jellyfin.md` (snake_case keys) or "Send All Properties" (PascalCase keys,
 //! `Provider_tmdb`…). Sent as `text/plain` unless configured; `{{Name}}` may be HTML-encoded.
 
-use shared::events::jellyfin::{JellyfinEvent, normalize_item_id};
 use shared::events::Fact;
+use shared::events::jellyfin::{JellyfinEvent, normalize_item_id};
 use shared::subjects::Source;
 
 use super::{Adapter, ObjExt, ParseError};
@@ -61,7 +61,6 @@ impl Adapter for Jellyfin {
 fn small(n: Option<u64>) -> Option<u32> {
     n.and_then(|n| u32::try_from(n).ok())
 }
-
 
 #[cfg(test)]
 mod tests {

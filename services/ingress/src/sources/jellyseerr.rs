@@ -66,8 +66,7 @@ impl Adapter for Jellyseerr {
             }
             if parsed.media_type.is_none() {
                 // Older templates lack media_type; a TVDB id means a series.
-                parsed.media_type =
-                    Some(if parsed.tvdb_id.is_some() { MediaType::Tv } else { MediaType::Movie });
+                parsed.media_type = Some(if parsed.tvdb_id.is_some() { MediaType::Tv } else { MediaType::Movie });
             }
         }
         Ok(Fact::Jellyseerr(parsed))

@@ -39,13 +39,8 @@ pub trait Adapter: Send + Sync {
 }
 
 /// Every webhook source. Shoko has no webhooks: the shoko-bridge reads its SignalR hub.
-pub static ADAPTERS: &[&dyn Adapter] = &[
-    &jellyseerr::Jellyseerr,
-    &radarr::Radarr,
-    &sonarr::Sonarr,
-    &qbittorrent::Qbittorrent,
-    &jellyfin::Jellyfin,
-];
+pub static ADAPTERS: &[&dyn Adapter] =
+    &[&jellyseerr::Jellyseerr, &radarr::Radarr, &sonarr::Sonarr, &qbittorrent::Qbittorrent, &jellyfin::Jellyfin];
 
 pub fn adapter(source: Source) -> Option<&'static dyn Adapter> {
     ADAPTERS.iter().copied().find(|a| a.source() == source)

@@ -22,14 +22,18 @@ impl Adapter for Radarr {
 
     fn parse(&self, payload: &Payload) -> Result<Fact, ParseError> {
         let root = payload.object()?;
-        let event_type =
-            root.str_of("eventType").ok_or_else(|| ParseError::missing("eventType", "Radarr webhook"))?;
+        let event_type = root.str_of("eventType").ok_or_else(|| ParseError::missing("eventType", "Radarr webhook"))?;
         if let Some(event) = arr::media_free_event(&event_type, root) {
             return Ok(Fact::Radarr(event));
         }
         let known = matches!(
             event_type.as_str(),
-            "Grab" | "Download" | "MovieAdded" | "MovieDelete" | "MovieFileDelete" | "Rename"
+            "Grab"
+                | "Download"
+                | "MovieAdded"
+                | "MovieDelete"
+                | "MovieFileDelete"
+                | "Rename"
                 | "ManualInteractionRequired"
         );
         if !known {

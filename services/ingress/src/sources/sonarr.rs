@@ -24,14 +24,18 @@ impl Adapter for Sonarr {
 
     fn parse(&self, payload: &Payload) -> Result<Fact, ParseError> {
         let root = payload.object()?;
-        let event_type =
-            root.str_of("eventType").ok_or_else(|| ParseError::missing("eventType", "Sonarr webhook"))?;
+        let event_type = root.str_of("eventType").ok_or_else(|| ParseError::missing("eventType", "Sonarr webhook"))?;
         if let Some(event) = arr::media_free_event(&event_type, root) {
             return Ok(Fact::Sonarr(event));
         }
         let known = matches!(
             event_type.as_str(),
-            "Grab" | "Download" | "SeriesAdd" | "SeriesDelete" | "EpisodeFileDelete" | "Rename"
+            "Grab"
+                | "Download"
+                | "SeriesAdd"
+                | "SeriesDelete"
+                | "EpisodeFileDelete"
+                | "Rename"
                 | "ManualInteractionRequired"
         );
         if !known {
@@ -177,8 +181,7 @@ mod tests {
 
     #[test]
     fn per_file_download_and_import_complete_are_told_apart() {
-        let ArrEvent::Download { file, episodes, .. } = parse("sonarr/webhook_download_dan_da_dan_s01e01.json")
-        else {
+        let ArrEvent::Download { file, episodes, .. } = parse("sonarr/webhook_download_dan_da_dan_s01e01.json") else {
             panic!("per-file import")
         };
         assert_eq!(episodes, vec![EpisodeRef { season: 1, episode: 1 }]);
@@ -222,9 +225,7 @@ mod tests {
             "episodes":[{"id":1,"episodeNumber":5,"seasonNumber":2,"title":"x"}],
             "release":{"quality":"HDTV-720p","qualityVersion":1,"size":123},"downloadClient":"qBit","downloadId":"ABCDEFABCDEFABCDEFABCDEFABCDEFABCDEFABCD"}"#;
         let payload = crate::payload::decode(None, body).unwrap();
-        let Fact::Sonarr(ArrEvent::Grab { media, episodes, .. }) = Sonarr.parse(&payload).unwrap() else {
-            panic!()
-        };
+        let Fact::Sonarr(ArrEvent::Grab { media, episodes, .. }) = Sonarr.parse(&payload).unwrap() else { panic!() };
         assert_eq!(media.tvdb_id, Some(TvdbId(81189)));
         assert_eq!(media.year, None);
         assert_eq!(episodes, vec![EpisodeRef { season: 2, episode: 5 }]);

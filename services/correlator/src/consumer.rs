@@ -1,0 +1,225 @@
+//! The correlator's consumers: durable pull consumers on `MEDIA` and `MEDIA_PROGRESS`, fed
+//! into one loop that applies messages in batches, one SQLite transaction per batch, and
+//! acknowledges only after the commit. Then the outbox is published.
+//!
+//! A message that cannot be decoded is terminated (it stays in the stream) and logged; a
+//! database error rolls the batch back and retries its messages one by one, so one bad
+//! message never blocks the others.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_nats::jetstream::consumer::{AckPolicy, DeliverPolicy, pull};
+use async_nats::jetstream::{self, AckKind};
+use futures_util::StreamExt;
+use shared::Bus;
+use shared::events::MediaEnvelope;
+use shared::subjects;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::correlate::{Outcome, Processor};
+use crate::store::{self, Store};
+
+/// Most messages applied in one transaction.
+const MAX_BATCH: usize = 256;
+
+/// Consumes until `cancel` fires; returns after the last batch is committed and acked.
+pub(crate) async fn run(bus: Bus, store: Store, processor: Arc<Processor>, cancel: CancellationToken) {
+    let (tx, mut rx) = mpsc::channel::<jetstream::Message>(4 * MAX_BATCH);
+    let feeds = [
+        (subjects::STREAM_MEDIA, subjects::CONSUMER_CORRELATOR, subjects::MEDIA_ALL, DeliverPolicy::All),
+        (
+            subjects::STREAM_MEDIA_PROGRESS,
+            subjects::CONSUMER_CORRELATOR_PROGRESS,
+            subjects::QBIT_PROGRESS_ALL,
+            DeliverPolicy::LastPerSubject,
+        ),
+    ];
+    let stop_feeds = CancellationToken::new();
+    let mut tasks = Vec::new();
+    for (stream, durable, filter, deliver) in feeds {
+        let consumer = ConsumerSpec { stream, durable, filter, deliver };
+        tasks.push(tokio::spawn(feed(bus.clone(), consumer, tx.clone(), stop_feeds.clone())));
+    }
+    drop(tx);
+    publish_outbox(&bus, &store).await;
+    loop {
+        let first = tokio::select! {
+            _ = cancel.cancelled() => break,
+            m = rx.recv() => match m { Some(m) => m, None => break },
+        };
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(m) => batch.push(m),
+                Err(_) => break,
+            }
+        }
+        handle_batch(&store, &processor, batch).await;
+        publish_outbox(&bus, &store).await;
+    }
+    // Stop pulling; messages already delivered but not processed are redelivered later.
+    stop_feeds.cancel();
+    for t in tasks {
+        drop(t.await);
+    }
+}
+
+struct ConsumerSpec {
+    stream: &'static str,
+    durable: &'static str,
+    filter: &'static str,
+    deliver: DeliverPolicy,
+}
+
+/// Pulls from one durable consumer forever, recreating it after errors (NATS restarts…).
+async fn feed(bus: Bus, spec: ConsumerSpec, tx: mpsc::Sender<jetstream::Message>, cancel: CancellationToken) {
+    let mut delay = Duration::from_millis(200);
+    let stream_name = spec.stream;
+    loop {
+        let result = async {
+            let stream = bus.js.get_stream(spec.stream).await?;
+            let consumer: jetstream::consumer::Consumer<pull::Config> = stream
+                .get_or_create_consumer(
+                    spec.durable,
+                    pull::Config {
+                        durable_name: Some(spec.durable.to_owned()),
+                        description: Some("status-tracker correlator".into()),
+                        ack_policy: AckPolicy::Explicit,
+                        ack_wait: Duration::from_secs(60),
+                        deliver_policy: spec.deliver,
+                        filter_subject: spec.filter.to_owned(),
+                        max_ack_pending: 20_000,
+                        ..Default::default()
+                    },
+                )
+                .await?;
+            let mut messages = consumer.messages().await?;
+            while let Some(msg) = tokio::select! { _ = cancel.cancelled() => None, m = messages.next() => m } {
+                if tx.send(msg?).await.is_err() {
+                    break;
+                }
+            }
+            anyhow::Ok(())
+        }
+        .await;
+        if cancel.is_cancelled() || tx.is_closed() {
+            return;
+        }
+        if let Err(error) = result {
+            tracing::warn!(stream = stream_name, %error, retry_in = ?delay, "consumer interrupted");
+        }
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = tokio::time::sleep(delay) => {}
+        }
+        delay = (delay * 2).min(Duration::from_secs(5));
+    }
+}
+
+enum Decoded {
+    Event(Box<MediaEnvelope>),
+    Poison(String),
+}
+
+fn decode(msg: &jetstream::Message) -> Decoded {
+    match serde_json::from_slice::<MediaEnvelope>(&msg.payload) {
+        Ok(env) => Decoded::Event(Box::new(env)),
+        Err(e) => Decoded::Poison(e.to_string()),
+    }
+}
+
+async fn handle_batch(store: &Store, processor: &Processor, batch: Vec<jetstream::Message>) {
+    let decoded: Vec<Decoded> = batch.iter().map(decode).collect();
+    match apply_all(store, processor, &batch, &decoded).await {
+        Ok(()) => {
+            for (msg, d) in batch.iter().zip(&decoded) {
+                ack(msg, matches!(d, Decoded::Poison(_))).await;
+            }
+        }
+        Err(error) => {
+            tracing::warn!(%error, size = batch.len(), "batch rolled back; applying its messages one by one");
+            for (msg, d) in batch.iter().zip(&decoded) {
+                let one = std::slice::from_ref(msg);
+                match apply_all(store, processor, one, std::slice::from_ref(d)).await {
+                    Ok(()) => ack(msg, matches!(d, Decoded::Poison(_))).await,
+                    Err(error) => {
+                        tracing::error!(subject = %msg.subject, %error, "event not applied; redelivery in 5 s");
+                        drop(msg.ack_with(AckKind::Nak(Some(Duration::from_secs(5)))).await);
+                    }
+                }
+            }
+        }
+    }
+}
+
+async fn apply_all(
+    store: &Store,
+    processor: &Processor,
+    batch: &[jetstream::Message],
+    decoded: &[Decoded],
+) -> store::Result<()> {
+    let mut tx = store.begin().await?;
+    for (msg, d) in batch.iter().zip(decoded) {
+        match d {
+            Decoded::Poison(error) => {
+                tracing::error!(subject = %msg.subject, %error, "undecodable message terminated (kept in the stream)");
+            }
+            Decoded::Event(env) => {
+                let outcome = processor.process(&mut tx, env, &msg.subject).await?;
+                match &outcome {
+                    Outcome::Ignored(why) => {
+                        tracing::debug!(event = %env.id, subject = %msg.subject, %why, "event ignored")
+                    }
+                    Outcome::Duplicate => {
+                        tracing::debug!(event = %env.id, "duplicate event skipped")
+                    }
+                    _ => {
+                        tracing::debug!(event = %env.id, subject = %msg.subject, outcome = %outcome.label(), "event applied")
+                    }
+                }
+            }
+        }
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
+async fn ack(msg: &jetstream::Message, poison: bool) {
+    let result = if poison { msg.ack_with(AckKind::Term).await } else { msg.ack().await };
+    if let Err(error) = result {
+        tracing::debug!(%error, "ack not sent; the message will be redelivered and skipped as a duplicate");
+    }
+}
+
+/// Publishes queued state messages to `TRACKER`, oldest first, and forgets them once
+/// JetStream has them. On failure they stay queued for the next round.
+pub(crate) async fn publish_outbox(bus: &Bus, store: &Store) {
+    loop {
+        let msgs = match store::outbox(store.pool(), 500).await {
+            Ok(m) if m.is_empty() => return,
+            Ok(m) => m,
+            Err(error) => return tracing::error!(%error, "cannot read the outbox"),
+        };
+        let mut pending = Vec::with_capacity(msgs.len());
+        for m in &msgs {
+            let headers = shared::bus::event_headers(&m.msg_id);
+            match bus.js.publish_with_headers(m.subject.clone(), headers, m.payload.clone().into()).await {
+                Ok(ack) => pending.push(ack),
+                Err(error) => {
+                    return tracing::warn!(%error, "state messages not published yet; will retry");
+                }
+            }
+        }
+        for ack in pending {
+            if let Err(error) = ack.await {
+                return tracing::warn!(%error, "state message not acknowledged; will retry");
+            }
+        }
+        let last = msgs.last().map(|m| m.id).unwrap_or_default();
+        if let Err(error) = store::delete_outbox(store.pool(), last).await {
+            return tracing::error!(%error, "cannot clear the outbox");
+        }
+    }
+}

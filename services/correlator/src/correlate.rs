@@ -1,0 +1,441 @@
+//! Correlation: which request a fact belongs to, applying it, and what to publish.
+//!
+//! Runs inside the caller's transaction, so the event id, the new state, the timeline entries
+//! and the messages to publish (outbox) commit together or not at all.
+
+use std::time::Duration;
+
+use serde::Serialize;
+use shared::envelope::Envelope;
+use shared::events::arr::ArrEvent;
+use shared::events::jellyseerr::Notification;
+use shared::events::qbittorrent::TorrentEvent;
+use shared::events::{Fact, MediaEnvelope, MediaType};
+use shared::ids::RequestId;
+use shared::model::{ProgressUpdate, RequestChange, RequestSummary, State, TimelineEntry};
+use shared::paths::{self, PathMap};
+use shared::subjects;
+use sqlx::SqliteConnection;
+use time::OffsetDateTime;
+
+use crate::lifecycle::{self, Context, Request};
+use crate::store::{self, Result};
+
+/// How long a request keeps absorbing a Jellyseerr request for the same media that it did
+/// not come from (a request auto-created from a grab, then Jellyseerr's webhook arriving).
+const ADOPT_WINDOW: time::Duration = time::Duration::days(1);
+
+/// What happened to one event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Applied to these requests.
+    Applied(Vec<RequestId>),
+    /// Kept until a request with one of these keys appears.
+    Orphaned(Vec<String>),
+    /// Changed nothing, and why.
+    Ignored(String),
+    /// Seen before (redelivery or duplicate): nothing done.
+    Duplicate,
+}
+
+impl Outcome {
+    pub fn label(&self) -> String {
+        match self {
+            Self::Applied(_) => "applied".into(),
+            Self::Orphaned(_) => "orphaned".into(),
+            Self::Ignored(why) => format!("ignored: {why}"),
+            Self::Duplicate => "duplicate".into(),
+        }
+    }
+}
+
+/// Where a fact goes.
+enum Target {
+    Existing(Vec<RequestId>),
+    New(Box<Request>),
+    Orphan(Vec<String>),
+    Ignore(String),
+}
+
+/// Applies facts to requests; holds the settings correlation needs.
+#[derive(Debug, Clone)]
+pub struct Processor {
+    pub ctx: Context,
+    pub orphan_ttl: Duration,
+    pub public_jellyfin: Option<String>,
+}
+
+impl Processor {
+    pub fn new(path_map: PathMap, orphan_ttl: Duration, public_jellyfin: Option<String>) -> Self {
+        Self { ctx: Context { path_map }, orphan_ttl, public_jellyfin }
+    }
+
+    /// Processes one event exactly once.
+    pub async fn process(&self, conn: &mut SqliteConnection, env: &MediaEnvelope, subject: &str) -> Result<Outcome> {
+        if store::is_processed(conn, &env.id).await? {
+            return Ok(Outcome::Duplicate);
+        }
+        let outcome = self.process_unchecked(conn, env).await?;
+        store::mark_processed(conn, &env.id, subject, &outcome.label()).await?;
+        Ok(outcome)
+    }
+
+    async fn process_unchecked(&self, conn: &mut SqliteConnection, env: &MediaEnvelope) -> Result<Outcome> {
+        let fact = &env.data.event;
+        let at = env.time;
+        let ids = match resolve(conn, fact, at, &self.ctx.path_map).await? {
+            Target::Ignore(why) => return Ok(Outcome::Ignored(why)),
+            Target::Orphan(keys) => {
+                let text = serde_json::to_string(env).map_err(|e| store::StoreError::Corrupt(e.to_string()))?;
+                let expires = OffsetDateTime::now_utc() + self.orphan_ttl;
+                for key in &keys {
+                    store::add_orphan(conn, &env.id, key, &text, expires).await?;
+                }
+                tracing::debug!(event = %env.id, ?keys, "event waits for its request");
+                return Ok(Outcome::Orphaned(keys));
+            }
+            Target::Existing(ids) => {
+                let mut loaded = Vec::with_capacity(ids.len());
+                for id in ids {
+                    if let Some(req) = store::load(conn, id).await? {
+                        loaded.push((Some(req.clone()), req));
+                    }
+                }
+                loaded
+            }
+            Target::New(mut req) => {
+                req.trace_id = env.traceparent.as_deref().and_then(trace_id_of);
+                vec![(None, *req)]
+            }
+        };
+        let mut applied = Vec::new();
+        let mut new_keys = Vec::new();
+        let mut ignored = None;
+        for (before, mut req) in ids {
+            let result = lifecycle::apply(&mut req, fact, at, &self.ctx);
+            if result.timeline.is_empty() && before.as_ref() == Some(&req) {
+                ignored = result.ignored.or(ignored);
+                continue;
+            }
+            let summary = self.summary(&req);
+            new_keys.extend(store::save(conn, &mut req, &summary).await?);
+            store::add_timeline(conn, req.id, &result.timeline, Some(&env.id)).await?;
+            self.publish_changes(conn, before.as_ref(), &req, summary, &result.timeline, &env.id).await?;
+            applied.push(req.id);
+        }
+        // Keys that just appeared may be what earlier events were waiting for.
+        for key in new_keys {
+            for (event_id, text) in store::take_orphans(conn, &key).await? {
+                let Ok(orphan) = serde_json::from_str::<MediaEnvelope>(&text) else {
+                    tracing::warn!(%event_id, "stored orphan is unreadable; dropped");
+                    continue;
+                };
+                tracing::debug!(%event_id, %key, "applying an event that waited for its request");
+                let outcome = Box::pin(self.process_unchecked(conn, &orphan)).await?;
+                store::mark_processed(conn, &event_id, &orphan.kind, &format!("{} (late)", outcome.label())).await?;
+            }
+        }
+        Ok(match (applied.is_empty(), ignored) {
+            (false, _) => Outcome::Applied(applied),
+            (true, Some(why)) => Outcome::Ignored(why),
+            (true, None) => Outcome::Ignored("no change".into()),
+        })
+    }
+
+    fn summary(&self, req: &Request) -> RequestSummary {
+        let mut s = req.summary();
+        s.watch_url = req.watch.as_ref().and_then(|w| lifecycle::watch_url(w, self.public_jellyfin.as_deref()));
+        s
+    }
+
+    /// Queues `tracker.request.<id>.<state>` (or `.updated`) and `.progress` as needed.
+    async fn publish_changes(
+        &self,
+        conn: &mut SqliteConnection,
+        before: Option<&Request>,
+        req: &Request,
+        summary: RequestSummary,
+        added: &[TimelineEntry],
+        event_id: &str,
+    ) -> Result<()> {
+        let previous = before.map(|b| self.summary(b));
+        let state_changed = previous.as_ref().is_none_or(|p| p.state != summary.state);
+        let progress_changed = previous.as_ref().is_none_or(|p| progress_key(p) != progress_key(&summary));
+        let other_changed = !added.is_empty() || previous.as_ref().is_none_or(|p| stable(p) != stable(&summary));
+        if state_changed || other_changed {
+            let timeline = store::timeline(conn, req.id).await?;
+            let mut detail = req.detail(timeline, self.public_jellyfin.as_deref());
+            detail.summary = summary.clone();
+            let change = RequestChange {
+                request: detail,
+                previous_state: previous.as_ref().map(|p| p.state),
+                event_id: Some(event_id.to_owned()),
+                timeline_added: added.to_vec(),
+            };
+            let verb = if state_changed { summary.state.as_str() } else { "updated" };
+            let subject = subjects::request_state(req.id, verb);
+            queue(conn, &subject, &format!("{event_id}:{}:{verb}", req.id), req.id, &change).await?;
+        }
+        if progress_changed {
+            let update = ProgressUpdate {
+                id: req.id,
+                state: summary.state,
+                progress: summary.progress,
+                dlspeed: summary.dlspeed,
+                eta: summary.eta,
+                stalled: summary.stalled,
+                reason: summary.reason.clone(),
+                downloads: req.detail(Vec::new(), None).downloads,
+            };
+            let subject = subjects::request_progress(req.id);
+            queue(conn, &subject, &format!("{event_id}:{}:progress", req.id), req.id, &update).await?;
+        }
+        Ok(())
+    }
+}
+
+async fn queue<T: Serialize>(
+    conn: &mut SqliteConnection,
+    subject: &str,
+    msg_id: &str,
+    id: RequestId,
+    data: &T,
+) -> Result<()> {
+    let envelope = Envelope::new(msg_id.to_owned(), "/status-tracker/correlator", subject, data)
+        .with_subject(Some(format!("request:{id}")));
+    let payload = serde_json::to_vec(&envelope).map_err(|e| store::StoreError::Corrupt(e.to_string()))?;
+    store::push_outbox(conn, subject, msg_id, &payload).await
+}
+
+fn progress_key(s: &RequestSummary) -> (u64, u64, Option<u64>, bool, Option<String>) {
+    ((s.progress * 10_000.0) as u64, s.dlspeed, s.eta, s.stalled, s.reason.clone())
+}
+
+/// The summary without what changes every progress tick.
+fn stable(s: &RequestSummary) -> RequestSummary {
+    RequestSummary { progress: 0.0, dlspeed: 0, eta: None, updated_at: OffsetDateTime::UNIX_EPOCH, ..s.clone() }
+}
+
+/// The trace id (32 hex) of a W3C `traceparent`.
+fn trace_id_of(traceparent: &str) -> Option<String> {
+    traceparent.split('-').nth(1).filter(|t| t.len() == 32).map(str::to_owned)
+}
+
+// ---------------------------------------------------------------- resolution ---
+
+async fn resolve(conn: &mut SqliteConnection, fact: &Fact, at: OffsetDateTime, path_map: &PathMap) -> Result<Target> {
+    Ok(match fact {
+        Fact::Jellyseerr(e) => {
+            let Some(media_type) = e.media_type else {
+                return Ok(Target::Ignore("Jellyseerr notification without media".into()));
+            };
+            let keys = media_keys(media_type, e.tmdb_id.map(|i| i.0), e.tvdb_id.map(|i| i.0), None);
+            let is_issue = matches!(
+                e.notification,
+                Notification::IssueCreated
+                    | Notification::IssueComment
+                    | Notification::IssueResolved
+                    | Notification::IssueReopened
+            );
+            if is_issue {
+                return Ok(match candidates(conn, &keys).await?.first() {
+                    Some(req) => Target::Existing(vec![req.id]),
+                    None => Target::Ignore("issue about media that no request tracks".into()),
+                });
+            }
+            if matches!(
+                e.notification,
+                Notification::TestNotification | Notification::Unknown | Notification::MediaAutoRequested
+            ) {
+                return Ok(Target::Ignore("Jellyseerr notification that does not concern a request".into()));
+            }
+            if let Some(id) = e.request_id
+                && let Some(found) = store::find_by_key(conn, &format!("jellyseerr:{id}")).await?.first()
+            {
+                return Ok(Target::Existing(vec![*found]));
+            }
+            let adoptable = candidates(conn, &keys).await?.into_iter().find(|r| {
+                r.jellyseerr_id.is_none()
+                    && r.archived_at.is_none()
+                    && (!r.state().is_finished() || (r.created_at - at).abs() < ADOPT_WINDOW)
+                    && seasons_overlap(&r.requested_seasons, &e.requested_seasons)
+            });
+            match adoptable {
+                Some(r) => Target::Existing(vec![r.id]),
+                None => {
+                    let title = e.title.clone().unwrap_or_else(|| "Unknown title".into());
+                    Target::New(Box::new(Request::new(media_type, title, "jellyseerr", at)))
+                }
+            }
+        }
+        Fact::Radarr(e) | Fact::Sonarr(e) => resolve_arr(conn, fact.source().as_str(), e, at).await?,
+        Fact::Qbittorrent(e) => {
+            let key = format!("dl:{}", e.hash());
+            let found = store::find_by_key(conn, &key).await?;
+            match (found.is_empty(), e) {
+                (false, _) => Target::Existing(found),
+                (true, TorrentEvent::Finished(_)) => Target::Orphan(vec![key]),
+                (true, TorrentEvent::Progress(_)) => Target::Ignore("progress of a torrent no request tracks".into()),
+            }
+        }
+        Fact::Shoko(e) => {
+            let mut keys: Vec<String> = e
+                .path
+                .iter()
+                .chain(e.previous_path.iter())
+                .flat_map(|p| path_map.aliases(p))
+                .map(|p| format!("path:{p}"))
+                .collect();
+            keys.dedup();
+            for key in &keys {
+                let found = store::find_by_key(conn, key).await?;
+                if !found.is_empty() {
+                    return Ok(Target::Existing(found));
+                }
+            }
+            let name_key = format!("file:{}", paths::file_name(&e.relative_path));
+            let found = store::find_by_key(conn, &name_key).await?;
+            if !found.is_empty() {
+                return Ok(Target::Existing(found));
+            }
+            keys.push(name_key);
+            Target::Orphan(keys)
+        }
+        Fact::Jellyfin(e) => {
+            if e.notification_type != "ItemAdded" {
+                return Ok(Target::Ignore("Jellyfin notification other than ItemAdded".into()));
+            }
+            match e.item_type.as_deref() {
+                Some("Movie") => {
+                    let keys = media_keys(MediaType::Movie, e.tmdb_id, None, e.imdb_id.as_deref());
+                    match best(candidates(conn, &keys).await?) {
+                        Some(id) => Target::Existing(vec![id]),
+                        None => Target::Orphan(keys),
+                    }
+                }
+                Some(kind @ ("Episode" | "Season" | "Series")) => {
+                    let (tmdb, tvdb) =
+                        if kind == "Series" { (e.tmdb_id, e.tvdb_id) } else { (e.series_tmdb_id, e.series_tvdb_id) };
+                    let mut keys = media_keys(MediaType::Tv, tmdb, tvdb, None);
+                    if let Some(name) = e.series_name.as_deref().or(e.name.as_deref().filter(|_| kind == "Series")) {
+                        keys.push(format!("series:{}", lifecycle::fold_title(name)));
+                    }
+                    let season = e.season;
+                    let found: Vec<Request> = candidates(conn, &keys)
+                        .await?
+                        .into_iter()
+                        .filter(|r| match season {
+                            Some(s) => r.requested_seasons.is_empty() || r.requested_seasons.contains(&s),
+                            None => true,
+                        })
+                        .collect();
+                    match best(found) {
+                        Some(id) => Target::Existing(vec![id]),
+                        None => Target::Orphan(keys),
+                    }
+                }
+                _ => Target::Ignore("Jellyfin item of a kind no request tracks".into()),
+            }
+        }
+        Fact::Rejected(r) => Target::Ignore(format!("rejected {} input: {}", r.from, r.reason)),
+    })
+}
+
+async fn resolve_arr(conn: &mut SqliteConnection, source: &str, e: &ArrEvent, at: OffsetDateTime) -> Result<Target> {
+    let Some(media) = e.media() else {
+        return Ok(Target::Ignore(match e {
+            ArrEvent::Test => "test event".into(),
+            _ => "event about the application, not a request".into(),
+        }));
+    };
+    let download_id = match e {
+        ArrEvent::Grab { download_id, .. }
+        | ArrEvent::Download { download_id, .. }
+        | ArrEvent::ImportComplete { download_id, .. }
+        | ArrEvent::ManualInteractionRequired { download_id, .. } => download_id.as_ref(),
+        _ => None,
+    };
+    if let Some(id) = download_id {
+        let found = store::find_by_key(conn, &format!("dl:{}", id.key())).await?;
+        if !found.is_empty() {
+            return Ok(Target::Existing(found));
+        }
+    }
+    let keys =
+        media_keys(media.media_type, media.tmdb_id.map(|i| i.0), media.tvdb_id.map(|i| i.0), media.imdb_id.as_deref());
+    let seasons: Vec<u32> = match e {
+        ArrEvent::Grab { episodes, .. }
+        | ArrEvent::Download { episodes, .. }
+        | ArrEvent::ImportComplete { episodes, .. }
+        | ArrEvent::ManualInteractionRequired { episodes, .. }
+        | ArrEvent::FileDelete { episodes, .. } => episodes.iter().map(|e| e.season).collect(),
+        _ => Vec::new(),
+    };
+    let found: Vec<Request> = candidates(conn, &keys)
+        .await?
+        .into_iter()
+        .filter(|r| {
+            r.requested_seasons.is_empty()
+                || seasons.is_empty()
+                || seasons.iter().any(|s| r.requested_seasons.contains(s))
+        })
+        .collect();
+    if let Some(id) = best(found) {
+        return Ok(Target::Existing(vec![id]));
+    }
+    Ok(match e {
+        ArrEvent::Grab { .. } | ArrEvent::Download { .. } | ArrEvent::ImportComplete { .. } => {
+            Target::New(Box::new(Request::new(media.media_type, media.title.clone(), source, at)))
+        }
+        ArrEvent::MediaAdded { .. } | ArrEvent::ManualInteractionRequired { .. } => Target::Orphan(keys),
+        _ => Target::Ignore(format!("no request tracks {}", media.title)),
+    })
+}
+
+/// Keys of a film or series: `movie:tmdb:…`, `tv:tvdb:…` (TMDB's film and TV ids are
+/// different namespaces, so the media type is part of the key).
+fn media_keys(kind: MediaType, tmdb: Option<u64>, tvdb: Option<u64>, imdb: Option<&str>) -> Vec<String> {
+    let kind = kind.as_str();
+    let mut keys = Vec::new();
+    if let Some(id) = tvdb {
+        keys.push(format!("{kind}:tvdb:{id}"));
+    }
+    if let Some(id) = tmdb {
+        keys.push(format!("{kind}:tmdb:{id}"));
+    }
+    if let Some(id) = imdb.filter(|i| !i.is_empty()) {
+        keys.push(format!("{kind}:imdb:{}", id.to_ascii_lowercase()));
+    }
+    keys
+}
+
+/// Requests found by any of `keys`, newest first, each once.
+async fn candidates(conn: &mut SqliteConnection, keys: &[String]) -> Result<Vec<Request>> {
+    let mut ids = Vec::new();
+    for key in keys {
+        for id in store::find_by_key(conn, key).await? {
+            if !ids.contains(&id) {
+                ids.push(id);
+            }
+        }
+    }
+    let mut out = Vec::with_capacity(ids.len());
+    for id in ids {
+        if let Some(req) = store::load(conn, id).await? {
+            out.push(req);
+        }
+    }
+    out.sort_by_key(|r| std::cmp::Reverse((r.created_at, r.id)));
+    Ok(out)
+}
+
+/// The request a fact about media most likely concerns: the newest one still in progress,
+/// else the newest one.
+fn best(found: Vec<Request>) -> Option<RequestId> {
+    let open = found.iter().find(|r| r.archived_at.is_none() && !r.state().is_finished() || r.state() == State::Failed);
+    open.or(found.first()).map(|r| r.id)
+}
+
+fn seasons_overlap(a: &[u32], b: &[u32]) -> bool {
+    a.is_empty() || b.is_empty() || a.iter().any(|s| b.contains(s))
+}

@@ -1,0 +1,400 @@
+//! The lifecycle of a request, as data and pure functions.
+//!
+//! A [`Request`] is the aggregate the correlator keeps per request: request-level facts
+//! (who asked, ids, the stage Jellyseerr/Radarr/Sonarr told about), one [`Item`] per tracked
+//! unit (the film, or each episode of a series), and its [`Download`]s. [`apply`] folds one
+//! fact into it and returns the timeline entries it adds. Nothing here touches SQLite or NATS.
+//!
+//! Two rules make the result independent of arrival order:
+//! - every fact is *evidence* of a stage, and stages only go up (`max`), so a late fact adds
+//!   its timeline entry but never moves anything backward;
+//! - a failure counts only while no later evidence (by event time) contradicts it, so a
+//!   failure followed by a grab reads the same whichever arrives first.
+//!
+//! The request's visible state is derived ([`Request::state`]), never stored on its own, so
+//! it cannot disagree with its episodes.
+
+mod apply;
+mod text;
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use shared::events::MediaType;
+use shared::ids::{ArrId, JellyseerrRequestId, RequestId, TmdbId, TvdbId};
+use shared::model::{DownloadView, EpisodeCounts, EpisodeView, RequestDetail, RequestSummary, State, TimelineEntry};
+use time::OffsetDateTime;
+
+pub use apply::{Applied, Context, apply};
+pub use text::{episode_label, fold_title, human_bytes};
+
+/// The film (`FILM`) or one episode (season, episode).
+pub type ItemKey = (u32, u32);
+/// The item key of a film: a request for a film has exactly this one item.
+pub const FILM: ItemKey = (0, 0);
+
+/// A request as the correlator keeps it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Request {
+    /// 0 until the store inserts it.
+    pub id: RequestId,
+    pub media_type: MediaType,
+    pub title: String,
+    pub year: Option<i32>,
+    pub poster_url: Option<String>,
+    pub tmdb_id: Option<TmdbId>,
+    pub tvdb_id: Option<TvdbId>,
+    pub imdb_id: Option<String>,
+    pub arr_id: Option<ArrId>,
+    pub jellyseerr_id: Option<JellyseerrRequestId>,
+    pub requested_by: Option<String>,
+    pub requested_by_email: Option<String>,
+    pub is_anime: bool,
+    pub is_4k: bool,
+    /// `jellyseerr`, or `radarr`/`sonarr` for media grabbed without a Jellyseerr request.
+    pub source: String,
+    pub requested_seasons: Vec<u32>,
+    /// The furthest stage request-level evidence proves (Jellyseerr, *arr "added").
+    pub stage: State,
+    /// Failed, declined or cancelled, with why and when.
+    pub outcome: Option<Outcome>,
+    /// Time of the latest evidence that the pipeline is moving (clears a failure before it).
+    pub evidence_at: Option<OffsetDateTime>,
+    pub quality: Option<String>,
+    pub watch: Option<Watch>,
+    pub items: BTreeMap<ItemKey, Item>,
+    pub downloads: BTreeMap<String, Download>,
+    pub created_at: OffsetDateTime,
+    pub updated_at: OffsetDateTime,
+    pub archived_at: Option<OffsetDateTime>,
+    /// Trace that created the request (W3C trace id), for the journey link.
+    pub trace_id: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Outcome {
+    /// `Failed`, `Declined` or `Cancelled`.
+    pub state: State,
+    pub reason: Option<String>,
+    pub at: OffsetDateTime,
+}
+
+/// The film, or one episode.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Item {
+    pub stage: State,
+    pub download_id: Option<String>,
+    pub file_path: Option<String>,
+    /// Why this item is stuck (manual import needed, Shoko could not match…).
+    pub reason: Option<String>,
+    pub jellyfin_item_id: Option<String>,
+    pub updated_at: OffsetDateTime,
+}
+
+impl Item {
+    pub fn new(at: OffsetDateTime) -> Self {
+        Self {
+            stage: State::Indexed,
+            download_id: None,
+            file_path: None,
+            reason: None,
+            jellyfin_item_id: None,
+            updated_at: at,
+        }
+    }
+}
+
+/// One torrent (or usenet download) of a request.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Download {
+    /// `torrent` or `usenet`.
+    pub kind: String,
+    pub release_title: Option<String>,
+    pub quality: Option<String>,
+    pub indexer: Option<String>,
+    pub size: Option<u64>,
+    pub progress: f64,
+    pub dlspeed: u64,
+    pub eta: Option<u64>,
+    pub client_state: Option<String>,
+    pub stalled: Option<String>,
+    pub error: Option<String>,
+    pub finished: bool,
+    /// Grabbed to replace media that was already available.
+    pub upgrade: bool,
+    pub content_path: Option<String>,
+    pub updated_at: OffsetDateTime,
+}
+
+impl Download {
+    pub fn new(kind: &str, at: OffsetDateTime) -> Self {
+        Self {
+            kind: kind.to_owned(),
+            release_title: None,
+            quality: None,
+            indexer: None,
+            size: None,
+            progress: 0.0,
+            dlspeed: 0,
+            eta: None,
+            client_state: None,
+            stalled: None,
+            error: None,
+            finished: false,
+            upgrade: false,
+            content_path: None,
+            updated_at: at,
+        }
+    }
+}
+
+/// Where "Watch now" points.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Watch {
+    pub item_id: String,
+    pub server_id: Option<String>,
+    pub server_url: Option<String>,
+}
+
+impl Request {
+    pub fn new(media_type: MediaType, title: String, source: &str, at: OffsetDateTime) -> Self {
+        Self {
+            id: RequestId(0),
+            media_type,
+            title,
+            year: None,
+            poster_url: None,
+            tmdb_id: None,
+            tvdb_id: None,
+            imdb_id: None,
+            arr_id: None,
+            jellyseerr_id: None,
+            requested_by: None,
+            requested_by_email: None,
+            is_anime: false,
+            is_4k: false,
+            source: source.to_owned(),
+            requested_seasons: Vec::new(),
+            stage: State::Requested,
+            outcome: None,
+            evidence_at: None,
+            quality: None,
+            watch: None,
+            items: BTreeMap::new(),
+            downloads: BTreeMap::new(),
+            created_at: at,
+            updated_at: at,
+            archived_at: None,
+            trace_id: None,
+        }
+    }
+
+    /// The furthest stage on the happy path that the evidence proves: the request-level
+    /// stage, or the least advanced of its items (a series is as far as its slowest episode).
+    pub fn path_state(&self) -> State {
+        match self.items.values().map(|i| i.stage).min() {
+            Some(min_item) => min_item.max(self.stage),
+            None => self.stage,
+        }
+    }
+
+    /// What the request shows.
+    pub fn state(&self) -> State {
+        if let Some(o) = &self.outcome {
+            let sticky = matches!(o.state, State::Declined | State::Cancelled);
+            if sticky || self.evidence_at.is_none_or(|e| o.at >= e) {
+                return o.state;
+            }
+        }
+        if self.archived_at.is_some() {
+            return State::Completed;
+        }
+        self.path_state()
+    }
+
+    /// Downloads that count for progress: not upgrades of media already there.
+    fn active_downloads(&self) -> impl Iterator<Item = &Download> {
+        self.downloads.values().filter(|d| !d.upgrade)
+    }
+
+    /// Download progress over all downloads (weighted by size when known), 0–1.
+    pub fn progress(&self) -> f64 {
+        let state = self.path_state();
+        let downloads: Vec<&Download> = self.active_downloads().collect();
+        if downloads.is_empty() || state >= State::Downloaded {
+            return if state >= State::Downloaded { 1.0 } else { 0.0 };
+        }
+        let progress = |d: &Download| {
+            if d.finished { 1.0 } else { d.progress.clamp(0.0, 1.0) }
+        };
+        let sized: Vec<_> =
+            downloads.iter().filter_map(|d| d.size.filter(|s| *s > 0).map(|s| (s, progress(d)))).collect();
+        if sized.len() == downloads.len() {
+            let total: f64 = sized.iter().map(|(s, _)| *s as f64).sum();
+            sized.iter().map(|(s, p)| *s as f64 * p).sum::<f64>() / total
+        } else {
+            downloads.iter().map(|d| progress(d)).sum::<f64>() / downloads.len() as f64
+        }
+    }
+
+    fn unfinished(&self) -> impl Iterator<Item = &Download> {
+        self.active_downloads().filter(|d| !d.finished)
+    }
+
+    pub fn dlspeed(&self) -> u64 {
+        self.unfinished().map(|d| d.dlspeed).sum()
+    }
+
+    pub fn eta(&self) -> Option<u64> {
+        self.unfinished().filter_map(|d| d.eta).max()
+    }
+
+    /// A reason shown on the card: the failure, else what holds the request up.
+    pub fn reason(&self) -> Option<String> {
+        let state = self.state();
+        if let Some(o) = self.outcome.as_ref().filter(|o| o.state == state) {
+            return o.reason.clone();
+        }
+        self.stall_reason()
+    }
+
+    /// Why the request is held up, if it is: a stalled or failed download, or an item that
+    /// needs a person.
+    pub fn stall_reason(&self) -> Option<String> {
+        if self.state().is_finished() {
+            return None;
+        }
+        let download = self.unfinished().find_map(|d| d.error.clone().or_else(|| d.stalled.clone()));
+        download.or_else(|| self.items.values().filter(|i| i.stage < State::Available).find_map(|i| i.reason.clone()))
+    }
+
+    pub fn episode_counts(&self) -> Option<EpisodeCounts> {
+        (self.media_type == MediaType::Tv && !self.items.is_empty()).then(|| {
+            let count = |f: &dyn Fn(State) -> bool| self.items.values().filter(|i| f(i.stage)).count() as u32;
+            EpisodeCounts {
+                total: self.items.len() as u32,
+                downloading: count(&|s| s == State::Downloading),
+                downloaded: count(&|s| s >= State::Downloaded),
+                available: count(&|s| s >= State::Available),
+            }
+        })
+    }
+
+    /// Every key this request can be found by (see `docs/lifecycle.md`).
+    pub fn keys(&self) -> BTreeSet<String> {
+        let mut keys = BTreeSet::new();
+        let kind = self.media_type.as_str();
+        if let Some(id) = self.tmdb_id {
+            keys.insert(format!("{kind}:tmdb:{id}"));
+        }
+        if let Some(id) = self.tvdb_id {
+            keys.insert(format!("{kind}:tvdb:{id}"));
+        }
+        if let Some(id) = &self.imdb_id {
+            keys.insert(format!("{kind}:imdb:{}", id.to_ascii_lowercase()));
+        }
+        if let Some(id) = self.jellyseerr_id {
+            keys.insert(format!("jellyseerr:{id}"));
+        }
+        if self.media_type == MediaType::Tv {
+            keys.insert(format!("series:{}", text::fold_title(&self.title)));
+        }
+        for id in self.downloads.keys() {
+            keys.insert(format!("dl:{id}"));
+        }
+        for item in self.items.values() {
+            if let Some(p) = &item.file_path {
+                keys.insert(format!("path:{p}"));
+                keys.insert(format!("file:{}", shared::paths::file_name(p)));
+            }
+        }
+        keys
+    }
+
+    pub fn summary(&self) -> RequestSummary {
+        RequestSummary {
+            id: self.id,
+            title: self.title.clone(),
+            year: self.year,
+            media_type: self.media_type,
+            state: self.state(),
+            stalled: self.stall_reason().is_some(),
+            reason: self.reason(),
+            progress: self.progress(),
+            dlspeed: self.dlspeed(),
+            eta: self.eta(),
+            requested_by: self.requested_by.clone(),
+            tmdb_id: self.tmdb_id,
+            tvdb_id: self.tvdb_id,
+            imdb_id: self.imdb_id.clone(),
+            jellyseerr_id: self.jellyseerr_id,
+            arr_id: self.arr_id,
+            poster_url: self.poster_url.clone(),
+            is_anime: self.is_anime,
+            is_4k: self.is_4k,
+            source: self.source.clone(),
+            quality: self.quality.clone(),
+            watch_url: None,
+            requested_seasons: self.requested_seasons.clone(),
+            episodes_summary: self.episode_counts(),
+            created_at: self.created_at,
+            updated_at: self.updated_at,
+        }
+    }
+
+    /// The full view; `timeline` comes from the store (it is append-only and not kept here).
+    pub fn detail(&self, timeline: Vec<TimelineEntry>, public_jellyfin: Option<&str>) -> RequestDetail {
+        let mut summary = self.summary();
+        summary.watch_url = self.watch.as_ref().and_then(|w| watch_url(w, public_jellyfin));
+        let downloads = self
+            .downloads
+            .iter()
+            .map(|(id, d)| DownloadView {
+                download_id: id.clone(),
+                kind: d.kind.clone(),
+                release_title: d.release_title.clone(),
+                quality: d.quality.clone(),
+                indexer: d.indexer.clone(),
+                size: d.size,
+                progress: if d.finished { 1.0 } else { d.progress },
+                dlspeed: if d.finished { 0 } else { d.dlspeed },
+                eta: if d.finished { None } else { d.eta },
+                client_state: d.client_state.clone(),
+                stalled: d.stalled.clone(),
+                finished: d.finished,
+                episodes: self.items.values().filter(|i| i.download_id.as_deref() == Some(id)).count() as u32
+                    * u32::from(self.media_type == MediaType::Tv),
+            })
+            .collect();
+        let episodes = if self.media_type == MediaType::Tv {
+            self.items
+                .iter()
+                .map(|(&(season, episode), i)| EpisodeView {
+                    season,
+                    episode,
+                    state: i.stage,
+                    download_id: i.download_id.clone(),
+                    file_path: i.file_path.clone(),
+                    reason: i.reason.clone(),
+                    updated_at: i.updated_at,
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
+        RequestDetail { summary, downloads, episodes, timeline }
+    }
+}
+
+/// Jellyfin 10.9+ deep link; the public URL wins over what Jellyfin says about itself.
+pub fn watch_url(w: &Watch, public_jellyfin: Option<&str>) -> Option<String> {
+    let base = public_jellyfin.or(w.server_url.as_deref())?.trim_end_matches('/');
+    let mut url = format!("{base}/web/#/details?id={}", w.item_id);
+    if let Some(server) = &w.server_id {
+        url.push_str("&serverId=");
+        url.push_str(server);
+    }
+    Some(url)
+}
+
+#[cfg(test)]
+mod tests;

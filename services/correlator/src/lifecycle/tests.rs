@@ -1,0 +1,1 @@
+//! Table-driven tests of the lifecycle function (more scenario tests live in `tests/`).

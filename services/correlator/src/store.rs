@@ -1,0 +1,517 @@
+//! All SQL lives here. The correlator is the only writer; it works in one transaction per
+//! batch of events, and readers (queries from the dashboard) use their own connections, which
+//! WAL mode lets run beside the writer.
+
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use shared::events::MediaType;
+use shared::ids::{ArrId, JellyseerrRequestId, RequestId, TmdbId, TvdbId};
+use shared::model::{ListQuery, ListReply, RequestDetail, RequestSummary, State, TimelineEntry};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous};
+use sqlx::{QueryBuilder, Row, Sqlite, SqliteConnection, SqlitePool};
+use time::OffsetDateTime;
+
+use crate::lifecycle::{Download, Item, Outcome, Request, Watch};
+
+pub type Tx<'c> = sqlx::Transaction<'c, Sqlite>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database: {0}")]
+    Sql(#[from] sqlx::Error),
+    #[error("database migration: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("stored data is not valid: {0}")]
+    Corrupt(String),
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// The SQLite database of the correlator.
+#[derive(Debug, Clone)]
+pub struct Store {
+    pool: SqlitePool,
+}
+
+impl Store {
+    /// Opens (creating) the database at `path` in WAL mode and runs the migrations.
+    pub async fn open(path: &Path) -> Result<Self> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(|e| StoreError::Corrupt(format!("{}: {e}", dir.display())))?;
+        }
+        let options = SqliteConnectOptions::from_str("sqlite:")?
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            // NORMAL with WAL: a commit survives a process crash; only a power loss may take the
+            // last transactions, which the unacked JetStream messages then redeliver.
+            .synchronous(SqliteSynchronous::Normal)
+            .foreign_keys(true)
+            .busy_timeout(Duration::from_secs(10))
+            .pragma("cache_size", "-4096");
+        let pool = SqlitePoolOptions::new().max_connections(4).min_connections(1).connect_with(options).await?;
+        sqlx::migrate!("../../migrations").run(&pool).await?;
+        Ok(Self { pool })
+    }
+
+    pub fn pool(&self) -> &SqlitePool {
+        &self.pool
+    }
+
+    pub async fn begin(&self) -> Result<Tx<'static>> {
+        Ok(self.pool.begin().await?)
+    }
+
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+pub fn ts(t: OffsetDateTime) -> i64 {
+    i64::try_from(t.unix_timestamp_nanos()).unwrap_or(i64::MAX)
+}
+
+pub fn from_ts(n: i64) -> OffsetDateTime {
+    OffsetDateTime::from_unix_timestamp_nanos(i128::from(n)).unwrap_or(OffsetDateTime::UNIX_EPOCH)
+}
+
+fn state_of(s: &str) -> Result<State> {
+    State::parse(s).ok_or_else(|| StoreError::Corrupt(format!("unknown state {s:?}")))
+}
+
+// ------------------------------------------------------------------ events ---
+
+pub async fn is_processed(conn: &mut SqliteConnection, event_id: &str) -> Result<bool> {
+    let row =
+        sqlx::query("SELECT 1 FROM processed_events WHERE event_id = ?").bind(event_id).fetch_optional(conn).await?;
+    Ok(row.is_some())
+}
+
+pub async fn mark_processed(conn: &mut SqliteConnection, event_id: &str, subject: &str, outcome: &str) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO processed_events (event_id, subject, processed_at, outcome) VALUES (?, ?, ?, ?)
+         ON CONFLICT (event_id) DO UPDATE SET outcome = excluded.outcome",
+    )
+    .bind(event_id)
+    .bind(subject)
+    .bind(ts(OffsetDateTime::now_utc()))
+    .bind(outcome)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+// ---------------------------------------------------------------- requests ---
+
+/// Requests found by a key, newest first.
+pub async fn find_by_key(conn: &mut SqliteConnection, key: &str) -> Result<Vec<RequestId>> {
+    let rows = sqlx::query(
+        "SELECT r.id FROM request_keys k JOIN requests r ON r.id = k.request_id WHERE k.key = ? ORDER BY r.created_at DESC, r.id DESC",
+    )
+    .bind(key)
+    .fetch_all(conn)
+    .await?;
+    Ok(rows.iter().map(|r| RequestId(r.get(0))).collect())
+}
+
+pub async fn load(conn: &mut SqliteConnection, id: RequestId) -> Result<Option<Request>> {
+    let Some(row) = sqlx::query("SELECT * FROM requests WHERE id = ?").bind(id.0).fetch_optional(&mut *conn).await?
+    else {
+        return Ok(None);
+    };
+    let mut req = request_from_row(&row)?;
+    for row in sqlx::query("SELECT * FROM items WHERE request_id = ?").bind(id.0).fetch_all(&mut *conn).await? {
+        let key: (u32, u32) = (row.get::<i64, _>("season") as u32, row.get::<i64, _>("episode") as u32);
+        req.items.insert(
+            key,
+            Item {
+                stage: state_of(row.get("stage"))?,
+                download_id: row.get("download_id"),
+                file_path: row.get("file_path"),
+                reason: row.get("reason"),
+                jellyfin_item_id: row.get("jellyfin_item_id"),
+                updated_at: from_ts(row.get("updated_at")),
+            },
+        );
+    }
+    for row in sqlx::query("SELECT * FROM downloads WHERE request_id = ?").bind(id.0).fetch_all(&mut *conn).await? {
+        req.downloads.insert(
+            row.get("download_id"),
+            Download {
+                kind: row.get("kind"),
+                release_title: row.get("release_title"),
+                quality: row.get("quality"),
+                indexer: row.get("indexer"),
+                size: row.get::<Option<i64>, _>("size").map(|s| s as u64),
+                progress: row.get("progress"),
+                dlspeed: row.get::<i64, _>("dlspeed") as u64,
+                eta: row.get::<Option<i64>, _>("eta").map(|s| s as u64),
+                client_state: row.get("client_state"),
+                stalled: row.get("stalled"),
+                error: row.get("error"),
+                finished: row.get("finished"),
+                upgrade: row.get("upgrade"),
+                content_path: row.get("content_path"),
+                updated_at: from_ts(row.get("updated_at")),
+            },
+        );
+    }
+    Ok(Some(req))
+}
+
+fn request_from_row(row: &SqliteRow) -> Result<Request> {
+    let media_type =
+        MediaType::parse(row.get("media_type")).ok_or_else(|| StoreError::Corrupt("unknown media type".into()))?;
+    let outcome = match row.get::<Option<String>, _>("outcome_state") {
+        Some(s) => Some(Outcome {
+            state: state_of(&s)?,
+            reason: row.get("outcome_reason"),
+            at: from_ts(row.get::<Option<i64>, _>("outcome_at").unwrap_or(0)),
+        }),
+        None => None,
+    };
+    let watch = row.get::<Option<String>, _>("watch_item_id").map(|item_id| Watch {
+        item_id,
+        server_id: row.get("watch_server_id"),
+        server_url: row.get("watch_server_url"),
+    });
+    let seasons: String = row.get("requested_seasons");
+    Ok(Request {
+        id: RequestId(row.get("id")),
+        media_type,
+        title: row.get("title"),
+        year: row.get::<Option<i64>, _>("year").map(|y| y as i32),
+        poster_url: row.get("poster_url"),
+        tmdb_id: row.get::<Option<i64>, _>("tmdb_id").map(|v| TmdbId(v as u64)),
+        tvdb_id: row.get::<Option<i64>, _>("tvdb_id").map(|v| TvdbId(v as u64)),
+        imdb_id: row.get("imdb_id"),
+        arr_id: row.get::<Option<i64>, _>("arr_id").map(|v| ArrId(v as u64)),
+        jellyseerr_id: row.get::<Option<i64>, _>("jellyseerr_id").map(|v| JellyseerrRequestId(v as u64)),
+        requested_by: row.get("requested_by"),
+        requested_by_email: row.get("requested_by_email"),
+        is_anime: row.get("is_anime"),
+        is_4k: row.get("is_4k"),
+        source: row.get("source"),
+        requested_seasons: serde_json::from_str(&seasons).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+        stage: state_of(row.get("stage"))?,
+        outcome,
+        evidence_at: row.get::<Option<i64>, _>("evidence_at").map(from_ts),
+        quality: row.get("quality"),
+        watch,
+        items: Default::default(),
+        downloads: Default::default(),
+        created_at: from_ts(row.get("created_at")),
+        updated_at: from_ts(row.get("updated_at")),
+        archived_at: row.get::<Option<i64>, _>("archived_at").map(from_ts),
+        trace_id: row.get("trace_id"),
+    })
+}
+
+/// Inserts or updates the request with its items and downloads, and records its keys.
+/// Returns the keys that are new for this request (orphans may be waiting on them).
+pub async fn save(conn: &mut SqliteConnection, req: &mut Request, summary: &RequestSummary) -> Result<Vec<String>> {
+    let summary_json = serde_json::to_string(summary).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    let seasons = serde_json::to_string(&req.requested_seasons).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    let sql = if req.id.0 == 0 {
+        "INSERT INTO requests (media_type, title, year, poster_url, tmdb_id, tvdb_id, imdb_id, arr_id, jellyseerr_id,
+            requested_by, requested_by_email, is_anime, is_4k, source, requested_seasons, stage, outcome_state,
+            outcome_reason, outcome_at, evidence_at, quality, watch_item_id, watch_server_id, watch_server_url,
+            trace_id, created_at, updated_at, archived_at, state, summary, id)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL) RETURNING id"
+    } else {
+        "UPDATE requests SET media_type = ?, title = ?, year = ?, poster_url = ?, tmdb_id = ?, tvdb_id = ?, imdb_id = ?,
+            arr_id = ?, jellyseerr_id = ?, requested_by = ?, requested_by_email = ?, is_anime = ?, is_4k = ?, source = ?,
+            requested_seasons = ?, stage = ?, outcome_state = ?, outcome_reason = ?, outcome_at = ?, evidence_at = ?,
+            quality = ?, watch_item_id = ?, watch_server_id = ?, watch_server_url = ?, trace_id = ?, created_at = ?,
+            updated_at = ?, archived_at = ?, state = ?, summary = ?
+         WHERE id = ? RETURNING id"
+    };
+    let row = sqlx::query(sql)
+        .bind(req.media_type.as_str())
+        .bind(&req.title)
+        .bind(req.year)
+        .bind(&req.poster_url)
+        .bind(req.tmdb_id.map(|v| v.0 as i64))
+        .bind(req.tvdb_id.map(|v| v.0 as i64))
+        .bind(&req.imdb_id)
+        .bind(req.arr_id.map(|v| v.0 as i64))
+        .bind(req.jellyseerr_id.map(|v| v.0 as i64))
+        .bind(&req.requested_by)
+        .bind(&req.requested_by_email)
+        .bind(req.is_anime)
+        .bind(req.is_4k)
+        .bind(&req.source)
+        .bind(seasons)
+        .bind(req.stage.as_str())
+        .bind(req.outcome.as_ref().map(|o| o.state.as_str()))
+        .bind(req.outcome.as_ref().and_then(|o| o.reason.clone()))
+        .bind(req.outcome.as_ref().map(|o| ts(o.at)))
+        .bind(req.evidence_at.map(ts))
+        .bind(&req.quality)
+        .bind(req.watch.as_ref().map(|w| w.item_id.clone()))
+        .bind(req.watch.as_ref().and_then(|w| w.server_id.clone()))
+        .bind(req.watch.as_ref().and_then(|w| w.server_url.clone()))
+        .bind(&req.trace_id)
+        .bind(ts(req.created_at))
+        .bind(ts(req.updated_at))
+        .bind(req.archived_at.map(ts))
+        .bind(summary.state.as_str())
+        .bind(summary_json)
+        .bind((req.id.0 != 0).then_some(req.id.0))
+        .fetch_one(&mut *conn)
+        .await?;
+    req.id = RequestId(row.get(0));
+    for (&(season, episode), item) in &req.items {
+        sqlx::query(
+            "INSERT INTO items (request_id, season, episode, stage, download_id, file_path, reason, jellyfin_item_id, updated_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+             ON CONFLICT (request_id, season, episode) DO UPDATE SET stage = excluded.stage,
+               download_id = excluded.download_id, file_path = excluded.file_path, reason = excluded.reason,
+               jellyfin_item_id = excluded.jellyfin_item_id, updated_at = excluded.updated_at",
+        )
+        .bind(req.id.0)
+        .bind(season)
+        .bind(episode)
+        .bind(item.stage.as_str())
+        .bind(&item.download_id)
+        .bind(&item.file_path)
+        .bind(&item.reason)
+        .bind(&item.jellyfin_item_id)
+        .bind(ts(item.updated_at))
+        .execute(&mut *conn)
+        .await?;
+    }
+    for (id, d) in &req.downloads {
+        sqlx::query(
+            "INSERT INTO downloads (request_id, download_id, kind, release_title, quality, indexer, size, progress, dlspeed,
+               eta, client_state, stalled, error, finished, upgrade, content_path, updated_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+             ON CONFLICT (request_id, download_id) DO UPDATE SET kind = excluded.kind,
+               release_title = excluded.release_title, quality = excluded.quality, indexer = excluded.indexer,
+               size = excluded.size, progress = excluded.progress, dlspeed = excluded.dlspeed, eta = excluded.eta,
+               client_state = excluded.client_state, stalled = excluded.stalled, error = excluded.error,
+               finished = excluded.finished, upgrade = excluded.upgrade, content_path = excluded.content_path,
+               updated_at = excluded.updated_at",
+        )
+        .bind(req.id.0)
+        .bind(id)
+        .bind(&d.kind)
+        .bind(&d.release_title)
+        .bind(&d.quality)
+        .bind(&d.indexer)
+        .bind(d.size.map(|s| s as i64))
+        .bind(d.progress)
+        .bind(d.dlspeed as i64)
+        .bind(d.eta.map(|e| e as i64))
+        .bind(&d.client_state)
+        .bind(&d.stalled)
+        .bind(&d.error)
+        .bind(d.finished)
+        .bind(d.upgrade)
+        .bind(&d.content_path)
+        .bind(ts(d.updated_at))
+        .execute(&mut *conn)
+        .await?;
+    }
+    let mut added = Vec::new();
+    for key in req.keys() {
+        let done = sqlx::query("INSERT OR IGNORE INTO request_keys (key, request_id) VALUES (?, ?)")
+            .bind(&key)
+            .bind(req.id.0)
+            .execute(&mut *conn)
+            .await?;
+        if done.rows_affected() > 0 {
+            added.push(key);
+        }
+    }
+    Ok(added)
+}
+
+// ---------------------------------------------------------------- timeline ---
+
+pub async fn add_timeline(
+    conn: &mut SqliteConnection,
+    id: RequestId,
+    entries: &[TimelineEntry],
+    event_id: Option<&str>,
+) -> Result<()> {
+    for e in entries {
+        sqlx::query(
+            "INSERT INTO timeline (request_id, state, at, source, message, details, episode, late, event_id)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(id.0)
+        .bind(e.state.as_str())
+        .bind(ts(e.at))
+        .bind(&e.source)
+        .bind(&e.message)
+        .bind(e.details.to_string())
+        .bind(&e.episode)
+        .bind(e.late)
+        .bind(event_id)
+        .execute(&mut *conn)
+        .await?;
+    }
+    Ok(())
+}
+
+pub async fn timeline(conn: &mut SqliteConnection, id: RequestId) -> Result<Vec<TimelineEntry>> {
+    let rows =
+        sqlx::query("SELECT * FROM timeline WHERE request_id = ? ORDER BY at, id").bind(id.0).fetch_all(conn).await?;
+    rows.iter()
+        .map(|row| {
+            Ok(TimelineEntry {
+                state: state_of(row.get("state"))?,
+                at: from_ts(row.get("at")),
+                source: row.get("source"),
+                message: row.get("message"),
+                details: serde_json::from_str(row.get("details")).unwrap_or_default(),
+                episode: row.get("episode"),
+                late: row.get("late"),
+            })
+        })
+        .collect()
+}
+
+// ----------------------------------------------------------------- orphans ---
+
+pub async fn add_orphan(
+    conn: &mut SqliteConnection,
+    event_id: &str,
+    key: &str,
+    envelope: &str,
+    expires_at: OffsetDateTime,
+) -> Result<()> {
+    sqlx::query(
+        "INSERT OR IGNORE INTO orphans (event_id, key, envelope, received_at, expires_at) VALUES (?, ?, ?, ?, ?)",
+    )
+    .bind(event_id)
+    .bind(key)
+    .bind(envelope)
+    .bind(ts(OffsetDateTime::now_utc()))
+    .bind(ts(expires_at))
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Removes and returns the orphans waiting on `key` (each event once, oldest first).
+pub async fn take_orphans(conn: &mut SqliteConnection, key: &str) -> Result<Vec<(String, String)>> {
+    let rows = sqlx::query("SELECT event_id, envelope FROM orphans WHERE key = ? ORDER BY received_at")
+        .bind(key)
+        .fetch_all(&mut *conn)
+        .await?;
+    let mut out = Vec::with_capacity(rows.len());
+    for row in rows {
+        let event_id: String = row.get(0);
+        sqlx::query("DELETE FROM orphans WHERE event_id = ?").bind(&event_id).execute(&mut *conn).await?;
+        out.push((event_id, row.get(1)));
+    }
+    Ok(out)
+}
+
+pub async fn orphan_count(conn: &mut SqliteConnection) -> Result<i64> {
+    Ok(sqlx::query("SELECT COUNT(DISTINCT event_id) FROM orphans").fetch_one(conn).await?.get(0))
+}
+
+/// Drops orphans whose time is up; returns how many events were dropped.
+pub async fn expire_orphans(conn: &mut SqliteConnection, now: OffsetDateTime) -> Result<u64> {
+    let done = sqlx::query("DELETE FROM orphans WHERE expires_at < ?").bind(ts(now)).execute(conn).await?;
+    Ok(done.rows_affected())
+}
+
+// ------------------------------------------------------------------ outbox ---
+
+pub async fn push_outbox(conn: &mut SqliteConnection, subject: &str, msg_id: &str, payload: &[u8]) -> Result<()> {
+    sqlx::query("INSERT INTO outbox (subject, msg_id, payload) VALUES (?, ?, ?)")
+        .bind(subject)
+        .bind(msg_id)
+        .bind(payload)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+pub struct OutboxMessage {
+    pub id: i64,
+    pub subject: String,
+    pub msg_id: String,
+    pub payload: Vec<u8>,
+}
+
+pub async fn outbox(pool: &SqlitePool, limit: i64) -> Result<Vec<OutboxMessage>> {
+    let rows = sqlx::query("SELECT id, subject, msg_id, payload FROM outbox ORDER BY id LIMIT ?")
+        .bind(limit)
+        .fetch_all(pool)
+        .await?;
+    Ok(rows
+        .iter()
+        .map(|r| OutboxMessage { id: r.get(0), subject: r.get(1), msg_id: r.get(2), payload: r.get(3) })
+        .collect())
+}
+
+pub async fn delete_outbox(pool: &SqlitePool, up_to: i64) -> Result<()> {
+    sqlx::query("DELETE FROM outbox WHERE id <= ?").bind(up_to).execute(pool).await?;
+    Ok(())
+}
+
+// ----------------------------------------------------------------- queries ---
+
+pub async fn list(pool: &SqlitePool, q: &ListQuery) -> Result<ListReply> {
+    fn filters(b: &mut QueryBuilder<Sqlite>, q: &ListQuery) {
+        b.push(" WHERE 1 = 1");
+        if !q.states.is_empty() {
+            b.push(" AND state IN (");
+            let mut sep = b.separated(", ");
+            for s in &q.states {
+                sep.push_bind(s.as_str());
+            }
+            b.push(")");
+        }
+        if let Some(user) = &q.user {
+            b.push(" AND requested_by = ").push_bind(user).push(" COLLATE NOCASE");
+        }
+        if let Some(t) = q.media_type {
+            b.push(" AND media_type = ").push_bind(t.as_str());
+        }
+        if let Some(text) = q.q.as_deref().filter(|t| !t.trim().is_empty()) {
+            let escaped = text.trim().replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_");
+            b.push(" AND title LIKE ").push_bind(format!("%{escaped}%")).push(" ESCAPE '\\'");
+        }
+    }
+    let mut count = QueryBuilder::new("SELECT COUNT(*) FROM requests");
+    filters(&mut count, q);
+    let total: i64 = count.build().fetch_one(pool).await?.get(0);
+    let mut select = QueryBuilder::new("SELECT summary FROM requests");
+    filters(&mut select, q);
+    select.push(" ORDER BY updated_at DESC, id DESC LIMIT ").push_bind(i64::from(q.limit.unwrap_or(50).min(1000)));
+    select.push(" OFFSET ").push_bind(i64::from(q.offset.unwrap_or(0)));
+    let rows = select.build().fetch_all(pool).await?;
+    let requests = rows
+        .iter()
+        .map(|r| serde_json::from_str(r.get(0)).map_err(|e| StoreError::Corrupt(e.to_string())))
+        .collect::<Result<_>>()?;
+    Ok(ListReply { requests, total: total as u64 })
+}
+
+pub async fn detail(pool: &SqlitePool, id: RequestId, public_jellyfin: Option<&str>) -> Result<Option<RequestDetail>> {
+    let mut conn = pool.acquire().await?;
+    let Some(req) = load(&mut conn, id).await? else {
+        return Ok(None);
+    };
+    let timeline = timeline(&mut conn, id).await?;
+    Ok(Some(req.detail(timeline, public_jellyfin)))
+}
+
+/// Lower-case hashes of unfinished torrents of requests still in progress.
+pub async fn tracked_hashes(pool: &SqlitePool) -> Result<Vec<String>> {
+    let rows = sqlx::query(
+        "SELECT DISTINCT d.download_id FROM downloads d JOIN requests r ON r.id = d.request_id
+         WHERE d.kind = 'torrent' AND d.finished = 0 AND r.state NOT IN ('available', 'completed', 'failed', 'declined', 'cancelled')",
+    )
+    .fetch_all(pool)
+    .await?;
+    Ok(rows.iter().map(|r| r.get(0)).collect())
+}

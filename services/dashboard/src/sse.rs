@@ -1,0 +1,205 @@
+//! Live updates: `/api/sse`.
+//!
+//! One NATS subscription on `tracker.request.>` feeds a broadcast hub; every SSE client reads
+//! from it, so a change is decoded once however many browsers watch. Each event has an id
+//! `<epoch>-<seq>`; a client that reconnects with `Last-Event-ID` gets what it missed from a
+//! ring of recent events, or a `resync` event telling it to reload when the gap is too old
+//! (or the dashboard restarted).
+
+use std::collections::VecDeque;
+use std::convert::Infallible;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::extract::{Query, State};
+use axum::http::HeaderMap;
+use axum::response::sse::{Event, KeepAlive, Sse};
+use futures_util::{Stream, StreamExt, stream};
+use serde::Deserialize;
+use serde_json::Value;
+use shared::Bus;
+use tokio::sync::broadcast;
+use tokio_util::sync::CancellationToken;
+
+use crate::Dashboard;
+
+/// Recent events kept for clients that reconnect.
+const RING: usize = 2048;
+/// Heartbeat interval (the contract says at most 15 s).
+const KEEP_ALIVE: Duration = Duration::from_secs(10);
+
+/// One change, ready to send.
+#[derive(Debug)]
+pub struct SseMessage {
+    pub seq: u64,
+    pub request_id: i64,
+    /// `request` (a state or other change, data = `RequestChange`) or `progress`
+    /// (data = `ProgressUpdate`).
+    pub event: &'static str,
+    pub data: String,
+}
+
+/// Fans request changes out to SSE clients.
+#[derive(Debug)]
+pub struct Hub {
+    tx: broadcast::Sender<Arc<SseMessage>>,
+    ring: Mutex<VecDeque<Arc<SseMessage>>>,
+    seq: AtomicU64,
+    epoch: u64,
+    clients: AtomicUsize,
+}
+
+impl Default for Hub {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Hub {
+    pub fn new() -> Self {
+        let epoch = time::OffsetDateTime::now_utc().unix_timestamp_nanos() as u64 / 1_000_000;
+        Self {
+            tx: broadcast::channel(1024).0,
+            ring: Mutex::new(VecDeque::with_capacity(RING)),
+            seq: AtomicU64::new(0),
+            epoch,
+            clients: AtomicUsize::new(0),
+        }
+    }
+
+    pub fn clients(&self) -> usize {
+        self.clients.load(Ordering::Relaxed)
+    }
+
+    pub fn publish(&self, request_id: i64, event: &'static str, data: String) {
+        let mut ring = self.ring.lock().unwrap_or_else(|e| e.into_inner());
+        let seq = self.seq.fetch_add(1, Ordering::Relaxed) + 1;
+        let msg = Arc::new(SseMessage { seq, request_id, event, data });
+        if ring.len() == RING {
+            ring.pop_front();
+        }
+        ring.push_back(msg.clone());
+        // Sent under the lock so that ring order and broadcast order agree.
+        drop(self.tx.send(msg));
+    }
+
+    /// Events after `last` (an id this hub gave out), or `None` if they are no longer kept.
+    /// Also gives the newest sequence number at that moment.
+    fn since(&self, last: &str) -> Option<(Vec<Arc<SseMessage>>, u64)> {
+        let (epoch, seq) = last.split_once('-')?;
+        let (epoch, seq): (u64, u64) = (epoch.parse().ok()?, seq.parse().ok()?);
+        if epoch != self.epoch {
+            return None;
+        }
+        let ring = self.ring.lock().unwrap_or_else(|e| e.into_inner());
+        let newest = self.seq.load(Ordering::Relaxed);
+        let oldest = ring.front().map_or(newest + 1, |m| m.seq);
+        (seq + 1 >= oldest).then(|| (ring.iter().filter(|m| m.seq > seq).cloned().collect(), newest))
+    }
+
+    fn event(&self, m: &SseMessage) -> Event {
+        Event::default().id(format!("{}-{}", self.epoch, m.seq)).event(m.event).data(&m.data)
+    }
+
+    /// Subscribes to `tracker.request.>` and publishes every change until `cancel` fires.
+    pub async fn follow(self: Arc<Self>, bus: Bus, cancel: CancellationToken) -> anyhow::Result<()> {
+        let mut sub = bus.client.subscribe(shared::subjects::REQUEST_ALL).await?;
+        loop {
+            let msg = tokio::select! {
+                _ = cancel.cancelled() => return Ok(()),
+                m = sub.next() => match m { Some(m) => m, None => return Ok(()) },
+            };
+            let mut parts = msg.subject.as_str().split('.').skip(2);
+            let (Some(id), Some(verb)) = (parts.next().and_then(|i| i.parse().ok()), parts.next()) else {
+                continue;
+            };
+            let data = match serde_json::from_slice::<Value>(&msg.payload) {
+                Ok(mut envelope) => envelope["data"].take(),
+                Err(error) => {
+                    tracing::warn!(subject = %msg.subject, %error, "undecodable request change skipped");
+                    continue;
+                }
+            };
+            let event = if verb == "progress" { "progress" } else { "request" };
+            self.publish(id, event, data.to_string());
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+pub(crate) struct SseParams {
+    /// Only changes of this request.
+    request: Option<i64>,
+}
+
+struct ClientGuard(Arc<Hub>);
+
+impl Drop for ClientGuard {
+    fn drop(&mut self) {
+        self.0.clients.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+pub(crate) async fn stream(
+    State(d): State<Dashboard>,
+    Query(p): Query<SseParams>,
+    headers: HeaderMap,
+) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
+    let hub = d.hub.clone();
+    hub.clients.fetch_add(1, Ordering::Relaxed);
+    let guard = ClientGuard(hub.clone());
+    let rx = hub.tx.subscribe();
+    let wanted = move |m: &SseMessage| p.request.is_none_or(|r| r == m.request_id);
+    let last = headers.get("last-event-id").and_then(|v| v.to_str().ok());
+    // Broadcast messages up to this sequence were replayed already (or are not wanted).
+    let mut skip_up_to = 0;
+    let first: Vec<Event> = match last {
+        None => vec![Event::default().event("hello").data(format!(r#"{{"epoch":{}}}"#, hub.epoch))],
+        Some(last) => match hub.since(last) {
+            Some((missed, newest)) => {
+                skip_up_to = newest;
+                missed.iter().filter(|m| wanted(m)).map(|m| hub.event(m)).collect()
+            }
+            None => vec![Event::default().event("resync").data("{}")],
+        },
+    };
+    let live = stream::unfold((rx, guard), move |(mut rx, guard)| async move {
+        loop {
+            match rx.recv().await {
+                Ok(m) if m.seq > skip_up_to && wanted(&m) => {
+                    let event = guard.0.event(&m);
+                    return Some((Ok(event), (rx, guard)));
+                }
+                Ok(_) => continue,
+                Err(broadcast::error::RecvError::Lagged(_)) => {
+                    return Some((Ok(Event::default().event("resync").data("{}")), (rx, guard)));
+                }
+                Err(broadcast::error::RecvError::Closed) => return None,
+            }
+        }
+    });
+    Sse::new(stream::iter(first.into_iter().map(Ok)).chain(live)).keep_alive(KeepAlive::new().interval(KEEP_ALIVE))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reconnecting_clients_get_what_they_missed_or_a_resync() {
+        let hub = Hub::new();
+        for i in 0..5 {
+            hub.publish(i, "request", format!("{{\"n\":{i}}}"));
+        }
+        let (missed, newest) = hub.since(&format!("{}-3", hub.epoch)).unwrap();
+        assert_eq!(newest, 5);
+        assert_eq!(missed.iter().map(|m| m.seq).collect::<Vec<_>>(), vec![4, 5]);
+        assert!(hub.since("1-3").is_none(), "another epoch means a restart: resync");
+        assert!(hub.since("garbage").is_none());
+        for i in 0..(RING as i64 + 10) {
+            hub.publish(i, "progress", "{}".into());
+        }
+        assert!(hub.since(&format!("{}-3", hub.epoch)).is_none(), "too old: resync");
+    }
+}

@@ -1,0 +1,135 @@
+//! Composes the services' libraries into a running process: NATS (embedded or not), the
+//! HTTP listener, the service loops, and one shutdown path for Ctrl-C and SIGTERM.
+
+use std::path::PathBuf;
+
+use anyhow::Context as _;
+use axum::Router;
+use shared::nats_server::EmbeddedNats;
+use shared::{Bus, Env};
+use tokio::net::TcpListener;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+/// Which services this process runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    All,
+    Ingress,
+    Correlator,
+    Dashboard,
+}
+
+impl Mode {
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "all" => Self::All,
+            "ingress" => Self::Ingress,
+            "correlator" => Self::Correlator,
+            "dashboard" => Self::Dashboard,
+            _ => return None,
+        })
+    }
+
+    fn runs(self, service: Mode) -> bool {
+        self == Mode::All || self == service
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Self::All => "status-tracker",
+            Self::Ingress => "ingress",
+            Self::Correlator => "correlator",
+            Self::Dashboard => "dashboard",
+        }
+    }
+}
+
+pub async fn run(mode: Mode, env: &Env) -> anyhow::Result<()> {
+    let shutdown = CancellationToken::new();
+    tokio::spawn(signals(shutdown.clone()));
+
+    let data_dir = PathBuf::from(env.get("TRACKER_DATA_DIR").unwrap_or_else(|| "./data".into()));
+    let (nats_url, embedded) = match env.get("NATS_URL") {
+        Some(url) => (url, None),
+        None => {
+            let bin = env.get("NATS_SERVER_BIN").unwrap_or_else(|| "nats-server".into());
+            let server = EmbeddedNats::start(&data_dir.join("nats"), &bin).await?;
+            (server.url(), Some(server))
+        }
+    };
+    let result = run_services(mode, env, &nats_url, shutdown).await;
+    if let Some(server) = embedded {
+        server.stop().await;
+    }
+    result
+}
+
+async fn run_services(mode: Mode, env: &Env, nats_url: &str, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let bus = Bus::connect_patiently(nats_url, mode.name(), &shutdown).await?;
+    bus.ensure_streams().await.context("declaring the JetStream streams")?;
+
+    // Services stop after the HTTP server has drained, so in-flight webhooks can still publish.
+    let stop_services = CancellationToken::new();
+    let mut tasks = JoinSet::new();
+    let mut router = Router::new();
+
+    if mode.runs(Mode::Correlator) {
+        let settings = correlator::CorrelatorSettings::from_env(env)?;
+        let correlator = correlator::Correlator::build(settings, bus.clone()).await?;
+        tasks.spawn(correlator.run(stop_services.clone()));
+    }
+    if mode.runs(Mode::Ingress) {
+        let ingress = ingress::Ingress::new(bus.clone(), ingress::IngressSettings::from_env(env)?);
+        tasks.spawn(ingress.health().serve(bus.clone(), stop_services.clone()));
+        router = router.merge(ingress.router());
+    }
+    if mode.runs(Mode::Dashboard) {
+        let dashboard = dashboard::Dashboard::new(bus.clone());
+        router = router.merge(dashboard.router());
+        tasks.spawn(dashboard.run(stop_services.clone()));
+    }
+
+    if mode.runs(Mode::Ingress) || mode.runs(Mode::Dashboard) {
+        let addr = env.get("TRACKER_LISTEN").unwrap_or_else(|| "0.0.0.0:8100".into());
+        let listener = TcpListener::bind(&addr).await.with_context(|| format!("cannot listen on {addr}"))?;
+        let local = listener.local_addr()?;
+        tracing::info!(addr = %local, "listening: dashboard on http://localhost:{}/", local.port());
+        axum::serve(listener, router)
+            .with_graceful_shutdown(shutdown.clone().cancelled_owned())
+            .await
+            .context("HTTP server")?;
+    } else {
+        shutdown.cancelled().await;
+    }
+    tracing::info!("shutting down");
+    stop_services.cancel();
+    while let Some(result) = tasks.join_next().await {
+        match result {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => tracing::warn!(%error, "a service stopped with an error"),
+            Err(error) => tracing::error!(%error, "a service panicked"),
+        }
+    }
+    bus.client.flush().await.ok();
+    Ok(())
+}
+
+/// Cancels `token` on Ctrl-C or SIGTERM.
+async fn signals(token: CancellationToken) {
+    let ctrl_c = tokio::signal::ctrl_c();
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(error) => {
+            tracing::warn!(%error, "cannot watch SIGTERM");
+            drop(ctrl_c.await);
+            return token.cancel();
+        }
+    };
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term.recv() => {}
+    }
+    tracing::info!("stop requested");
+    token.cancel();
+}
