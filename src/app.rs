@@ -18,6 +18,8 @@ pub enum Mode {
     Ingress,
     Correlator,
     Dashboard,
+    Poller,
+    ShokoBridge,
 }
 
 impl Mode {
@@ -27,6 +29,8 @@ impl Mode {
             "ingress" => Self::Ingress,
             "correlator" => Self::Correlator,
             "dashboard" => Self::Dashboard,
+            "poller" => Self::Poller,
+            "shoko-bridge" => Self::ShokoBridge,
             _ => return None,
         })
     }
@@ -41,6 +45,8 @@ impl Mode {
             Self::Ingress => "ingress",
             Self::Correlator => "correlator",
             Self::Dashboard => "dashboard",
+            Self::Poller => "poller",
+            Self::ShokoBridge => "shoko-bridge",
         }
     }
 }
@@ -83,6 +89,14 @@ async fn run_services(mode: Mode, env: &Env, nats_url: &str, shutdown: Cancellat
         let ingress = ingress::Ingress::new(bus.clone(), ingress::IngressSettings::from_env(env)?);
         tasks.spawn(ingress.health().serve(bus.clone(), stop_services.clone()));
         router = router.merge(ingress.router());
+    }
+    if mode.runs(Mode::Poller) {
+        let poller = poller::Poller::new(bus.clone(), poller::PollerSettings::from_env(env)?);
+        tasks.spawn(poller.run(stop_services.clone()));
+    }
+    if mode.runs(Mode::ShokoBridge) {
+        let bridge = shoko_bridge::ShokoBridge::new(bus.clone(), shoko_bridge::ShokoSettings::from_env(env)?);
+        tasks.spawn(bridge.run(stop_services.clone()));
     }
     if mode.runs(Mode::Dashboard) {
         let dashboard = dashboard::Dashboard::new(bus.clone());

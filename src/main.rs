@@ -20,6 +20,8 @@ Commands:
   ingress        webhooks -> NATS
   correlator     NATS -> SQLite state, queries
   dashboard      pages, JSON API, SSE
+  poller         qBittorrent progress -> NATS
+  shoko-bridge   Shoko SignalR file events -> NATS
   help           this text
 
 Configuration is read from environment variables; see docs/configuration.md.

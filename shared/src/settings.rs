@@ -388,6 +388,10 @@ mod doc_tests {
             std::fs::write(path, format!("{}{table}{}", &doc[..start], &doc[stop..])).unwrap();
             return;
         }
-        assert_eq!(&doc[start..stop], table, "docs/configuration.md is out of date: run UPDATE_DOCS=1 cargo test -p shared");
+        assert_eq!(
+            &doc[start..stop],
+            table,
+            "docs/configuration.md is out of date: run UPDATE_DOCS=1 cargo test -p shared"
+        );
     }
 }
