@@ -108,6 +108,27 @@ pub const SETTINGS: &[Setting] = &[
         "Time between two `sync/maindata` polls while tracked torrents are active.",
     ),
     s(
+        "QBIT_API_KEY",
+        None,
+        true,
+        "poller",
+        "qBittorrent 5.2+ Web API key, sent as a bearer token instead of logging in with `QBIT_USERNAME`/`QBIT_PASSWORD`.",
+    ),
+    s(
+        "QBIT_IDLE_INTERVAL",
+        Some("30s"),
+        false,
+        "poller",
+        "Time between two polls while no tracked torrent is downloading.",
+    ),
+    s(
+        "QBIT_STALL_AFTER",
+        Some("10m"),
+        false,
+        "poller",
+        "A tracked torrent waiting for peers (`stalledDL`) or for metadata (`metaDL`) this long is reported stalled.",
+    ),
+    s(
         "SHOKO_URL",
         None,
         false,
