@@ -1,0 +1,138 @@
+//! One poll, steppable: ask qBittorrent for what changed, merge it, publish what a requester
+//! would see of the tracked torrents, and report in health. The loop around it (`driver`)
+//! only decides when.
+
+use std::future::Future;
+
+use serde_json::json;
+use shared::Bus;
+use shared::envelope::Envelope;
+use shared::events::{EventData, Fact, MediaEnvelope};
+use shared::health::{HealthCell, HealthStatus};
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+use tokio::time::Instant;
+
+use crate::client::{Qbit, QbitError};
+use crate::maindata::Maindata;
+use crate::observer::Observer;
+use crate::torrent::Torrent;
+use crate::tracked::Tracked;
+
+/// The envelope `source` of everything the poller publishes.
+pub const SOURCE: &str = "/status-tracker/poller";
+
+/// What one poll found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PollOutcome {
+    /// qBittorrent answered. `active`: a tracked torrent may change within seconds.
+    Polled { active: bool, torrents: usize, published: usize },
+    /// No usable answer (network, timeout, server error); worth trying again soon.
+    Unreachable(String),
+    /// Credentials or address refused; `retry` says when trying again makes sense, if ever.
+    Refused { reason: String, retry: Option<std::time::Duration> },
+}
+
+/// Where facts go: JetStream in the service, a list in tests and the benchmark.
+pub trait Sink: Send + Sync {
+    fn publish(&self, subject: &str, envelope: &MediaEnvelope) -> impl Future<Output = Result<(), String>> + Send;
+}
+
+impl Sink for Bus {
+    async fn publish(&self, subject: &str, envelope: &MediaEnvelope) -> Result<(), String> {
+        self.publish_event(subject, envelope).await.map(drop).map_err(|e| e.to_string())
+    }
+}
+
+pub struct Worker<Q, S> {
+    qbit: Q,
+    sink: S,
+    data: Maindata,
+    observer: Observer,
+    pub tracked: Tracked,
+    health: HealthCell,
+}
+
+impl<Q: Qbit, S: Sink> Worker<Q, S> {
+    pub fn new(qbit: Q, sink: S, stall_after: std::time::Duration, health: HealthCell) -> Self {
+        Self {
+            qbit,
+            sink,
+            data: Maindata::default(),
+            observer: Observer::new(stall_after),
+            tracked: Tracked::default(),
+            health,
+        }
+    }
+
+    /// One `sync/maindata` round trip and the publications it calls for.
+    pub async fn poll_once(&mut self) -> PollOutcome {
+        let update = match self.qbit.maindata(self.data.rid()).await {
+            Ok(update) => update,
+            Err(QbitError::Unreachable(reason)) => {
+                tracing::warn!(%reason, "qBittorrent unreachable");
+                self.report(HealthStatus::Degraded, format!("unreachable: {reason}"));
+                return PollOutcome::Unreachable(reason);
+            }
+            Err(QbitError::Refused { reason, retry }) => {
+                tracing::error!(%reason, "qBittorrent refused the poller");
+                self.report(HealthStatus::Degraded, format!("refused: {reason}"));
+                return PollOutcome::Refused { reason, retry };
+            }
+        };
+        if self.qbit.take_new_session() {
+            self.data.reset();
+        }
+        self.data.apply(update);
+        let tracked = self.tracked.hashes();
+        let now_unix = OffsetDateTime::now_utc().unix_timestamp();
+        let mut published = 0;
+        for pending in self.observer.observe(&tracked, &self.data, Instant::now(), now_unix) {
+            let fact = Fact::Qbittorrent(pending.event.clone());
+            let subject = fact.subject();
+            let key = fact.media_key();
+            let data = EventData { event: fact, raw: Some(pending.raw.clone()) };
+            let envelope = Envelope::new(pending.id.clone(), SOURCE, &subject, data).with_subject(key);
+            match self.sink.publish(&subject, &envelope).await {
+                Ok(()) => {
+                    tracing::debug!(%subject, id = %pending.id, "published");
+                    self.observer.published(&pending);
+                    published += 1;
+                }
+                // Not marked published: the next poll proposes it again.
+                Err(error) => tracing::warn!(%subject, %error, "not published, will retry"),
+            }
+        }
+        let active = tracked.iter().any(|h| {
+            self.data.get(h.as_str()).is_some_and(|json| {
+                let t = Torrent::new(h, json);
+                t.phase().is_active() && !t.progress(None).is_complete()
+            })
+        });
+        self.report(HealthStatus::Ok, "connected".into());
+        self.health.set_detail("torrents", self.data.len());
+        self.health.set_detail("last_poll", OffsetDateTime::now_utc().format(&Rfc3339).unwrap_or_default());
+        PollOutcome::Polled { active, torrents: self.data.len(), published }
+    }
+
+    fn report(&self, status: HealthStatus, qbittorrent: String) {
+        self.health.set_status(status);
+        self.health.set_detail("qbittorrent", qbittorrent);
+        if let Some(version) = self.qbit.webapi_version() {
+            self.health.set_detail("webapi", version);
+        }
+        self.report_tracked();
+    }
+
+    /// Updates the tracked count in health (after polls and tracked-set changes).
+    pub fn report_tracked(&self) {
+        let count = self.tracked.hashes().len();
+        let value = if self.tracked.is_known() { json!(count) } else { json!("waiting for the correlator") };
+        self.health.set_detail("tracked", value);
+    }
+
+    /// The sink, for tests and the benchmark to read what was published.
+    pub fn sink(&self) -> &S {
+        &self.sink
+    }
+}
