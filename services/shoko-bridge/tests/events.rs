@@ -74,6 +74,7 @@ async fn fixture_events_reach_nats_in_order_with_absolute_paths() {
     assert!(!serde_json::to_string(&health).unwrap().contains(KEY), "health must never show the key");
     assert_eq!(w.hub.folder_requests(), 1, "import folders are cached");
     assert!(w.hub.key_in_header_and_query() >= 2, "negotiate and upgrade carry the key both ways");
+    assert_eq!(w.hub.unnegotiated(), 0, "the WebSocket uses the negotiated token");
     w.stop().await.unwrap();
 }
 

@@ -67,6 +67,7 @@ pub(super) struct HubState {
     pub(super) folder_requests: AtomicU64,
     pub(super) refused: AtomicU64,
     pub(super) key_in_header_and_query: AtomicU64,
+    pub(super) unnegotiated: AtomicU64,
 }
 
 /// A running hub; the test drives it through this handle.
@@ -90,6 +91,7 @@ impl Hub {
             folder_requests: AtomicU64::new(0),
             refused: AtomicU64::new(0),
             key_in_header_and_query: AtomicU64::new(0),
+            unnegotiated: AtomicU64::new(0),
         });
         let router = axum::Router::new()
             .route("/signalr/aggregate/negotiate", post(negotiate))
@@ -157,6 +159,11 @@ impl Hub {
     /// Requests that carried the key both as the `apikey` header and as `?apikey=`.
     pub fn key_in_header_and_query(&self) -> u64 {
         self.state.key_in_header_and_query.load(Ordering::SeqCst)
+    }
+
+    /// WebSockets opened without a negotiated `id`.
+    pub fn unnegotiated(&self) -> u64 {
+        self.state.unnegotiated.load(Ordering::SeqCst)
     }
 
     /// Requests answered 401.
@@ -227,10 +234,14 @@ async fn upgrade(
     if !authorized(&state, &headers, &query) {
         return StatusCode::UNAUTHORIZED.into_response();
     }
-    // A negotiated connection is used once, as in ASP.NET Core.
-    let token = query.get("id").cloned().unwrap_or_default();
-    if !state.tokens.lock().unwrap().remove(&token) {
-        return (StatusCode::NOT_FOUND, "No Connection with that ID").into_response();
+    // As in ASP.NET Core: a negotiated token is used once; no `id` at all is a WebSocket
+    // that skipped negotiation, which is allowed.
+    match query.get("id") {
+        Some(token) if !state.tokens.lock().unwrap().remove(token) => {
+            return (StatusCode::NOT_FOUND, "No Connection with that ID").into_response();
+        }
+        Some(_) => {}
+        None => _ = state.unnegotiated.fetch_add(1, Ordering::SeqCst),
     }
     if query.get("feeds").map(String::as_str) != Some("shoko") {
         return (StatusCode::BAD_REQUEST, "expected feeds=shoko").into_response();
