@@ -23,6 +23,7 @@ CREATE TABLE requests (
     outcome_reason      TEXT,
     outcome_at          INTEGER,
     evidence_at         INTEGER,
+    available_at        INTEGER,
     quality             TEXT,
     watch_item_id       TEXT,
     watch_server_id     TEXT,
@@ -48,6 +49,8 @@ CREATE TABLE items (
     download_id         TEXT,
     file_path           TEXT,
     reason              TEXT,
+    reason_at           INTEGER,
+    available_at        INTEGER,
     jellyfin_item_id    TEXT,
     updated_at          INTEGER NOT NULL,
     PRIMARY KEY (request_id, season, episode)
@@ -70,6 +73,8 @@ CREATE TABLE downloads (
     finished            INTEGER NOT NULL DEFAULT 0,
     upgrade             INTEGER NOT NULL DEFAULT 0,
     content_path        TEXT,
+    grabbed_at          INTEGER NOT NULL,
+    finish_noted        INTEGER NOT NULL DEFAULT 0,
     updated_at          INTEGER NOT NULL,
     PRIMARY KEY (request_id, download_id)
 ) WITHOUT ROWID;

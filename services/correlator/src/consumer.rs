@@ -14,6 +14,7 @@ use async_nats::jetstream::{self, AckKind};
 use futures_util::StreamExt;
 use shared::Bus;
 use shared::events::MediaEnvelope;
+use shared::health::HealthCell;
 use shared::subjects;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -25,7 +26,13 @@ use crate::store::{self, Store};
 const MAX_BATCH: usize = 256;
 
 /// Consumes until `cancel` fires; returns after the last batch is committed and acked.
-pub(crate) async fn run(bus: Bus, store: Store, processor: Arc<Processor>, cancel: CancellationToken) {
+pub(crate) async fn run(
+    bus: Bus,
+    store: Store,
+    processor: Arc<Processor>,
+    health: HealthCell,
+    cancel: CancellationToken,
+) {
     let (tx, mut rx) = mpsc::channel::<jetstream::Message>(4 * MAX_BATCH);
     let feeds = [
         (subjects::STREAM_MEDIA, subjects::CONSUMER_CORRELATOR, subjects::MEDIA_ALL, DeliverPolicy::All),
@@ -58,6 +65,9 @@ pub(crate) async fn run(bus: Bus, store: Store, processor: Arc<Processor>, cance
         }
         handle_batch(&store, &processor, batch).await;
         publish_outbox(&bus, &store).await;
+        for (name, count) in processor.counters.snapshot() {
+            health.set_detail(name, count);
+        }
     }
     // Stop pulling; messages already delivered but not processed are redelivered later.
     stop_feeds.cancel();
@@ -131,7 +141,12 @@ fn decode(msg: &jetstream::Message) -> Decoded {
 }
 
 async fn handle_batch(store: &Store, processor: &Processor, batch: Vec<jetstream::Message>) {
-    let decoded: Vec<Decoded> = batch.iter().map(decode).collect();
+    let mut decoded: Vec<Decoded> = batch.iter().map(decode).collect();
+    for d in &mut decoded {
+        if let Decoded::Event(env) = d {
+            processor.enrich(env).await;
+        }
+    }
     match apply_all(store, processor, &batch, &decoded).await {
         Ok(()) => {
             for (msg, d) in batch.iter().zip(&decoded) {

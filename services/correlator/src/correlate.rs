@@ -3,6 +3,7 @@
 //! Runs inside the caller's transaction, so the event id, the new state, the timeline entries
 //! and the messages to publish (outbox) commit together or not at all.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use serde::Serialize;
@@ -18,6 +19,7 @@ use shared::subjects;
 use sqlx::SqliteConnection;
 use time::OffsetDateTime;
 
+use crate::jellyfin::JellyfinClient;
 use crate::lifecycle::{self, Context, Request};
 use crate::store::{self, Result};
 
@@ -57,26 +59,88 @@ enum Target {
     Ignore(String),
 }
 
+/// How many events ended which way, since start (health and metrics).
+#[derive(Debug, Default)]
+pub struct Counters {
+    pub applied: AtomicU64,
+    pub orphaned: AtomicU64,
+    pub orphans_applied: AtomicU64,
+    pub ignored: AtomicU64,
+    pub duplicates: AtomicU64,
+    /// Timeline entries of events that arrived after their request had passed their stage.
+    pub late: AtomicU64,
+}
+
+impl Counters {
+    pub fn snapshot(&self) -> [(&'static str, u64); 6] {
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        [
+            ("applied", get(&self.applied)),
+            ("orphaned", get(&self.orphaned)),
+            ("orphans_applied", get(&self.orphans_applied)),
+            ("ignored", get(&self.ignored)),
+            ("duplicates", get(&self.duplicates)),
+            ("late", get(&self.late)),
+        ]
+    }
+}
+
 /// Applies facts to requests; holds the settings correlation needs.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Processor {
     pub ctx: Context,
     pub orphan_ttl: Duration,
     pub public_jellyfin: Option<String>,
+    pub jellyfin: Option<JellyfinClient>,
+    pub counters: Counters,
 }
 
 impl Processor {
     pub fn new(path_map: PathMap, orphan_ttl: Duration, public_jellyfin: Option<String>) -> Self {
-        Self { ctx: Context { path_map }, orphan_ttl, public_jellyfin }
+        Self { ctx: Context { path_map }, orphan_ttl, public_jellyfin, jellyfin: None, counters: Counters::default() }
+    }
+
+    pub fn with_jellyfin(mut self, client: Option<JellyfinClient>) -> Self {
+        self.jellyfin = client;
+        self
+    }
+
+    /// Adds what the event does not say but the correlation needs, from the services' APIs
+    /// (outside any transaction): the series of a Jellyfin episode. Failures only log: the
+    /// event is then matched by series name.
+    pub async fn enrich(&self, env: &mut MediaEnvelope) {
+        let (Some(client), Fact::Jellyfin(e)) = (&self.jellyfin, &mut env.data.event) else { return };
+        let Some(series_id) = e.series_id.clone().filter(|_| e.series_tvdb_id.is_none() && e.series_tmdb_id.is_none())
+        else {
+            return;
+        };
+        match client.series_ids(&series_id).await {
+            Ok(ids) => {
+                e.series_tvdb_id = ids.tvdb;
+                e.series_tmdb_id = ids.tmdb;
+            }
+            Err(error) => tracing::warn!(%series_id, %error, "series not resolved through Jellyfin; matching by name"),
+        }
     }
 
     /// Processes one event exactly once.
     pub async fn process(&self, conn: &mut SqliteConnection, env: &MediaEnvelope, subject: &str) -> Result<Outcome> {
         if store::is_processed(conn, &env.id).await? {
+            self.counters.duplicates.fetch_add(1, Ordering::Relaxed);
             return Ok(Outcome::Duplicate);
         }
         let outcome = self.process_unchecked(conn, env).await?;
         store::mark_processed(conn, &env.id, subject, &outcome.label()).await?;
+        let counter = match &outcome {
+            Outcome::Applied(_) => &self.counters.applied,
+            Outcome::Orphaned(_) => &self.counters.orphaned,
+            Outcome::Ignored(why) => {
+                tracing::info!(event = %env.id, %subject, %why, "event ignored");
+                &self.counters.ignored
+            }
+            Outcome::Duplicate => &self.counters.duplicates,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
         Ok(outcome)
     }
 
@@ -88,8 +152,12 @@ impl Processor {
             Target::Orphan(keys) => {
                 let text = serde_json::to_string(env).map_err(|e| store::StoreError::Corrupt(e.to_string()))?;
                 let expires = OffsetDateTime::now_utc() + self.orphan_ttl;
+                let slot = match fact {
+                    Fact::Qbittorrent(TorrentEvent::Progress(p)) => format!("progress:{}", p.hash),
+                    _ => env.id.clone(),
+                };
                 for key in &keys {
-                    store::add_orphan(conn, &env.id, key, &text, expires).await?;
+                    store::add_orphan(conn, &slot, key, &text, at, expires).await?;
                 }
                 tracing::debug!(event = %env.id, ?keys, "event waits for its request");
                 return Ok(Outcome::Orphaned(keys));
@@ -104,6 +172,7 @@ impl Processor {
                 loaded
             }
             Target::New(mut req) => {
+                req.id = store::next_id(conn).await?;
                 req.trace_id = env.traceparent.as_deref().and_then(trace_id_of);
                 vec![(None, *req)]
             }
@@ -118,20 +187,24 @@ impl Processor {
                 continue;
             }
             let summary = self.summary(&req);
-            new_keys.extend(store::save(conn, &mut req, &summary).await?);
+            new_keys.extend(store::save(conn, &req, &summary).await?);
             store::add_timeline(conn, req.id, &result.timeline, Some(&env.id)).await?;
+            let late = result.timeline.iter().filter(|e| e.late).count() as u64;
+            self.counters.late.fetch_add(late, Ordering::Relaxed);
             self.publish_changes(conn, before.as_ref(), &req, summary, &result.timeline, &env.id).await?;
             applied.push(req.id);
         }
         // Keys that just appeared may be what earlier events were waiting for.
         for key in new_keys {
-            for (event_id, text) in store::take_orphans(conn, &key).await? {
+            for (slot, text) in store::take_orphans(conn, &key).await? {
                 let Ok(orphan) = serde_json::from_str::<MediaEnvelope>(&text) else {
-                    tracing::warn!(%event_id, "stored orphan is unreadable; dropped");
+                    tracing::warn!(%slot, "stored orphan is unreadable; dropped");
                     continue;
                 };
+                let event_id = orphan.id.clone();
                 tracing::debug!(%event_id, %key, "applying an event that waited for its request");
                 let outcome = Box::pin(self.process_unchecked(conn, &orphan)).await?;
+                self.counters.orphans_applied.fetch_add(1, Ordering::Relaxed);
                 store::mark_processed(conn, &event_id, &orphan.kind, &format!("{} (late)", outcome.label())).await?;
             }
         }
@@ -275,7 +348,8 @@ async fn resolve(conn: &mut SqliteConnection, fact: &Fact, at: OffsetDateTime, p
             match (found.is_empty(), e) {
                 (false, _) => Target::Existing(found),
                 (true, TorrentEvent::Finished(_)) => Target::Orphan(vec![key]),
-                (true, TorrentEvent::Progress(_)) => Target::Ignore("progress of a torrent no request tracks".into()),
+                // Progress too: the poller may see a torrent before its grab is processed.
+                (true, TorrentEvent::Progress(_)) => Target::Orphan(vec![key]),
             }
         }
         Fact::Shoko(e) => {

@@ -4,6 +4,7 @@
 
 mod consumer;
 pub mod correlate;
+pub mod jellyfin;
 pub mod lifecycle;
 mod queries;
 pub mod store;
@@ -20,6 +21,7 @@ use time::OffsetDateTime;
 use tokio_util::sync::CancellationToken;
 
 pub use correlate::Processor;
+use jellyfin::JellyfinClient;
 pub use store::Store;
 
 /// Correlator configuration.
@@ -31,6 +33,8 @@ pub struct CorrelatorSettings {
     pub orphan_ttl: Duration,
     /// `JELLYFIN_PUBLIC_URL`, for "Watch now" links.
     pub public_jellyfin: Option<String>,
+    /// `JELLYFIN_URL` and `JELLYFIN_API_KEY`, to resolve episodes to their series.
+    pub jellyfin: Option<(String, Option<shared::settings::Secret>)>,
 }
 
 impl CorrelatorSettings {
@@ -49,6 +53,7 @@ impl CorrelatorSettings {
             path_map,
             orphan_ttl: env.duration("TRACKER_ORPHAN_TTL")?.unwrap_or(Duration::from_secs(7 * 86400)),
             public_jellyfin: env.get("JELLYFIN_PUBLIC_URL").map(|u| u.trim_end_matches('/').to_owned()),
+            jellyfin: env.get("JELLYFIN_URL").map(|url| (url, env.secret("JELLYFIN_API_KEY"))),
         })
     }
 }
@@ -67,8 +72,11 @@ impl Correlator {
     pub async fn build(settings: CorrelatorSettings, bus: Bus) -> anyhow::Result<Self> {
         let store = Store::open(&settings.database).await?;
         bus.ensure_streams().await?;
+        let jellyfin = settings.jellyfin.as_ref().map(|(url, key)| JellyfinClient::new(url, key.clone()));
         let processor =
-            Arc::new(Processor::new(settings.path_map.clone(), settings.orphan_ttl, settings.public_jellyfin.clone()));
+            Processor::new(settings.path_map.clone(), settings.orphan_ttl, settings.public_jellyfin.clone())
+                .with_jellyfin(jellyfin);
+        let processor = Arc::new(processor);
         Ok(Self { bus, store, processor, settings, health: HealthCell::new("correlator", HealthStatus::Ok) })
     }
 
@@ -86,8 +94,8 @@ impl Correlator {
         let queries =
             tokio::spawn(queries::serve(bus.clone(), store.clone(), settings.public_jellyfin.clone(), cancel.clone()));
         let health_task = tokio::spawn(health.clone().serve(bus.clone(), cancel.clone()));
-        let housekeeping = tokio::spawn(housekeeping(store.clone(), health, cancel.clone()));
-        consumer::run(bus.clone(), store.clone(), processor, cancel.clone()).await;
+        let housekeeping = tokio::spawn(housekeeping(store.clone(), health.clone(), cancel.clone()));
+        consumer::run(bus.clone(), store.clone(), processor, health, cancel.clone()).await;
         for task in [queries, health_task, housekeeping] {
             if let Ok(Err(error)) = task.await {
                 tracing::warn!(%error, "correlator task ended with an error");

@@ -131,6 +131,8 @@ pub async fn load(conn: &mut SqliteConnection, id: RequestId) -> Result<Option<R
                 download_id: row.get("download_id"),
                 file_path: row.get("file_path"),
                 reason: row.get("reason"),
+                reason_at: row.get::<Option<i64>, _>("reason_at").map(from_ts),
+                available_at: row.get::<Option<i64>, _>("available_at").map(from_ts),
                 jellyfin_item_id: row.get("jellyfin_item_id"),
                 updated_at: from_ts(row.get("updated_at")),
             },
@@ -154,6 +156,8 @@ pub async fn load(conn: &mut SqliteConnection, id: RequestId) -> Result<Option<R
                 finished: row.get("finished"),
                 upgrade: row.get("upgrade"),
                 content_path: row.get("content_path"),
+                grabbed_at: from_ts(row.get("grabbed_at")),
+                finish_noted: row.get("finish_noted"),
                 updated_at: from_ts(row.get("updated_at")),
             },
         );
@@ -198,6 +202,7 @@ fn request_from_row(row: &SqliteRow) -> Result<Request> {
         stage: state_of(row.get("stage"))?,
         outcome,
         evidence_at: row.get::<Option<i64>, _>("evidence_at").map(from_ts),
+        available_at: row.get::<Option<i64>, _>("available_at").map(from_ts),
         quality: row.get("quality"),
         watch,
         items: Default::default(),
@@ -209,26 +214,37 @@ fn request_from_row(row: &SqliteRow) -> Result<Request> {
     })
 }
 
+/// The id a new request gets (the correlator is the only writer, inside its transaction).
+pub async fn next_id(conn: &mut SqliteConnection) -> Result<RequestId> {
+    let row = sqlx::query("SELECT COALESCE(MAX(id), 0) + 1 FROM requests").fetch_one(conn).await?;
+    Ok(RequestId(row.get(0)))
+}
+
 /// Inserts or updates the request with its items and downloads, and records its keys.
 /// Returns the keys that are new for this request (orphans may be waiting on them).
-pub async fn save(conn: &mut SqliteConnection, req: &mut Request, summary: &RequestSummary) -> Result<Vec<String>> {
+pub async fn save(conn: &mut SqliteConnection, req: &Request, summary: &RequestSummary) -> Result<Vec<String>> {
     let summary_json = serde_json::to_string(summary).map_err(|e| StoreError::Corrupt(e.to_string()))?;
     let seasons = serde_json::to_string(&req.requested_seasons).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-    let sql = if req.id.0 == 0 {
-        "INSERT INTO requests (media_type, title, year, poster_url, tmdb_id, tvdb_id, imdb_id, arr_id, jellyseerr_id,
-            requested_by, requested_by_email, is_anime, is_4k, source, requested_seasons, stage, outcome_state,
-            outcome_reason, outcome_at, evidence_at, quality, watch_item_id, watch_server_id, watch_server_url,
-            trace_id, created_at, updated_at, archived_at, state, summary, id)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL) RETURNING id"
-    } else {
-        "UPDATE requests SET media_type = ?, title = ?, year = ?, poster_url = ?, tmdb_id = ?, tvdb_id = ?, imdb_id = ?,
-            arr_id = ?, jellyseerr_id = ?, requested_by = ?, requested_by_email = ?, is_anime = ?, is_4k = ?, source = ?,
-            requested_seasons = ?, stage = ?, outcome_state = ?, outcome_reason = ?, outcome_at = ?, evidence_at = ?,
-            quality = ?, watch_item_id = ?, watch_server_id = ?, watch_server_url = ?, trace_id = ?, created_at = ?,
-            updated_at = ?, archived_at = ?, state = ?, summary = ?
-         WHERE id = ? RETURNING id"
-    };
-    let row = sqlx::query(sql)
+    assert!(req.id.0 > 0, "assign an id with next_id before saving a new request");
+    let sql = "INSERT INTO requests (media_type, title, year, poster_url, tmdb_id, tvdb_id, imdb_id, arr_id,
+            jellyseerr_id, requested_by, requested_by_email, is_anime, is_4k, source, requested_seasons, stage,
+            outcome_state, outcome_reason, outcome_at, evidence_at, available_at, quality, watch_item_id,
+            watch_server_id, watch_server_url, trace_id, created_at, updated_at, archived_at, state, summary, id)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+         ON CONFLICT (id) DO UPDATE SET media_type = excluded.media_type, title = excluded.title,
+            year = excluded.year, poster_url = excluded.poster_url, tmdb_id = excluded.tmdb_id,
+            tvdb_id = excluded.tvdb_id, imdb_id = excluded.imdb_id, arr_id = excluded.arr_id,
+            jellyseerr_id = excluded.jellyseerr_id, requested_by = excluded.requested_by,
+            requested_by_email = excluded.requested_by_email, is_anime = excluded.is_anime, is_4k = excluded.is_4k,
+            source = excluded.source, requested_seasons = excluded.requested_seasons, stage = excluded.stage,
+            outcome_state = excluded.outcome_state, outcome_reason = excluded.outcome_reason,
+            outcome_at = excluded.outcome_at, evidence_at = excluded.evidence_at,
+            available_at = excluded.available_at, quality = excluded.quality,
+            watch_item_id = excluded.watch_item_id, watch_server_id = excluded.watch_server_id,
+            watch_server_url = excluded.watch_server_url, trace_id = excluded.trace_id,
+            created_at = excluded.created_at, updated_at = excluded.updated_at, archived_at = excluded.archived_at,
+            state = excluded.state, summary = excluded.summary";
+    sqlx::query(sql)
         .bind(req.media_type.as_str())
         .bind(&req.title)
         .bind(req.year)
@@ -249,6 +265,7 @@ pub async fn save(conn: &mut SqliteConnection, req: &mut Request, summary: &Requ
         .bind(req.outcome.as_ref().and_then(|o| o.reason.clone()))
         .bind(req.outcome.as_ref().map(|o| ts(o.at)))
         .bind(req.evidence_at.map(ts))
+        .bind(req.available_at.map(ts))
         .bind(&req.quality)
         .bind(req.watch.as_ref().map(|w| w.item_id.clone()))
         .bind(req.watch.as_ref().and_then(|w| w.server_id.clone()))
@@ -259,16 +276,17 @@ pub async fn save(conn: &mut SqliteConnection, req: &mut Request, summary: &Requ
         .bind(req.archived_at.map(ts))
         .bind(summary.state.as_str())
         .bind(summary_json)
-        .bind((req.id.0 != 0).then_some(req.id.0))
-        .fetch_one(&mut *conn)
+        .bind(req.id.0)
+        .execute(&mut *conn)
         .await?;
-    req.id = RequestId(row.get(0));
     for (&(season, episode), item) in &req.items {
         sqlx::query(
-            "INSERT INTO items (request_id, season, episode, stage, download_id, file_path, reason, jellyfin_item_id, updated_at)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+            "INSERT INTO items (request_id, season, episode, stage, download_id, file_path, reason, reason_at,
+               available_at, jellyfin_item_id, updated_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
              ON CONFLICT (request_id, season, episode) DO UPDATE SET stage = excluded.stage,
                download_id = excluded.download_id, file_path = excluded.file_path, reason = excluded.reason,
+               reason_at = excluded.reason_at, available_at = excluded.available_at,
                jellyfin_item_id = excluded.jellyfin_item_id, updated_at = excluded.updated_at",
         )
         .bind(req.id.0)
@@ -278,6 +296,8 @@ pub async fn save(conn: &mut SqliteConnection, req: &mut Request, summary: &Requ
         .bind(&item.download_id)
         .bind(&item.file_path)
         .bind(&item.reason)
+        .bind(item.reason_at.map(ts))
+        .bind(item.available_at.map(ts))
         .bind(&item.jellyfin_item_id)
         .bind(ts(item.updated_at))
         .execute(&mut *conn)
@@ -286,14 +306,14 @@ pub async fn save(conn: &mut SqliteConnection, req: &mut Request, summary: &Requ
     for (id, d) in &req.downloads {
         sqlx::query(
             "INSERT INTO downloads (request_id, download_id, kind, release_title, quality, indexer, size, progress, dlspeed,
-               eta, client_state, stalled, error, finished, upgrade, content_path, updated_at)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+               eta, client_state, stalled, error, finished, upgrade, content_path, grabbed_at, finish_noted, updated_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
              ON CONFLICT (request_id, download_id) DO UPDATE SET kind = excluded.kind,
                release_title = excluded.release_title, quality = excluded.quality, indexer = excluded.indexer,
                size = excluded.size, progress = excluded.progress, dlspeed = excluded.dlspeed, eta = excluded.eta,
                client_state = excluded.client_state, stalled = excluded.stalled, error = excluded.error,
                finished = excluded.finished, upgrade = excluded.upgrade, content_path = excluded.content_path,
-               updated_at = excluded.updated_at",
+               grabbed_at = excluded.grabbed_at, finish_noted = excluded.finish_noted, updated_at = excluded.updated_at",
         )
         .bind(req.id.0)
         .bind(id)
@@ -311,6 +331,8 @@ pub async fn save(conn: &mut SqliteConnection, req: &mut Request, summary: &Requ
         .bind(d.finished)
         .bind(d.upgrade)
         .bind(&d.content_path)
+        .bind(ts(d.grabbed_at))
+        .bind(d.finish_noted)
         .bind(ts(d.updated_at))
         .execute(&mut *conn)
         .await?;
@@ -377,27 +399,33 @@ pub async fn timeline(conn: &mut SqliteConnection, id: RequestId) -> Result<Vec<
 
 // ----------------------------------------------------------------- orphans ---
 
+/// Keeps an event until a request with `key` appears. `slot` is the event id, or a name
+/// shared by events of which only the latest matters (a torrent's progress): a newer event
+/// in the same slot replaces the older one.
 pub async fn add_orphan(
     conn: &mut SqliteConnection,
-    event_id: &str,
+    slot: &str,
     key: &str,
     envelope: &str,
+    at: OffsetDateTime,
     expires_at: OffsetDateTime,
 ) -> Result<()> {
     sqlx::query(
-        "INSERT OR IGNORE INTO orphans (event_id, key, envelope, received_at, expires_at) VALUES (?, ?, ?, ?, ?)",
+        "INSERT INTO orphans (event_id, key, envelope, received_at, expires_at) VALUES (?, ?, ?, ?, ?)
+         ON CONFLICT (event_id, key) DO UPDATE SET envelope = excluded.envelope, received_at = excluded.received_at,
+           expires_at = excluded.expires_at WHERE excluded.received_at >= orphans.received_at",
     )
-    .bind(event_id)
+    .bind(slot)
     .bind(key)
     .bind(envelope)
-    .bind(ts(OffsetDateTime::now_utc()))
+    .bind(ts(at))
     .bind(ts(expires_at))
     .execute(conn)
     .await?;
     Ok(())
 }
 
-/// Removes and returns the orphans waiting on `key` (each event once, oldest first).
+/// Removes and returns the envelopes waiting on `key` (each event once, by event time).
 pub async fn take_orphans(conn: &mut SqliteConnection, key: &str) -> Result<Vec<(String, String)>> {
     let rows = sqlx::query("SELECT event_id, envelope FROM orphans WHERE key = ? ORDER BY received_at")
         .bind(key)

@@ -33,7 +33,10 @@ pub struct Applied {
 /// Folds `fact`, which happened at `at`, into `req`.
 pub fn apply(req: &mut Request, fact: &Fact, at: OffsetDateTime, ctx: &Context) -> Applied {
     let before = req.path_state();
-    let mut step = Step { req, at, source: fact.source().as_str(), before, ctx, out: Applied::default() };
+    let before_items = req.items.iter().map(|(k, i)| (*k, i.stage)).collect();
+    // A request exists since the earliest fact about it, whichever arrived first.
+    req.created_at = req.created_at.min(at);
+    let mut step = Step { req, at, source: fact.source().as_str(), before, before_items, ctx, out: Applied::default() };
     match fact {
         Fact::Jellyseerr(e) => step.jellyseerr(e),
         Fact::Radarr(e) | Fact::Sonarr(e) => step.arr(e),
@@ -43,6 +46,7 @@ pub fn apply(req: &mut Request, fact: &Fact, at: OffsetDateTime, ctx: &Context) 
         Fact::Jellyfin(e) => step.jellyfin(e),
         Fact::Rejected(_) => step.ignore("rejected input is kept, not applied"),
     }
+    step.floor_available();
     if step.out.ignored.is_none() || !step.out.timeline.is_empty() {
         step.req.updated_at = step.req.updated_at.max(at);
     }
@@ -54,6 +58,8 @@ struct Step<'a> {
     at: OffsetDateTime,
     source: &'static str,
     before: State,
+    /// Each item's stage before this fact, to tell late facts.
+    before_items: std::collections::BTreeMap<ItemKey, State>,
     ctx: &'a Context,
     out: Applied,
 }
@@ -64,8 +70,19 @@ impl Step<'_> {
     }
 
     fn note(&mut self, state: State, message: String, details: Value, episode: Option<String>) {
-        let details = without_nulls(details);
         let late = matches!((state.rank(), self.before.rank()), (Some(s), Some(b)) if s < b);
+        self.push(state, message, details, episode, late);
+    }
+
+    /// A note about some items: late when every one of them had passed `state` already.
+    fn note_items(&mut self, keys: &[ItemKey], state: State, message: String, details: Value, episode: Option<String>) {
+        let late =
+            !keys.is_empty() && keys.iter().all(|k| self.before_items.get(k).is_some_and(|s| s.rank() > state.rank()));
+        self.push(state, message, details, episode, late);
+    }
+
+    fn push(&mut self, state: State, message: String, details: Value, episode: Option<String>, late: bool) {
+        let details = without_nulls(details);
         self.out.timeline.push(TimelineEntry {
             state,
             at: self.at,
@@ -97,6 +114,24 @@ impl Step<'_> {
         self.req.evidence_at = Some(self.req.evidence_at.map_or(self.at, |e| e.max(self.at)));
     }
 
+    /// Jellyseerr's "available" covers every item grabbed before it said so, also items
+    /// whose grab is applied after it.
+    fn floor_available(&mut self) {
+        let Some(available_at) = self.req.available_at else { return };
+        let at = self.at;
+        let downloads = &self.req.downloads;
+        for item in self.req.items.values_mut() {
+            let grabbed = item.download_id.as_ref().and_then(|d| downloads.get(d)).map(|d| d.grabbed_at);
+            if grabbed.is_none_or(|g| g <= available_at) {
+                if item.stage < State::Available {
+                    item.stage = State::Available;
+                    item.updated_at = item.updated_at.max(at);
+                }
+                item.available_at = Some(item.available_at.map_or(available_at, |t| t.min(available_at)));
+            }
+        }
+    }
+
     fn raise_stage(&mut self, stage: State) {
         self.req.stage = self.req.stage.max(stage);
     }
@@ -126,6 +161,9 @@ impl Step<'_> {
                 item.stage = stage;
                 item.updated_at = at;
                 moved += 1;
+            }
+            if stage >= State::Available {
+                item.available_at = Some(item.available_at.map_or(at, |t| t.min(at)));
             }
         }
         moved
@@ -161,8 +199,7 @@ impl Step<'_> {
             Notification::MediaAvailable => {
                 self.evidence();
                 self.raise_stage(State::Available);
-                let keys: Vec<ItemKey> = self.req.items.keys().copied().collect();
-                self.raise_items(&keys, State::Available);
+                self.req.available_at = Some(self.req.available_at.map_or(self.at, |t| t.max(self.at)));
                 self.note(State::Available, "Available (Jellyseerr)".into(), details, None);
             }
             Notification::MediaFailed => {
@@ -247,8 +284,10 @@ impl Step<'_> {
             ArrEvent::Grab { episodes, release, download_id, download_client, .. } => {
                 self.evidence();
                 let keys = self.keys_for(episodes);
+                // An upgrade: every item was available before this grab (by event time).
+                let at = self.at;
                 let upgrade = !keys.is_empty()
-                    && keys.iter().all(|k| self.req.items.get(k).is_some_and(|i| i.stage >= State::Available));
+                    && keys.iter().all(|k| self.req.items.get(k).and_then(|i| i.available_at).is_some_and(|t| t < at));
                 if let Some(id) = download_id {
                     let d = self.download(id);
                     d.release_title = release.release_title.clone().or(d.release_title.take());
@@ -259,15 +298,8 @@ impl Step<'_> {
                 }
                 if !upgrade {
                     self.raise_items(&keys, State::Indexed);
-                    let at = self.at;
                     for key in &keys {
-                        let item = self.req.items.get_mut(key).expect("raised above");
-                        item.download_id = download_id.as_ref().map(|d| d.key().to_owned()).or(item.download_id.take());
-                        item.reason = None;
-                        item.updated_at = item.updated_at.max(at);
-                    }
-                    if release.quality.is_some() {
-                        self.req.quality = release.quality.clone();
+                        self.assign_download(*key, download_id.as_ref());
                     }
                 }
                 let mut found = format!("Found {}", release.quality.as_deref().unwrap_or("a release"));
@@ -283,8 +315,8 @@ impl Step<'_> {
                     "release_title": release.release_title, "release_type": release.release_type,
                     "download_client": download_client, "download_id": download_id.as_ref().map(DownloadId::key),
                 });
-                let state = if upgrade { self.req.state() } else { State::Indexed };
-                self.note(state, message, details, episode_label(episodes));
+                let state = if upgrade { State::Available } else { State::Indexed };
+                self.note_items(&keys, state, message, details, episode_label(episodes));
             }
             ArrEvent::Download { episodes, file, is_upgrade, download_id, deleted_files, .. } => {
                 self.evidence();
@@ -292,8 +324,8 @@ impl Step<'_> {
                 let keys = self.keys_for(eps);
                 self.import_file(&keys, file);
                 self.finish_download(download_id.as_ref());
-                if *is_upgrade || self.req.quality.is_none() {
-                    self.req.quality = file.quality.clone().or(self.req.quality.take());
+                if self.req.quality.is_none() {
+                    self.req.quality = file.quality.clone();
                 }
                 let name = paths::file_name(&file.path).to_owned();
                 let message = if *is_upgrade {
@@ -303,7 +335,7 @@ impl Step<'_> {
                 };
                 let details = json!({ "path": file.path, "quality": file.quality, "size": file.size,
                     "source_path": file.source_path, "replaced": deleted_files });
-                self.note(State::Importing, message, details, episode_label(eps));
+                self.note_items(&keys, State::Importing, message, details, episode_label(eps));
             }
             ArrEvent::ImportComplete { episodes, files, download_id, destination_path, .. } => {
                 self.evidence();
@@ -319,12 +351,8 @@ impl Step<'_> {
                 self.finish_download(download_id.as_ref());
                 let message =
                     format!("Import complete: {} file{}", files.len(), if files.len() == 1 { "" } else { "s" });
-                self.note(
-                    State::Importing,
-                    message,
-                    json!({ "destination": destination_path }),
-                    episode_label(episodes),
-                );
+                let details = json!({ "destination": destination_path });
+                self.note_items(&keys, State::Importing, message, details, episode_label(episodes));
             }
             ArrEvent::ManualInteractionRequired { episodes, download_id, messages, title, .. } => {
                 self.evidence();
@@ -340,15 +368,11 @@ impl Step<'_> {
                 let reason = format!("{app} needs a manual import: {why}");
                 for key in &keys {
                     if let Some(item) = self.req.items.get_mut(key) {
-                        item.reason = Some(reason.clone());
+                        item.set_reason(Some(reason.clone()), self.at);
                     }
                 }
-                self.note(
-                    State::Downloaded,
-                    reason,
-                    json!({ "title": title, "messages": messages }),
-                    episode_label(episodes),
-                );
+                let details = json!({ "title": title, "messages": messages });
+                self.note_items(&keys, State::Downloaded, reason, details, episode_label(episodes));
             }
             ArrEvent::FileDelete { episodes, file, reason, .. } => {
                 let why = reason.clone().unwrap_or_else(|| "unknown reason".into());
@@ -365,7 +389,7 @@ impl Step<'_> {
                         .collect();
                     for key in keys {
                         let item = self.req.items.get_mut(&key).expect("listed above");
-                        item.reason = Some(format!("File deleted in {app} ({why})"));
+                        item.set_reason(Some(format!("File deleted in {app} ({why})")), self.at);
                     }
                 }
                 let name = file.as_ref().map(|f| paths::file_name(&f.path).to_owned()).unwrap_or_default();
@@ -382,14 +406,18 @@ impl Step<'_> {
                 self.remark(format!("Removed from {app}{files}"), json!({ "deleted_files": deleted_files }));
             }
             ArrEvent::Rename { files, .. } => {
+                // Files of this request: those whose old name an item has (now renamed) or
+                // whose new name it has already.
                 let mut renamed = 0;
                 for f in files {
+                    let mut ours = false;
                     for item in self.req.items.values_mut() {
                         if item.file_path.is_some() && item.file_path == f.previous_path {
                             item.file_path = Some(f.path.clone());
-                            renamed += 1;
                         }
+                        ours |= item.file_path.as_deref() == Some(f.path.as_str());
                     }
+                    renamed += usize::from(ours);
                 }
                 let paths: Vec<&str> = files.iter().map(|f| f.path.as_str()).collect();
                 self.remark(
@@ -421,7 +449,22 @@ impl Step<'_> {
         let at = self.at;
         let d = self.req.downloads.entry(id.key().to_owned()).or_insert_with(|| Download::new(kind, at));
         d.updated_at = d.updated_at.max(at);
+        d.grabbed_at = d.grabbed_at.min(at);
         d
+    }
+
+    /// Points an item at the download of its most recent grab (by event time).
+    fn assign_download(&mut self, key: ItemKey, id: Option<&DownloadId>) {
+        let at = self.at;
+        let Some(id) = id else { return };
+        let current = self.req.items[&key].download_id.clone();
+        let current_at = current.as_ref().and_then(|c| self.req.downloads.get(c)).map(|d| d.grabbed_at);
+        let item = self.req.items.get_mut(&key).expect("created by raise_items");
+        if current_at.is_none_or(|t| at >= t) {
+            item.download_id = Some(id.key().to_owned());
+            item.set_reason(None, at);
+        }
+        item.updated_at = item.updated_at.max(at);
     }
 
     fn finish_download(&mut self, id: Option<&DownloadId>) {
@@ -440,7 +483,7 @@ impl Step<'_> {
         for key in keys {
             let item = self.req.items.get_mut(key).expect("raised above");
             item.file_path = Some(file.path.clone());
-            item.reason = None;
+            item.set_reason(None, self.at);
         }
     }
 
@@ -450,18 +493,18 @@ impl Step<'_> {
         self.evidence();
         let id = DownloadId::Torrent(f.hash.clone());
         let d = self.download(&id);
-        let was_finished = d.finished;
+        let noted = std::mem::replace(&mut d.finish_noted, true);
         if d.content_path.is_none() {
             d.content_path = f.content_path.clone();
         }
         self.finish_download(Some(&id));
         let keys = self.keys_with_download(id.key());
         self.raise_items(&keys, State::Downloaded);
-        if was_finished {
-            return self.ignore("download already finished");
+        if noted {
+            return self.ignore("download already reported finished");
         }
         let details = json!({ "name": f.name, "size": f.size, "path": f.content_path, "via": f.via });
-        self.note(State::Downloaded, "Download finished".into(), details, None);
+        self.note_items(&keys, State::Downloaded, "Download finished".into(), details, None);
     }
 
     fn progress(&mut self, p: &Progress) {
@@ -480,11 +523,20 @@ impl Step<'_> {
             return self.finished(&f);
         }
         self.evidence();
+        let at = self.at;
         let d = self.download(&id);
-        if d.finished {
-            return self.ignore("progress of a download that already finished");
-        }
         let first = d.client_state.is_none();
+        if d.finished || (!first && at < d.updated_at) {
+            // Stale: the download finished or a newer update was applied already. The first
+            // progress still counts as "downloading started", whenever it arrives.
+            d.client_state.get_or_insert_with(|| p.state.clone());
+            if first {
+                let keys = self.keys_with_download(id.key());
+                self.note_items(&keys, State::Downloading, "Downloading".into(), json!({ "state": p.state }), None);
+                return;
+            }
+            return self.ignore("progress older than what is known");
+        }
         let (was_stalled, was_error) = (d.stalled.clone(), d.error.clone());
         d.progress = p.progress.clamp(0.0, 1.0);
         d.dlspeed = p.dlspeed;
@@ -495,23 +547,22 @@ impl Step<'_> {
         d.error = p.error.clone();
         let keys = self.keys_with_download(id.key());
         self.raise_items(&keys, State::Downloading);
+        let state = json!({ "state": p.state });
         if first {
-            self.note(State::Downloading, "Downloading".into(), json!({ "state": p.state }), None);
+            self.note_items(&keys, State::Downloading, "Downloading".into(), state.clone(), None);
         }
         match (&was_stalled, &p.stalled) {
             (None, Some(why)) => {
-                self.note(State::Downloading, format!("Stalled: {why}"), json!({ "state": p.state }), None)
+                self.note_items(&keys, State::Downloading, format!("Stalled: {why}"), state.clone(), None)
             }
-            (Some(_), None) if !first => self.note(State::Downloading, "Download resumed".into(), json!({}), None),
+            (Some(_), None) if !first => {
+                self.note_items(&keys, State::Downloading, "Download resumed".into(), state.clone(), None)
+            }
             _ => {}
         }
         if let (None, Some(err)) = (&was_error, &p.error) {
-            self.note(
-                State::Downloading,
-                format!("qBittorrent reports an error: {err}"),
-                json!({ "state": p.state }),
-                None,
-            );
+            let message = format!("qBittorrent reports an error: {err}");
+            self.note_items(&keys, State::Downloading, message, state, None);
         }
     }
 
@@ -544,18 +595,19 @@ impl Step<'_> {
         if e.kind != FileEventKind::Deleted {
             self.raise_items(&keys, State::Matching);
         }
+        let at = self.at;
         for key in &keys {
             let item = self.req.items.get_mut(key).expect("found above");
             match e.kind {
-                FileEventKind::NotMatched => item.reason = Some(message.clone()),
-                FileEventKind::Matched => item.reason = None,
+                FileEventKind::NotMatched => item.set_reason(Some(message.clone()), at),
+                FileEventKind::Matched => item.set_reason(None, at),
                 FileEventKind::Renamed | FileEventKind::Moved => {
                     item.file_path = e.path.clone().or(item.file_path.take())
                 }
                 _ => {}
             }
         }
-        self.note(State::Matching, message, details, label);
+        self.note_items(&keys, State::Matching, message, details, label);
     }
 
     /// Items whose imported file is the one Shoko names: exact path, then the path map, then
@@ -609,14 +661,11 @@ impl Step<'_> {
                 self.raise_items(&[FILM], State::Available);
                 if let Some(item) = self.req.items.get_mut(&FILM) {
                     item.jellyfin_item_id = e.item_id.clone();
+                    item.set_reason(None, self.at);
                 }
                 self.req.watch = watch(&e.item_id).or(self.req.watch.take());
-                self.note(
-                    State::Available,
-                    "Available in Jellyfin".into(),
-                    json!({ "item_id": e.item_id, "name": e.name }),
-                    None,
-                );
+                let details = json!({ "item_id": e.item_id, "name": e.name });
+                self.note_items(&[FILM], State::Available, "Available in Jellyfin".into(), details, None);
             }
             ("Episode", MediaType::Tv) => {
                 let (Some(season), Some(first)) = (e.season, e.episode) else {
@@ -629,17 +678,13 @@ impl Step<'_> {
                 for key in &keys {
                     let item = self.req.items.get_mut(key).expect("raised above");
                     item.jellyfin_item_id = e.item_id.clone();
-                    item.reason = None;
+                    item.set_reason(None, self.at);
                 }
                 self.req.watch = watch(&e.series_id).or_else(|| self.req.watch.take()).or_else(|| watch(&e.item_id));
                 let eps: Vec<EpisodeRef> =
                     keys.iter().map(|&(season, episode)| EpisodeRef { season, episode }).collect();
-                self.note(
-                    State::Available,
-                    "Available in Jellyfin".into(),
-                    json!({ "item_id": e.item_id, "name": e.name }),
-                    episode_label(&eps),
-                );
+                let details = json!({ "item_id": e.item_id, "name": e.name });
+                self.note_items(&keys, State::Available, "Available in Jellyfin".into(), details, episode_label(&eps));
             }
             ("Season" | "Series", MediaType::Tv) => {
                 let id = if item_type == "Series" { &e.item_id } else { &e.series_id };

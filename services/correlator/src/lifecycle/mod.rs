@@ -59,6 +59,9 @@ pub struct Request {
     pub outcome: Option<Outcome>,
     /// Time of the latest evidence that the pipeline is moving (clears a failure before it).
     pub evidence_at: Option<OffsetDateTime>,
+    /// When Jellyseerr said the media is available: every item grabbed before is available.
+    pub available_at: Option<OffsetDateTime>,
+    /// Quality of the imported file, when no grab told it.
     pub quality: Option<String>,
     pub watch: Option<Watch>,
     pub items: BTreeMap<ItemKey, Item>,
@@ -86,6 +89,11 @@ pub struct Item {
     pub file_path: Option<String>,
     /// Why this item is stuck (manual import needed, Shoko could not match…).
     pub reason: Option<String>,
+    /// Event time of the fact that last set or cleared `reason`: the latest fact wins,
+    /// whatever order they arrive in.
+    pub reason_at: Option<OffsetDateTime>,
+    /// Event time of the earliest fact proving the item available (tells upgrades apart).
+    pub available_at: Option<OffsetDateTime>,
     pub jellyfin_item_id: Option<String>,
     pub updated_at: OffsetDateTime,
 }
@@ -93,12 +101,22 @@ pub struct Item {
 impl Item {
     pub fn new(at: OffsetDateTime) -> Self {
         Self {
-            stage: State::Indexed,
+            stage: State::Requested,
             download_id: None,
             file_path: None,
             reason: None,
+            reason_at: None,
+            available_at: None,
             jellyfin_item_id: None,
             updated_at: at,
+        }
+    }
+
+    /// Sets (or clears, with `None`) the reason, unless a later fact already did.
+    pub fn set_reason(&mut self, reason: Option<String>, at: OffsetDateTime) {
+        if self.reason_at.is_none_or(|t| at >= t) {
+            self.reason = reason;
+            self.reason_at = Some(at);
         }
     }
 }
@@ -122,6 +140,10 @@ pub struct Download {
     /// Grabbed to replace media that was already available.
     pub upgrade: bool,
     pub content_path: Option<String>,
+    /// Event time of the grab (the earliest fact about this download).
+    pub grabbed_at: OffsetDateTime,
+    /// A "Download finished" entry is on the timeline already.
+    pub finish_noted: bool,
     pub updated_at: OffsetDateTime,
 }
 
@@ -142,6 +164,8 @@ impl Download {
             finished: false,
             upgrade: false,
             content_path: None,
+            grabbed_at: at,
+            finish_noted: false,
             updated_at: at,
         }
     }
@@ -177,6 +201,7 @@ impl Request {
             stage: State::Requested,
             outcome: None,
             evidence_at: None,
+            available_at: None,
             quality: None,
             watch: None,
             items: BTreeMap::new(),
@@ -267,6 +292,13 @@ impl Request {
         download.or_else(|| self.items.values().filter(|i| i.stage < State::Available).find_map(|i| i.reason.clone()))
     }
 
+    /// The quality of the most recent grab, else of the imported file.
+    pub fn quality(&self) -> Option<String> {
+        let latest =
+            self.downloads.iter().filter(|(_, d)| d.quality.is_some()).max_by_key(|(id, d)| (d.grabbed_at, *id));
+        latest.and_then(|(_, d)| d.quality.clone()).or_else(|| self.quality.clone())
+    }
+
     pub fn episode_counts(&self) -> Option<EpisodeCounts> {
         (self.media_type == MediaType::Tv && !self.items.is_empty()).then(|| {
             let count = |f: &dyn Fn(State) -> bool| self.items.values().filter(|i| f(i.stage)).count() as u32;
@@ -332,7 +364,7 @@ impl Request {
             is_anime: self.is_anime,
             is_4k: self.is_4k,
             source: self.source.clone(),
-            quality: self.quality.clone(),
+            quality: self.quality(),
             watch_url: None,
             requested_seasons: self.requested_seasons.clone(),
             episodes_summary: self.episode_counts(),

@@ -1,0 +1,621 @@
+//! Correlation scenarios (issue 3): the fixtures of `tests/fixtures` replayed in lifecycle order
+//! and shuffled, into a real SQLite store, asserting final states, every episode and the
+//! timeline; plus a property test that every permutation of a valid sequence ends the same.
+
+mod scenario;
+
+use proptest::prelude::*;
+use scenario::*;
+use serde_json::json;
+use shared::model::State;
+use shared::subjects::Source::{Jellyfin, Jellyseerr, Radarr, Sonarr};
+
+const BATMAN: &str = "5e3f9a1c7b2d4e6f8091a2b3c4d5e6f708192a3b";
+const BATMAN_SIZE: u64 = 15_789_453_312;
+const DANDADAN: &str = "c0ffee4d2a9b8c7d6e5f40312a1b0c9d8e7f6a5b";
+const SEV_E01: &str = "0a1b2c3d4e5f60718293a4b5c6d7e8f901234567";
+const SEV_E02: &str = "9f8e7d6c5b4a39281706f5e4d3c2b1a098765432";
+
+fn film() -> Vec<Step> {
+    vec![
+        fx(Jellyseerr, "jellyseerr/webhook_media_pending_movie_the_batman_req42.json", 0),
+        fx(Jellyseerr, "jellyseerr/webhook_media_approved_movie_the_batman_req42.json", 1),
+        fx(Radarr, "radarr/webhook_movie_added_the_batman.json", 2),
+        fx(Radarr, "radarr/webhook_grab_the_batman.json", 3),
+        progress(BATMAN, 0.4, BATMAN_SIZE, 5),
+        finished(BATMAN, 10),
+        fx(Radarr, "radarr/webhook_download_the_batman.json", 11),
+        fx(Jellyfin, "jellyfin/item_added_movie_the_batman.json", 12),
+        fx(Jellyseerr, "jellyseerr/webhook_media_available_movie_the_batman_req42.json", 13),
+    ]
+}
+
+const ANIME_FOLDER: &str = "/data/media/anime/";
+
+fn anime() -> Vec<Step> {
+    vec![
+        fx(Jellyseerr, "jellyseerr/webhook_media_auto_approved_tv_dan_da_dan_req43.json", 0),
+        fx(Sonarr, "sonarr/webhook_series_add_dan_da_dan.json", 1),
+        fx(Sonarr, "sonarr/webhook_grab_dan_da_dan_s01_season_pack.json", 2),
+        progress(DANDADAN, 0.5, 16_492_674_416, 4),
+        hook(
+            shared::subjects::Source::Qbittorrent,
+            "application/x-www-form-urlencoded",
+            serde_json::from_slice::<serde_json::Value>(&fixture("qbittorrent/run_on_finished_dan_da_dan_pack.json"))
+                .unwrap()["http_request"]["body"]
+                .as_str()
+                .unwrap()
+                .as_bytes(),
+            20,
+        ),
+        fx(Sonarr, "sonarr/webhook_download_dan_da_dan_s01e01.json", 21),
+        fx(Sonarr, "sonarr/webhook_download_dan_da_dan_s01e02.json", 22),
+        fx(Sonarr, "sonarr/webhook_download_import_complete_dan_da_dan_s01.json", 23),
+        shoko("shoko/signalr_file_detected_s01e01.json", ANIME_FOLDER, 24),
+        shoko("shoko/signalr_file_hashed_s01e01.json", ANIME_FOLDER, 25),
+        shoko("shoko/signalr_file_matched_s01e01.json", ANIME_FOLDER, 26),
+        shoko("shoko/signalr_file_detected_s01e02.json", ANIME_FOLDER, 27),
+        shoko("shoko/signalr_file_hashed_s01e02.json", ANIME_FOLDER, 28),
+        shoko("shoko/signalr_file_matched_s01e02.json", ANIME_FOLDER, 29),
+        fx(Jellyfin, "jellyfin/item_added_episode_dan_da_dan_s01e01.json", 30),
+    ]
+}
+
+fn severance() -> Vec<Step> {
+    vec![
+        fx(Jellyseerr, "jellyseerr/webhook_media_pending_tv_severance_req44.json", 0),
+        fx(Jellyseerr, "jellyseerr/webhook_media_approved_tv_severance_req44.json", 1),
+        fx(Sonarr, "sonarr/webhook_grab_severance_s02e01.json", 2),
+        fx(Sonarr, "sonarr/webhook_grab_severance_s02e02.json", 3),
+        progress(SEV_E02, 0.38, 3_221_225_473, 4),
+        finished(SEV_E01, 10),
+        fx(Sonarr, "sonarr/webhook_download_severance_s02e01.json", 11),
+        fx(Sonarr, "sonarr/webhook_manual_interaction_required_severance_s02e03.json", 12),
+    ]
+}
+
+fn failure() -> Vec<Step> {
+    vec![fx(Jellyseerr, "jellyseerr/webhook_media_failed_movie_dune_part_two_req45.json", 0)]
+}
+
+fn states(r: &shared::model::RequestDetail) -> Vec<State> {
+    r.timeline.iter().map(|e| e.state).collect()
+}
+
+// ------------------------------------------------------------------ in order ---
+
+#[tokio::test]
+async fn film_in_order_reaches_available_with_a_timeline_of_every_step() {
+    let world = World::new().await;
+    world.replay(&film()).await;
+    let r = world.only().await;
+    assert_eq!(r.summary.state, State::Available);
+    assert_eq!(r.summary.quality.as_deref(), Some("Bluray-1080p"));
+    assert_eq!(r.summary.progress, 1.0);
+    assert_eq!(r.summary.requested_by.as_deref(), Some("alice"));
+    assert_eq!(r.summary.source, "jellyseerr");
+    assert!(r.summary.watch_url.is_some());
+    assert!(r.episodes.is_empty());
+    assert_eq!(
+        timeline(&r),
+        [
+            (State::Requested, "Requested by alice".into()),
+            (State::Approved, "Approved".into()),
+            (State::Searching, "Added to Radarr; searching for a release".into()),
+            (State::Indexed, "Found Bluray-1080p (15.8 GB) on ExampleTracker (Prowlarr)".into()),
+            (State::Downloading, "Downloading".into()),
+            (State::Downloaded, "Download finished".into()),
+            (State::Importing, "Imported The Batman (2022) [Bluray-1080p].mkv".into()),
+            (State::Available, "Available in Jellyfin".into()),
+            (State::Available, "Available (Jellyseerr)".into()),
+        ]
+    );
+    assert!(r.timeline.iter().all(|e| !e.late), "nothing is late in order");
+}
+
+#[tokio::test]
+async fn anime_season_pack_tracks_every_episode_through_matching() {
+    let world = World::new().await;
+    world.replay(&anime()).await;
+    let r = world.only().await;
+    assert!(r.summary.is_anime);
+    assert_eq!(r.summary.requested_by.as_deref(), Some("bob"));
+    assert_eq!(r.episodes.len(), 12, "the season pack lists twelve episodes");
+    let eps = episode_states(&r);
+    assert_eq!(eps[0], ((1, 1), State::Available), "E01 is in Jellyfin");
+    assert_eq!(eps[1], ((1, 2), State::Matching), "E02 is matched by Shoko, not yet in Jellyfin");
+    assert!(eps[2..].iter().all(|(_, s)| *s == State::Importing), "E03–E12 imported: {eps:?}");
+    assert_eq!(r.summary.state, State::Importing, "a series is as far as its slowest episode");
+    let counts = r.summary.episodes_summary.clone().unwrap();
+    assert_eq!((counts.total, counts.downloaded, counts.available), (12, 12, 1));
+    assert_eq!(r.downloads.len(), 1, "one torrent shared by the pack");
+    assert_eq!(r.downloads[0].episodes, 12);
+    let matching: Vec<_> = r.timeline.iter().filter(|e| e.state == State::Matching).collect();
+    assert_eq!(matching.len(), 6, "detected, hashed, matched for two files");
+    assert_eq!(matching[2].message, "Matched by Shoko (AniDB 18290)");
+    assert_eq!(matching[2].episode.as_deref(), Some("S01E01"));
+    let found = r.timeline.iter().find(|e| e.state == State::Indexed).unwrap();
+    assert_eq!(found.episode.as_deref(), Some("S01 (12 episodes)"));
+    assert_eq!(found.details["quality"], "WEBDL-1080p");
+    assert_eq!(found.details["download_id"], DANDADAN);
+}
+
+#[tokio::test]
+async fn jellyseerr_available_completes_every_episode_of_the_season() {
+    let world = World::new().await;
+    let mut steps = anime();
+    steps.push(fx(Jellyseerr, "jellyseerr/webhook_media_available_tv_dan_da_dan_req43.json", 40));
+    world.replay(&steps).await;
+    let r = world.only().await;
+    assert_eq!(r.summary.state, State::Available);
+    assert!(episode_states(&r).iter().all(|(_, s)| *s == State::Available));
+}
+
+#[tokio::test]
+async fn plain_series_with_two_grabs_keeps_each_episode_apart() {
+    let world = World::new().await;
+    world.replay(&severance()).await;
+    let r = world.only().await;
+    assert_eq!(r.summary.requested_seasons, vec![2]);
+    assert_eq!(
+        episode_states(&r),
+        [((2, 1), State::Importing), ((2, 2), State::Downloading), ((2, 3), State::Downloaded)]
+    );
+    assert_eq!(r.summary.state, State::Downloading, "E02 is still downloading");
+    assert_eq!(r.downloads.len(), 3, "two grabs plus the download that needs a manual import");
+    let e02 = r.downloads.iter().find(|d| d.download_id == SEV_E02).unwrap();
+    assert_eq!((e02.progress, e02.finished), (0.38, false));
+    assert!(r.summary.stalled);
+    assert_eq!(
+        r.summary.reason.as_deref(),
+        Some(
+            "Sonarr needs a manual import: Not a Custom Format upgrade for existing episode file(s). New: [] (0) do not improve on Existing: [] (0)"
+        )
+    );
+    assert!(r.summary.progress > 0.38 && r.summary.progress < 1.0, "{}", r.summary.progress);
+    let e03 = r.episodes.iter().find(|e| e.episode == 3).unwrap();
+    assert!(e03.reason.as_deref().unwrap().starts_with("Sonarr needs a manual import"));
+}
+
+#[tokio::test]
+async fn a_failed_request_says_why() {
+    let world = World::new().await;
+    world.replay(&failure()).await;
+    let r = world.only().await;
+    assert_eq!(r.summary.title, "Dune: Part Two");
+    assert_eq!(r.summary.state, State::Failed);
+    assert!(r.summary.reason.as_deref().unwrap().contains("could not send the request to Radarr/Sonarr"));
+    assert_eq!(states(&r), [State::Failed]);
+}
+
+// ------------------------------------------------------------------ shuffled ---
+
+/// Applies `steps` in the given order and in lifecycle order, and compares.
+async fn same_as_in_order(steps: &[Step], order: &[usize]) {
+    let expected = {
+        let world = World::new().await;
+        world.replay(steps).await;
+        world.outcome().await
+    };
+    let world = World::new().await;
+    for &i in order {
+        world.apply(&steps[i]).await;
+    }
+    let got = world.outcome().await;
+    if got != expected {
+        let names: Vec<&str> = order.iter().map(|&i| steps[i].name.as_str()).collect();
+        panic!("order {names:#?}\ngave {got:#?}\nexpected {expected:#?}");
+    }
+}
+
+#[tokio::test]
+async fn film_replayed_backwards_ends_the_same() {
+    let steps = film();
+    let order: Vec<usize> = (0..steps.len()).rev().collect();
+    same_as_in_order(&steps, &order).await;
+}
+
+#[tokio::test]
+async fn anime_replayed_backwards_ends_the_same() {
+    let steps = anime();
+    let order: Vec<usize> = (0..steps.len()).rev().collect();
+    same_as_in_order(&steps, &order).await;
+}
+
+#[tokio::test]
+async fn severance_replayed_backwards_ends_the_same() {
+    let steps = severance();
+    let order: Vec<usize> = (0..steps.len()).rev().collect();
+    same_as_in_order(&steps, &order).await;
+}
+
+#[tokio::test]
+async fn everything_interleaved_ends_the_same_as_each_story_alone() {
+    let stories = [film(), anime(), severance(), failure()];
+    let all: Vec<Step> = stories.concat();
+    // Round-robin interleaving, newest first within each round.
+    let mut order = Vec::new();
+    let mut offsets = vec![0usize];
+    for s in &stories {
+        offsets.push(offsets.last().unwrap() + s.len());
+    }
+    for round in (0..15).rev() {
+        for (k, s) in stories.iter().enumerate() {
+            if round < s.len() {
+                order.push(offsets[k] + round);
+            }
+        }
+    }
+    same_as_in_order(&all, &order).await;
+    let world = World::new().await;
+    world.replay(&all).await;
+    let titles: Vec<String> = world.requests().await.iter().map(|r| r.summary.title.clone()).collect();
+    assert_eq!(titles, ["DAN DA DAN", "Dune: Part Two", "Severance", "The Batman"]);
+}
+
+fn permutation_of(n: usize) -> impl Strategy<Value = Vec<usize>> {
+    Just((0..n).collect::<Vec<_>>()).prop_shuffle()
+}
+
+fn check_permutation(steps: Vec<Step>, order: Vec<usize>) {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(same_as_in_order(&steps, &order));
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 24, failure_persistence: None, ..ProptestConfig::default() })]
+
+    #[test]
+    fn every_permutation_of_the_film_ends_the_same(order in permutation_of(film().len())) {
+        check_permutation(film(), order);
+    }
+
+    #[test]
+    fn every_permutation_of_the_anime_season_pack_ends_the_same(order in permutation_of(anime().len())) {
+        check_permutation(anime(), order);
+    }
+
+    #[test]
+    fn every_permutation_of_the_two_grab_series_ends_the_same(order in permutation_of(severance().len())) {
+        check_permutation(severance(), order);
+    }
+}
+
+// ------------------------------------------------------------- out of order ---
+
+#[tokio::test]
+async fn a_grab_before_the_jellyseerr_webhook_ends_in_one_request() {
+    let world = World::new().await;
+    world.apply(&fx(Radarr, "radarr/webhook_grab_the_batman.json", 3)).await;
+    let r = world.only().await;
+    assert_eq!((r.summary.source.as_str(), r.summary.state), ("radarr", State::Indexed));
+    world.apply(&fx(Jellyseerr, "jellyseerr/webhook_media_pending_movie_the_batman_req42.json", 0)).await;
+    let r = world.only().await;
+    assert_eq!(r.summary.source, "jellyseerr");
+    assert_eq!(r.summary.requested_by.as_deref(), Some("alice"));
+    assert_eq!(r.summary.jellyseerr_id.map(|i| i.0), Some(42));
+    assert_eq!(r.summary.state, State::Indexed, "the late request notice does not move it back");
+    assert!(r.timeline.iter().find(|e| e.state == State::Requested).unwrap().late);
+    assert_eq!(r.summary.created_at, BASE, "requested at the Jellyseerr time, the earliest fact");
+}
+
+#[tokio::test]
+async fn a_qbittorrent_completion_before_the_grab_waits_for_it() {
+    let world = World::new().await;
+    let outcome = world.apply(&finished(BATMAN, 10)).await;
+    assert!(matches!(outcome, correlator::correlate::Outcome::Orphaned(_)), "{outcome:?}");
+    assert!(world.requests().await.is_empty());
+    world.apply(&fx(Radarr, "radarr/webhook_grab_the_batman.json", 3)).await;
+    let r = world.only().await;
+    assert_eq!(r.summary.state, State::Downloaded);
+    assert!(r.downloads[0].finished);
+}
+
+#[tokio::test]
+async fn an_import_a_second_before_the_download_complete_poll_does_not_get_stuck() {
+    let world = World::new().await;
+    world.replay(&film()[..4]).await;
+    world.apply(&fx(Radarr, "radarr/webhook_download_the_batman.json", 11)).await;
+    world.apply(&finished(BATMAN, 10)).await;
+    let r = world.only().await;
+    assert_eq!(r.summary.state, State::Importing, "the import proves the download finished");
+    let done = r.timeline.iter().find(|e| e.state == State::Downloaded).unwrap();
+    assert!(done.late, "the completion is on the timeline, marked late");
+}
+
+#[tokio::test]
+async fn a_jellyfin_episode_before_the_import_makes_it_available_and_stays() {
+    let world = World::new().await;
+    world.replay(&anime()[..3]).await;
+    world.apply(&fx(Jellyfin, "jellyfin/item_added_episode_dan_da_dan_s01e01.json", 30)).await;
+    world.apply(&fx(Sonarr, "sonarr/webhook_download_dan_da_dan_s01e01.json", 21)).await;
+    let r = world.only().await;
+    assert_eq!(episode_states(&r)[0], ((1, 1), State::Available));
+    assert_eq!(episode_states(&r)[1], ((1, 2), State::Indexed));
+    assert!(r.timeline.iter().any(|e| e.state == State::Importing && e.late));
+}
+
+#[tokio::test]
+async fn a_shoko_event_before_the_import_waits_for_the_file() {
+    let world = World::new().await;
+    world.replay(&anime()[..3]).await;
+    let outcome = world.apply(&shoko("shoko/signalr_file_matched_s01e01.json", ANIME_FOLDER, 26)).await;
+    assert!(matches!(outcome, correlator::correlate::Outcome::Orphaned(_)), "{outcome:?}");
+    world.apply(&fx(Sonarr, "sonarr/webhook_download_dan_da_dan_s01e01.json", 21)).await;
+    let r = world.only().await;
+    assert_eq!(episode_states(&r)[0], ((1, 1), State::Matching));
+}
+
+#[tokio::test]
+async fn a_re_request_of_available_media_is_a_new_request() {
+    let world = World::new().await;
+    world.replay(&film()).await;
+    let again = fx_with(
+        Jellyseerr,
+        "jellyseerr/webhook_media_pending_movie_the_batman_req42.json",
+        60 * 24 * 30,
+        &[("/request/request_id", json!("99")), ("/request/requestedBy_username", json!("carol"))],
+    );
+    world.apply(&again).await;
+    let all = world.requests().await;
+    assert_eq!(all.len(), 2);
+    let new = all.iter().find(|r| r.summary.jellyseerr_id.map(|i| i.0) == Some(99)).unwrap();
+    assert_eq!((new.summary.state, new.summary.requested_by.as_deref()), (State::Requested, Some("carol")));
+    // A new grab goes to the open request, not the available one.
+    let grab = fx_with(
+        Radarr,
+        "radarr/webhook_grab_the_batman.json",
+        60 * 24 * 30 + 5,
+        &[("/downloadId", json!("ABCDEF0123456789ABCDEF0123456789ABCDEF01"))],
+    );
+    world.apply(&grab).await;
+    let new = world.requests().await.into_iter().find(|r| r.summary.jellyseerr_id.map(|i| i.0) == Some(99)).unwrap();
+    assert_eq!(new.summary.state, State::Indexed);
+}
+
+#[tokio::test]
+async fn movie_and_series_tmdb_ids_are_different_namespaces() {
+    let world = World::new().await;
+    world.replay(&severance()[..2]).await; // Severance: TV tmdb 95396
+    let film_with_same_number = fx_with(
+        Jellyseerr,
+        "jellyseerr/webhook_media_pending_movie_the_batman_req42.json",
+        5,
+        &[("/media/tmdbId", json!("95396")), ("/subject", json!("Some Film (2001)"))],
+    );
+    world.apply(&film_with_same_number).await;
+    assert_eq!(world.requests().await.len(), 2);
+}
+
+#[tokio::test]
+async fn usenet_downloads_are_tracked_without_progress() {
+    let world = World::new().await;
+    world.replay(&film()[..2]).await;
+    let nzo = "SABnzbd_nzo_kq2f7x";
+    world.apply(&fx_with(Radarr, "radarr/webhook_grab_the_batman.json", 3, &[("/downloadId", json!(nzo))])).await;
+    let r = world.only().await;
+    assert_eq!((r.downloads[0].download_id.as_str(), r.downloads[0].kind.as_str()), (nzo, "usenet"));
+    world.apply(&fx_with(Radarr, "radarr/webhook_download_the_batman.json", 11, &[("/downloadId", json!(nzo))])).await;
+    let r = world.only().await;
+    assert_eq!(r.summary.state, State::Importing);
+    assert!(r.downloads[0].finished);
+}
+
+#[tokio::test]
+async fn download_ids_match_qbittorrent_hashes_whatever_the_case() {
+    let world = World::new().await;
+    world.replay(&film()[..4]).await; // Radarr sends the hash in upper case
+    world.apply(&progress(BATMAN, 0.25, BATMAN_SIZE, 5)).await; // qBittorrent in lower case
+    let r = world.only().await;
+    assert_eq!(r.summary.state, State::Downloading);
+    assert_eq!(r.summary.progress, 0.25);
+}
+
+#[tokio::test]
+async fn files_are_matched_across_container_mounts_with_the_path_map() {
+    let map = shared::paths::PathMap::parse("/anime=/data/media/anime").unwrap();
+    let world = World::with(correlator::Processor::new(map, std::time::Duration::from_secs(3600), None)).await;
+    world.replay(&anime()[..3]).await;
+    world.apply(&fx(Sonarr, "sonarr/webhook_download_dan_da_dan_s01e01.json", 21)).await;
+    // Shoko runs in a container that mounts the library at /anime.
+    world.apply(&shoko("shoko/signalr_file_matched_s01e01.json", "/anime", 26)).await;
+    let r = world.only().await;
+    assert_eq!(episode_states(&r)[0], ((1, 1), State::Matching));
+}
+
+#[tokio::test]
+async fn two_requests_for_different_seasons_of_one_series_get_their_own_grabs() {
+    let world = World::new().await;
+    // bob asks for season 1, alice (request 44) for season 2 of Severance.
+    let season1 = fx_with(
+        Jellyseerr,
+        "jellyseerr/webhook_media_approved_tv_severance_req44.json",
+        0,
+        &[
+            ("/request/request_id", json!("50")),
+            ("/request/requestedBy_username", json!("bob")),
+            ("/extra/0/value", json!("1")),
+        ],
+    );
+    world.apply(&season1).await;
+    world.replay(&severance()[..4]).await;
+    let all = world.requests().await;
+    assert_eq!(all.len(), 2);
+    let bob = all.iter().find(|r| r.summary.requested_by.as_deref() == Some("bob")).unwrap();
+    let alice = all.iter().find(|r| r.summary.requested_by.as_deref() == Some("alice")).unwrap();
+    assert!(bob.episodes.is_empty(), "season 2 grabs are not bob's");
+    assert_eq!(alice.episodes.len(), 2);
+}
+
+#[tokio::test]
+async fn an_upgrade_of_an_available_film_keeps_it_available_and_says_so() {
+    let world = World::new().await;
+    world.replay(&film()).await;
+    let new_hash = json!("FEEDFACE0123456789ABCDEF0123456789ABCDEF");
+    world
+        .apply(&fx_with(
+            Radarr,
+            "radarr/webhook_grab_the_batman.json",
+            100,
+            &[("/downloadId", new_hash.clone()), ("/release/quality", json!("Bluray-2160p"))],
+        ))
+        .await;
+    world
+        .apply(&fx_with(
+            Radarr,
+            "radarr/webhook_download_the_batman.json",
+            120,
+            &[("/downloadId", new_hash), ("/isUpgrade", json!(true)), ("/movieFile/quality", json!("Bluray-2160p"))],
+        ))
+        .await;
+    world.apply(&fx(Radarr, "radarr/webhook_movie_file_delete_the_batman.json", 121)).await;
+    let r = world.only().await;
+    assert_eq!(r.summary.state, State::Available);
+    assert_eq!(r.summary.quality.as_deref(), Some("Bluray-2160p"));
+    let msgs: Vec<&str> = r.timeline.iter().map(|e| e.message.as_str()).collect();
+    assert!(msgs.contains(&"Upgrade: Found Bluray-2160p (15.8 GB) on ExampleTracker (Prowlarr)"), "{msgs:#?}");
+    assert!(msgs.contains(&"Upgraded to Bluray-2160p"), "{msgs:#?}");
+    assert!(msgs.iter().any(|m| m.starts_with("File deleted (manual)")), "{msgs:#?}");
+}
+
+#[tokio::test]
+async fn deletes_renames_and_application_events_are_visible_or_counted() {
+    let world = World::new().await;
+    world.replay(&anime()).await;
+    world.apply(&fx(Sonarr, "sonarr/webhook_rename_dan_da_dan.json", 50)).await;
+    world.apply(&fx(Sonarr, "sonarr/webhook_episode_file_delete_dan_da_dan_s01e02.json", 51)).await;
+    let r = world.only().await;
+    let msgs: Vec<&str> = r.timeline.iter().map(|e| e.message.as_str()).collect();
+    assert!(msgs.contains(&"Sonarr renamed 1 file"), "{msgs:#?}");
+    let e02 = r.episodes.iter().find(|e| e.episode == 2).unwrap();
+    assert_eq!(e02.reason.as_deref(), Some("File deleted in Sonarr (manual)"));
+
+    for (source, name) in [
+        (Sonarr, "sonarr/webhook_health.json"),
+        (Sonarr, "sonarr/webhook_test.json"),
+        (Radarr, "radarr/webhook_health.json"),
+        (Sonarr, "sonarr/webhook_application_update.json"),
+    ] {
+        let outcome = world.apply(&fx(source, name, 60)).await;
+        assert!(matches!(outcome, correlator::correlate::Outcome::Ignored(_)), "{name}: {outcome:?}");
+    }
+    assert_eq!(world.processor.counters.snapshot()[3], ("ignored", 4));
+
+    let sev = World::new().await;
+    sev.replay(&severance()[..4]).await;
+    sev.apply(&fx(Sonarr, "sonarr/webhook_series_delete_severance.json", 20)).await;
+    let r = sev.only().await;
+    assert_eq!(r.summary.state, State::Failed);
+    assert_eq!(r.summary.reason.as_deref(), Some("Removed from Sonarr before it was available"));
+}
+
+#[tokio::test]
+async fn the_same_event_twice_changes_nothing() {
+    let world = World::new().await;
+    world.replay(&film()[..4]).await;
+    let before = world.outcome().await;
+    let outcome = world.apply(&film()[3]).await;
+    assert_eq!(outcome, correlator::correlate::Outcome::Duplicate);
+    assert_eq!(world.outcome().await, before);
+}
+
+#[tokio::test]
+async fn sonarr_v3_grab_without_tmdb_is_matched_by_tvdb() {
+    let world = World::new().await;
+    world.replay(&severance()[..2]).await;
+    let v3 = br#"{"eventType":"Grab","series":{"id":5,"title":"Severance","path":"/data/media/tv/Severance","tvdbId":371980,"type":"standard"},
+        "episodes":[{"id":2301,"episodeNumber":1,"seasonNumber":2,"title":"Hello, Ms. Cobel"}],
+        "release":{"quality":"WEBDL-1080p","qualityVersion":1,"size":3221225473},"downloadClient":"qBittorrent","downloadId":"0A1B2C3D4E5F60718293A4B5C6D7E8F901234567"}"#;
+    world.apply(&hook(Sonarr, "application/json", v3, 2)).await;
+    let r = world.only().await;
+    assert_eq!(episode_states(&r), [((2, 1), State::Indexed)]);
+}
+
+/// A Jellyfin stand-in answering `GET /Items/{id}` like Jellyfin 10.11 (PascalCase,
+/// `ProviderIds` with capitalised keys), and counting the calls.
+async fn jellyfin_stub() -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use axum::extract::Path;
+    use axum::http::HeaderMap;
+    let calls = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = calls.clone();
+    let app = axum::Router::new().route(
+        "/Items/{id}",
+        axum::routing::get(move |Path(id): Path<String>, headers: HeaderMap| {
+            let counter = counter.clone();
+            async move {
+                counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let authorized = headers.get("authorization").is_some_and(|v| v == "MediaBrowser Token=\"jf-key\"");
+                if !authorized {
+                    return (axum::http::StatusCode::UNAUTHORIZED, axum::Json(json!({}))).into_response();
+                }
+                if id != "d4da0d40517e4c0a9b1c2d3e4f5a6b7c" {
+                    return (axum::http::StatusCode::NOT_FOUND, axum::Json(json!({}))).into_response();
+                }
+                axum::Json(json!({
+                    "Name": "DAN DA DAN", "Id": id, "Type": "Series",
+                    "ProviderIds": { "Tvdb": "432832", "Tmdb": "240411", "AniDb": "18290" }
+                }))
+                .into_response()
+            }
+        }),
+    );
+    use axum::response::IntoResponse;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (url, calls)
+}
+
+#[tokio::test]
+async fn jellyfin_episodes_are_tied_to_their_series_through_the_jellyfin_api() {
+    let (url, calls) = jellyfin_stub().await;
+    let client = correlator::jellyfin::JellyfinClient::new(&url, Some(shared::settings::Secret::new("jf-key")));
+    let processor = correlator::Processor::new(Default::default(), std::time::Duration::from_secs(3600), None)
+        .with_jellyfin(Some(client));
+    let world = World::with(processor).await;
+    world.replay(&anime()[..3]).await;
+    // Jellyfin names the series differently from Jellyseerr: the name cannot match.
+    let e01 = fx_with(
+        Jellyfin,
+        "jellyfin/item_added_episode_dan_da_dan_s01e01.json",
+        30,
+        &[("/series_name", json!("Dandadan (Japanese)"))],
+    );
+    world.apply(&e01).await;
+    let e02 = fx_with(
+        Jellyfin,
+        "jellyfin/item_added_episode_dan_da_dan_s01e01.json",
+        31,
+        &[
+            ("/series_name", json!("Dandadan (Japanese)")),
+            ("/episode_number", json!("02")),
+            ("/item_id", json!("e0000002-d4da-4c0a-9b1c-2d3e4f5a6b7c")),
+        ],
+    );
+    world.apply(&e02).await;
+    let r = world.only().await;
+    assert_eq!(
+        &episode_states(&r)[..3],
+        [((1, 1), State::Available), ((1, 2), State::Available), ((1, 3), State::Indexed)]
+    );
+    assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 1, "the series lookup is cached");
+}
+
+#[tokio::test]
+async fn without_the_jellyfin_api_episodes_match_by_series_name() {
+    let world = World::new().await;
+    world.replay(&anime()[..3]).await;
+    world.apply(&fx(Jellyfin, "jellyfin/item_added_episode_dan_da_dan_s01e01.json", 30)).await;
+    assert_eq!(episode_states(&world.only().await)[0], ((1, 1), State::Available));
+    // A name that matches nothing waits, and is counted, rather than going astray.
+    let other = fx_with(
+        Jellyfin,
+        "jellyfin/item_added_episode_dan_da_dan_s01e01.json",
+        31,
+        &[("/series_name", json!("Some Other Show"))],
+    );
+    assert!(matches!(world.apply(&other).await, correlator::correlate::Outcome::Orphaned(_)));
+}

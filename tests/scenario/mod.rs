@@ -1,0 +1,265 @@
+//! Replays facts into a real correlator store (a SQLite file per world) without NATS, so that
+//! scenarios can be run in any order, many times: the parsers of `ingress` turn fixtures into
+//! facts exactly as in production, and `correlator::Processor` applies them.
+#![allow(dead_code)]
+
+use std::time::Duration;
+
+use correlator::Processor;
+use correlator::correlate::Outcome;
+use correlator::store::{self, Store};
+use serde_json::Value;
+use shared::envelope::{Envelope, content_id};
+use shared::events::qbittorrent::{Progress, TorrentEvent};
+use shared::events::shoko::{CrossRef, FileEvent, FileEventKind};
+use shared::events::{EventData, Fact, MediaEnvelope};
+use shared::ids::InfoHash;
+use shared::model::{ListQuery, RequestDetail, State};
+use shared::paths::PathMap;
+use shared::subjects::Source;
+use time::OffsetDateTime;
+use time::macros::datetime;
+
+pub const BASE: OffsetDateTime = datetime!(2025-01-10 18:00 UTC);
+
+pub fn fixture(name: &str) -> Vec<u8> {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name);
+    std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// One fact at a given minute after [`BASE`].
+#[derive(Debug, Clone)]
+pub struct Step {
+    pub fact: Fact,
+    pub raw: Value,
+    pub minute: i64,
+    pub name: String,
+}
+
+impl Step {
+    pub fn at(&self) -> OffsetDateTime {
+        BASE + time::Duration::minutes(self.minute)
+    }
+
+    pub fn envelope(&self) -> MediaEnvelope {
+        let subject = self.fact.subject();
+        let id = content_id(self.fact.source().as_str(), &[subject.as_bytes(), self.raw.to_string().as_bytes()]);
+        Envelope::new(id, "/test", &subject, EventData { event: self.fact.clone(), raw: Some(self.raw.clone()) })
+            .with_time(self.at())
+    }
+}
+
+/// Parses a webhook body the way ingress does.
+pub fn hook(source: Source, content_type: &str, body: &[u8], minute: i64) -> Step {
+    let payload = ingress::payload::decode(Some(content_type), body).expect("decodable");
+    let fact = ingress::sources::adapter(source).expect("webhook source").parse(&payload).expect("parsable");
+    Step { fact, raw: payload.value, minute, name: String::from_utf8_lossy(&body[..body.len().min(60)]).into() }
+}
+
+/// A webhook fixture (`radarr/webhook_grab_the_batman.json`…).
+pub fn fx(source: Source, name: &str, minute: i64) -> Step {
+    let mut s = hook(source, "application/json", &fixture(name), minute);
+    s.name = name.to_owned();
+    s
+}
+
+/// A fixture with some fields replaced (`/movie/tmdbId` style JSON pointers).
+pub fn fx_with(source: Source, name: &str, minute: i64, edits: &[(&str, Value)]) -> Step {
+    let mut v: Value = serde_json::from_slice(&fixture(name)).unwrap();
+    for (pointer, value) in edits {
+        *v.pointer_mut(pointer).unwrap_or_else(|| panic!("{pointer} in {name}")) = value.clone();
+    }
+    let mut s = hook(source, "application/json", v.to_string().as_bytes(), minute);
+    s.name = format!("{name} (edited)");
+    s
+}
+
+/// qBittorrent's run-on-finish hook for a torrent.
+pub fn finished(hash: &str, minute: i64) -> Step {
+    let body = format!(r#"{{"hash":"{hash}","name":"torrent {hash}"}}"#);
+    let mut s = hook(Source::Qbittorrent, "application/json", body.as_bytes(), minute);
+    s.name = format!("finished {hash}");
+    s
+}
+
+/// The poller's progress of a torrent.
+pub fn progress(hash: &str, progress: f64, size: u64, minute: i64) -> Step {
+    let p = Progress {
+        hash: InfoHash::parse(hash).unwrap(),
+        name: None,
+        progress,
+        dlspeed: 2_300_000,
+        eta: Some(240),
+        state: "downloading".into(),
+        size: Some(size),
+        amount_left: Some(((1.0 - progress) * size as f64) as u64),
+        num_seeds: Some(12),
+        stalled: None,
+        error: None,
+    };
+    let raw = serde_json::to_value(&p).unwrap();
+    Step {
+        fact: Fact::Qbittorrent(TorrentEvent::Progress(p)),
+        raw,
+        minute,
+        name: format!("progress {hash} {progress}"),
+    }
+}
+
+/// A Shoko file event as the shoko-bridge publishes it, from a `signalr_*` fixture frame.
+pub fn shoko(name: &str, import_folder: &str, minute: i64) -> Step {
+    let frame: Value = serde_json::from_slice(&fixture(name)).unwrap();
+    let kind = FileEventKind::from_target(frame["target"].as_str().unwrap()).unwrap();
+    let arg = &frame["arguments"][0];
+    let relative = arg["RelativePath"].as_str().unwrap().to_owned();
+    let cross_refs = arg["CrossReferences"]
+        .as_array()
+        .map(|refs| {
+            refs.iter()
+                .map(|r| CrossRef {
+                    anidb_anime_id: r["AnidbAnimeID"].as_u64(),
+                    anidb_episode_id: r["AnidbEpisodeID"].as_u64(),
+                    shoko_series_id: r["SeriesID"].as_u64(),
+                    shoko_episode_id: r["EpisodeID"].as_u64(),
+                    shoko_group_id: r["GroupID"].as_u64(),
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let mut event = FileEvent::new(kind, relative.clone());
+    event.file_id = arg["FileID"].as_u64();
+    event.import_folder_id = arg["ImportFolderID"].as_u64();
+    event.path = Some(shared::paths::normalize(&format!("{import_folder}/{relative}")));
+    event.cross_refs = cross_refs;
+    Step { fact: Fact::Shoko(event), raw: frame["arguments"].clone(), minute, name: name.to_owned() }
+}
+
+/// A correlator store in a temporary SQLite file.
+pub struct World {
+    _dir: tempfile::TempDir,
+    pub store: Store,
+    pub processor: Processor,
+}
+
+impl World {
+    pub async fn new() -> Self {
+        Self::with(Processor::new(PathMap::default(), Duration::from_secs(7 * 86400), None)).await
+    }
+
+    pub async fn with(processor: Processor) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("tracker.db")).await.unwrap();
+        Self { _dir: dir, store, processor }
+    }
+
+    /// Applies one step in its own transaction, like one consumer batch.
+    pub async fn apply(&self, step: &Step) -> Outcome {
+        let mut env = step.envelope();
+        self.processor.enrich(&mut env).await;
+        let mut tx = self.store.begin().await.unwrap();
+        let outcome = self.processor.process(&mut tx, &env, &env.kind).await.unwrap();
+        tx.commit().await.unwrap();
+        outcome
+    }
+
+    pub async fn replay(&self, steps: &[Step]) {
+        for s in steps {
+            self.apply(s).await;
+        }
+    }
+
+    pub async fn requests(&self) -> Vec<RequestDetail> {
+        let list =
+            store::list(self.store.pool(), &ListQuery { limit: Some(1000), ..Default::default() }).await.unwrap();
+        let mut out = Vec::new();
+        for r in list.requests {
+            out.push(store::detail(self.store.pool(), r.id, None).await.unwrap().unwrap());
+        }
+        out.sort_by(|a, b| {
+            (a.summary.title.as_str(), a.summary.jellyseerr_id)
+                .cmp(&(b.summary.title.as_str(), b.summary.jellyseerr_id))
+        });
+        out
+    }
+
+    pub async fn only(&self) -> RequestDetail {
+        let mut all = self.requests().await;
+        assert_eq!(
+            all.len(),
+            1,
+            "expected one request, got {:#?}",
+            all.iter().map(|r| &r.summary.title).collect::<Vec<_>>()
+        );
+        all.remove(0)
+    }
+
+    pub async fn titled(&self, title: &str) -> RequestDetail {
+        self.requests()
+            .await
+            .into_iter()
+            .find(|r| r.summary.title == title)
+            .unwrap_or_else(|| panic!("no request {title}"))
+    }
+
+    /// Everything about the requests that must not depend on arrival order.
+    pub async fn outcome(&self) -> Vec<Comparable> {
+        self.requests().await.iter().map(Comparable::of).collect()
+    }
+}
+
+/// A request reduced to what must be the same whatever the arrival order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Comparable {
+    pub title: String,
+    pub state: State,
+    pub reason: Option<String>,
+    pub quality: Option<String>,
+    pub progress_permille: i64,
+    pub requested_by: Option<String>,
+    pub source: String,
+    pub is_anime: bool,
+    pub watch_url: Option<String>,
+    pub created_at: OffsetDateTime,
+    pub episodes: Vec<(u32, u32, State, Option<String>, Option<String>)>,
+    pub downloads: Vec<(String, bool)>,
+    /// (time, state, message, episode), sorted.
+    pub timeline: Vec<(OffsetDateTime, State, String, Option<String>)>,
+}
+
+impl Comparable {
+    pub fn of(r: &RequestDetail) -> Self {
+        let s = &r.summary;
+        let mut timeline: Vec<_> =
+            r.timeline.iter().map(|e| (e.at, e.state, e.message.clone(), e.episode.clone())).collect();
+        timeline.sort();
+        Self {
+            title: s.title.clone(),
+            state: s.state,
+            reason: s.reason.clone(),
+            quality: s.quality.clone(),
+            progress_permille: (s.progress * 1000.0).round() as i64,
+            requested_by: s.requested_by.clone(),
+            source: s.source.clone(),
+            is_anime: s.is_anime,
+            watch_url: s.watch_url.clone(),
+            created_at: s.created_at,
+            episodes: r
+                .episodes
+                .iter()
+                .map(|e| (e.season, e.episode, e.state, e.reason.clone(), e.file_path.clone()))
+                .collect(),
+            downloads: r.downloads.iter().map(|d| (d.download_id.clone(), d.finished)).collect(),
+            timeline,
+        }
+    }
+}
+
+/// States of a series' episodes as `(season, episode) -> state`.
+pub fn episode_states(r: &RequestDetail) -> Vec<((u32, u32), State)> {
+    r.episodes.iter().map(|e| ((e.season, e.episode), e.state)).collect()
+}
+
+/// The timeline as `(state, message)` in time order.
+pub fn timeline(r: &RequestDetail) -> Vec<(State, String)> {
+    r.timeline.iter().map(|e| (e.state, e.message.clone())).collect()
+}
