@@ -105,7 +105,7 @@ impl QbitClient {
             }
             _ => return Err(QbitError::Unreachable(format!("unexpected answer to login: {}", short(status, &body)))),
         }
-        tracing::info!(url = %self.base, "logged in to qBittorrent");
+        tracing::info!(url = %redact(&self.base), "logged in to qBittorrent");
         self.cookie = cookie;
         self.logged_in = true;
         self.new_session = true;

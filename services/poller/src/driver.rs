@@ -100,9 +100,8 @@ pub async fn drive<Q, S, C, Ch>(
                 let outcome = worker.poll_once().await;
                 answering = matches!(outcome, PollOutcome::Polled { .. });
                 next_poll = pacer.after(&outcome).map(|wait| Instant::now() + wait);
-                if let Some(at) = next_poll {
-                    health.set_detail("next_poll_in_s", at.duration_since(Instant::now()).as_secs_f64().round());
-                }
+                let wait = next_poll.map(|at| at.duration_since(Instant::now()).as_secs_f64().round());
+                health.set_detail("next_poll_in_s", wait.map_or(serde_json::Value::Null, serde_json::Value::from));
             }
         }
     }

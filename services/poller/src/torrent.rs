@@ -158,8 +158,9 @@ impl<'a> Torrent<'a> {
         Finished {
             hash: self.hash.clone(),
             name: self.text("name"),
-            content_path: self.text("content_path"),
-            save_path: self.text("save_path"),
+            // Normalized as ingress does with the hook's paths, so both name a file alike.
+            content_path: self.text("content_path").map(|p| shared::paths::normalize(&p)),
+            save_path: self.text("save_path").map(|p| shared::paths::normalize(&p)),
             size: self.size(),
             category: self.text("category"),
             tags,

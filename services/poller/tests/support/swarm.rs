@@ -63,6 +63,12 @@ impl Swarm {
         self
     }
 
+    /// Keeps torrent `i` where it is (waiting for peers) from now on.
+    pub fn hold(&mut self, i: usize) {
+        let hash = hash_of(i);
+        self.active.retain(|h| *h != hash);
+    }
+
     /// One of qBittorrent's stats refreshes: active torrents get data (and finish at 100 %).
     pub fn refresh(&mut self, now: i64) {
         let mut total_speed = 0;
