@@ -15,6 +15,7 @@ use shared::settings::Secret;
 use tokio::time::Instant;
 
 use crate::signalr::{HubError, redact};
+use crate::status::Status;
 
 /// The import folders Shoko knows, by id.
 #[derive(Debug)]
@@ -25,14 +26,21 @@ pub struct ImportFolders {
     min_refresh: Duration,
     by_id: HashMap<u64, String>,
     fetched_at: Option<Instant>,
+    status: Status,
 }
 
 impl ImportFolders {
-    pub fn new(http: reqwest::Client, base: &Url, api_key: Option<Secret>, min_refresh: Duration) -> Self {
+    pub fn new(
+        http: reqwest::Client,
+        base: &Url,
+        api_key: Option<Secret>,
+        min_refresh: Duration,
+        status: Status,
+    ) -> Self {
         let mut url = base.clone();
         let prefix = url.path().trim_end_matches('/').to_owned();
         url.set_path(&format!("{prefix}/api/v3/ImportFolder"));
-        Self { http, url, api_key, min_refresh, by_id: HashMap::new(), fetched_at: None }
+        Self { http, url, api_key, min_refresh, by_id: HashMap::new(), fetched_at: None, status }
     }
 
     /// Fills in `path` (and `previous_path` for moves and renames) when the folders are known.
@@ -57,11 +65,12 @@ impl ImportFolders {
 
     /// The folder's path, fetching the list on a miss.
     async fn path_of(&mut self, id: u64) -> Option<String> {
-        if !self.by_id.contains_key(&id)
-            && self.may_refresh()
-            && let Err(error) = self.refresh().await
-        {
-            tracing::warn!(%error, "cannot list Shoko's import folders");
+        if !self.by_id.contains_key(&id) && self.may_refresh() {
+            let outcome = self.refresh().await;
+            if let Err(error) = &outcome {
+                tracing::warn!(%error, "cannot list Shoko's import folders");
+            }
+            self.status.import_folders(outcome.as_ref().map(|()| self.by_id.len()));
         }
         let found = self.by_id.get(&id).cloned();
         if found.is_none() {

@@ -70,7 +70,7 @@ impl ShokoBridge {
             connect_timeout: s.connect_timeout,
         };
         let client = HubClient::new(http.clone(), endpoint, timings);
-        let folders = ImportFolders::new(http, &base, s.api_key.clone(), s.folder_refresh_min);
+        let folders = ImportFolders::new(http, &base, s.api_key.clone(), s.folder_refresh_min, status.clone());
         let publisher = publish::Publisher { bus: self.bus.clone(), folders, status: status.clone() };
         let (queue, pending) = tokio::sync::mpsc::unbounded_channel();
         let backoff = Backoff::new(s.backoff_min, s.backoff_max);

@@ -50,6 +50,15 @@ impl Status {
         self.cell.set_detail("connected_since", Value::Null);
     }
 
+    /// The outcome of the last import folder fetch: how many, or why not.
+    pub fn import_folders(&self, outcome: Result<usize, &HubError>) {
+        let text = match outcome {
+            Ok(n) => format!("{n} known"),
+            Err(error) => format!("cannot list them, paths stay empty: {error}"),
+        };
+        self.cell.set_detail("import_folders", text);
+    }
+
     /// One more event stored in NATS.
     pub fn forwarded(&self) {
         let n = self.forwarded.fetch_add(1, Ordering::Relaxed) + 1;

@@ -73,6 +73,7 @@ async fn fixture_events_reach_nats_in_order_with_absolute_paths() {
     assert!(!detail(&health, "last_event_at").is_empty());
     assert!(!serde_json::to_string(&health).unwrap().contains(KEY), "health must never show the key");
     assert_eq!(w.hub.folder_requests(), 1, "import folders are cached");
+    assert_eq!(detail(&health, "import_folders"), "2 known");
     assert!(w.hub.key_in_header_and_query() >= 2, "negotiate and upgrade carry the key both ways");
     assert_eq!(w.hub.unnegotiated(), 0, "the WebSocket uses the negotiated token");
     w.stop().await.unwrap();
@@ -155,6 +156,20 @@ async fn a_new_import_folder_is_fetched_and_an_unknown_one_leaves_the_path_empty
     assert_eq!(subject, "media.shoko.file_hashed", "published even without a path");
     assert_eq!(file_event(&envelope).path, None);
     assert_eq!(file_event(&envelope).relative_path, "Show/Show - S01E01.mkv");
+    w.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn refused_import_folders_still_publish_the_event_and_show_in_health() {
+    let hub = HubOptions { open_hub: true, ..HubOptions::default() };
+    let mut w = World::start_with(hub, |hub| support::fast_settings(hub, None)).await;
+    w.hub.wait_for_handshakes(1).await;
+    w.hub.send(record("signalr_file_hashed_s01e01.json"));
+    let (subject, envelope) = w.next_event().await;
+    assert_eq!(subject, "media.shoko.file_hashed");
+    assert_eq!(file_event(&envelope).path, None);
+    let health = w.health_where(|h| !detail(h, "import_folders").is_empty()).await;
+    assert!(detail(&health, "import_folders").contains("401"), "{health:?}");
     w.stop().await.unwrap();
 }
 
