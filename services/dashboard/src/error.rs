@@ -20,6 +20,10 @@ impl ApiError {
     pub fn bad_request(message: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, message)
     }
+
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
 }
 
 impl From<BusError> for ApiError {

@@ -4,18 +4,23 @@
 //! `tracker.query.*`, and live changes from `tracker.request.>`.
 
 mod api;
+mod assets;
 mod error;
 mod pages;
 mod sse;
+mod views;
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
+use axum::middleware::map_response;
 use axum::routing::get;
 use shared::Bus;
 use shared::health::{HealthCell, HealthStatus};
 use tokio_util::sync::CancellationToken;
+use tower_http::CompressionLevel;
+use tower_http::compression::CompressionLayer;
 
 pub use sse::Hub;
 
@@ -39,14 +44,30 @@ impl Dashboard {
         self.health.clone()
     }
 
+    /// Pages, fragments, static files, the JSON API and SSE. Everything but the SSE stream is
+    /// compressed (gzip or brotli, as the client accepts; tower-http never buffers
+    /// `text/event-stream`).
     pub fn router(&self) -> Router {
+        let html = Router::new()
+            .route("/", get(pages::index_page))
+            .route("/history", get(pages::history_page))
+            .route("/requests/{id}", get(pages::detail_page))
+            .route("/fragments/active", get(pages::active_fragment))
+            .route("/fragments/history", get(pages::history_fragment))
+            .route("/fragments/card/{id}", get(pages::card_fragment))
+            .route("/fragments/detail/{id}", get(pages::detail_fragment))
+            .layer(map_response(pages::security_headers));
         Router::new()
-            .route("/", get(pages::index))
+            .merge(html)
+            .route("/static/{name}", get(assets::serve))
             .route("/api/health", get(api::health))
             .route("/api/requests", get(api::list))
             .route("/api/requests/{id}", get(api::get))
             .route("/api/requests/{id}/timeline", get(api::timeline))
             .route("/api/sse", get(sse::stream))
+            // Brotli's default (quality 11) costs tens of milliseconds on a large page; 5 is
+            // within a few percent of its size at a fraction of the time (docs/performance.md).
+            .layer(CompressionLayer::new().quality(CompressionLevel::Precise(5)))
             .with_state(self.clone())
     }
 

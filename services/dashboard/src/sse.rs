@@ -68,6 +68,12 @@ impl Hub {
         }
     }
 
+    /// The id of the newest event (`<epoch>-<seq>`). A page rendered now carries it, so that
+    /// its script resumes the stream from there and misses nothing that changed meanwhile.
+    pub fn last_event_id(&self) -> String {
+        format!("{}-{}", self.epoch, self.seq.load(Ordering::Relaxed))
+    }
+
     pub fn clients(&self) -> usize {
         self.clients.load(Ordering::Relaxed)
     }
@@ -111,11 +117,21 @@ impl Hub {
                 m = sub.next() => match m { Some(m) => m, None => return Ok(()) },
             };
             let mut parts = msg.subject.as_str().split('.').skip(2);
-            let (Some(id), Some(verb)) = (parts.next().and_then(|i| i.parse().ok()), parts.next()) else {
+            let (Some(id), Some(verb)) = (parts.next().and_then(|i| i.parse::<i64>().ok()), parts.next()) else {
                 continue;
             };
             let data = match serde_json::from_slice::<Value>(&msg.payload) {
-                Ok(mut envelope) => envelope["data"].take(),
+                Ok(mut envelope) => {
+                    let mut data = envelope["data"].take();
+                    // A snapshot taken before the request's row had an id says 0; the
+                    // subject always carries the real one, and browsers key cards on it.
+                    if let Some(request) = data.get_mut("request").and_then(Value::as_object_mut)
+                        && request.get("id").and_then(Value::as_i64).is_none_or(|i| i <= 0)
+                    {
+                        request.insert("id".into(), Value::from(id));
+                    }
+                    data
+                }
                 Err(error) => {
                     tracing::warn!(subject = %msg.subject, %error, "undecodable request change skipped");
                     continue;

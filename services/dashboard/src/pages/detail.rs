@@ -1,0 +1,119 @@
+//! The request detail page (`/requests/{id}`), its live fragment, and the 404 page.
+
+use askama::Template;
+use askama_web::WebTemplate;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use shared::ids::RequestId;
+
+use super::Layout;
+use crate::Dashboard;
+use crate::views::Detail;
+
+#[derive(Template, WebTemplate)]
+#[template(path = "detail.html")]
+pub(crate) struct DetailPage {
+    layout: Layout,
+    detail: Detail,
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "fragments/detail.html")]
+pub(crate) struct DetailFragment {
+    detail: Detail,
+}
+
+/// The page for an unknown request, or when the correlator cannot answer.
+#[derive(Template, WebTemplate)]
+#[template(path = "error.html")]
+pub(crate) struct ErrorPage {
+    layout: Layout,
+    heading: &'static str,
+    message: String,
+}
+
+impl ErrorPage {
+    fn response(status: StatusCode, heading: &'static str, message: String) -> Response {
+        let layout = Layout::new(heading, "", "error");
+        (status, ErrorPage { layout, heading, message }).into_response()
+    }
+
+    fn not_found(id: &str) -> Response {
+        Self::response(StatusCode::NOT_FOUND, "Request not found", format!("There is no request {id}."))
+    }
+}
+
+fn parse(id: &str) -> Option<RequestId> {
+    id.parse().ok().filter(|r: &RequestId| r.0 > 0)
+}
+
+/// `GET /requests/{id}`.
+pub(crate) async fn detail_page(State(d): State<Dashboard>, Path(id): Path<String>) -> Response {
+    let Some(rid) = parse(&id) else { return ErrorPage::not_found(&id) };
+    let live = Layout::new("", "", "detail").live(format!("/api/sse?request={rid}"), &d.hub);
+    match d.request_detail(rid).await {
+        Ok(detail) => {
+            let layout = Layout { title: detail.summary.title.clone(), ..live };
+            DetailPage { layout, detail: Detail::new(&detail) }.into_response()
+        }
+        Err(e) if e.status() == StatusCode::NOT_FOUND => ErrorPage::not_found(&id),
+        Err(e) => ErrorPage::response(e.status(), "Cannot show this request", e.to_string()),
+    }
+}
+
+/// `GET /fragments/detail/{id}`: the body of the detail page, swapped on a change.
+pub(crate) async fn detail_fragment(State(d): State<Dashboard>, Path(id): Path<String>) -> Response {
+    let Some(rid) = parse(&id) else { return StatusCode::NOT_FOUND.into_response() };
+    match d.request_detail(rid).await {
+        Ok(detail) => DetailFragment { detail: Detail::new(&detail) }.into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::views::card::tests::summary;
+    use serde_json::json;
+    use shared::model::{RequestDetail, State as St, TimelineEntry};
+    use time::OffsetDateTime;
+
+    fn render(d: &RequestDetail) -> String {
+        DetailPage { layout: Layout::new("x", "", "detail"), detail: Detail::new(d) }.render().unwrap()
+    }
+
+    #[test]
+    fn a_failed_request_offers_retry_and_cancel_and_escapes_its_reason() {
+        let mut s = summary(9, "Dune: Part Two", St::Failed);
+        s.reason = Some("<i>no</i> release".into());
+        let entry = TimelineEntry {
+            state: St::Failed,
+            at: OffsetDateTime::UNIX_EPOCH,
+            source: "jellyseerr".into(),
+            message: "Failed <now>".into(),
+            details: json!({}),
+            episode: None,
+            late: false,
+        };
+        let html = render(&RequestDetail { summary: s, downloads: vec![], episodes: vec![], timeline: vec![entry] });
+        assert!(html.contains(r#"hx-post="/api/requests/9/retry""#), "{html}");
+        assert!(html.contains(r#"hx-post="/api/requests/9/cancel""#));
+        assert!(!html.contains("<i>no</i>") && !html.contains("Failed <now>"));
+        assert!(html.contains(r#"<time datetime="1970-01-01T00:00:00Z""#));
+    }
+
+    #[test]
+    fn an_available_request_links_to_jellyfin_and_offers_no_retry() {
+        let mut s = summary(3, "The Batman", St::Available);
+        s.watch_url = Some("https://jf.example/web/#/details?id=1&serverId=2".into());
+        let html = render(&RequestDetail { summary: s, downloads: vec![], episodes: vec![], timeline: vec![] });
+        assert!(
+            html.contains(r#"href="https://jf.example/web/#/details?id=1&#38;serverId=2""#)
+                || html.contains("&amp;serverId"),
+            "{html}"
+        );
+        assert!(html.contains("Watch now"));
+        assert!(!html.contains("/retry"));
+    }
+}
