@@ -66,7 +66,12 @@ pub async fn follow(
         };
         status.disconnected(&error);
         let delay = backoff.next_delay();
-        tracing::warn!(%error, retry_in = ?delay, "Shoko hub connection lost or refused");
+        if error.is_unauthorized() {
+            // Retrying cannot help until the key is fixed: an operator must act.
+            tracing::error!(%error, retry_in = ?delay, "Shoko refused the API key");
+        } else {
+            tracing::warn!(%error, retry_in = ?delay, "Shoko hub connection lost or refused");
+        }
         tokio::select! {
             _ = cancel.cancelled() => return,
             _ = tokio::time::sleep(delay) => {}

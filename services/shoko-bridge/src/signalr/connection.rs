@@ -87,8 +87,9 @@ impl Connection {
             .map_err(|e| HubError::Transport { step: "sending a ping", message: e.to_string() })
     }
 
-    /// Says goodbye politely (a WebSocket close), for shutdown.
+    /// Says goodbye politely (a WebSocket close), for shutdown; a stuck socket cannot hold
+    /// shutdown up for more than a second.
     pub async fn close(mut self) {
-        let _ = self.ws.close(None).await;
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(1), self.ws.close(None)).await;
     }
 }
