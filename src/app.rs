@@ -51,7 +51,14 @@ impl Mode {
     }
 }
 
-pub async fn run(mode: Mode, env: &Env) -> anyhow::Result<()> {
+/// Command-line options.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Options {
+    /// Rebuild the correlator's database from `MEDIA` before starting.
+    pub rebuild: bool,
+}
+
+pub async fn run(mode: Mode, env: &Env, options: Options) -> anyhow::Result<()> {
     let shutdown = CancellationToken::new();
     tokio::spawn(signals(shutdown.clone()));
 
@@ -64,14 +71,20 @@ pub async fn run(mode: Mode, env: &Env) -> anyhow::Result<()> {
             (server.url(), Some(server))
         }
     };
-    let result = run_services(mode, env, &nats_url, shutdown).await;
+    let result = run_services(mode, env, &nats_url, options, shutdown).await;
     if let Some(server) = embedded {
         server.stop().await;
     }
     result
 }
 
-async fn run_services(mode: Mode, env: &Env, nats_url: &str, shutdown: CancellationToken) -> anyhow::Result<()> {
+async fn run_services(
+    mode: Mode,
+    env: &Env,
+    nats_url: &str,
+    options: Options,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
     let bus = Bus::connect_patiently(nats_url, mode.name(), &shutdown).await?;
     bus.ensure_streams().await.context("declaring the JetStream streams")?;
 
@@ -82,13 +95,18 @@ async fn run_services(mode: Mode, env: &Env, nats_url: &str, shutdown: Cancellat
 
     if mode.runs(Mode::Correlator) {
         let settings = correlator::CorrelatorSettings::from_env(env)?;
+        if options.rebuild {
+            let report = correlator::Correlator::rebuild(&settings, &bus).await.context("rebuilding the database")?;
+            tracing::info!(events = report.events, requests = report.requests, "rebuild done");
+        }
         let correlator = correlator::Correlator::build(settings, bus.clone()).await?;
         tasks.spawn(correlator.run(stop_services.clone()));
     }
     if mode.runs(Mode::Ingress) {
-        let ingress = ingress::Ingress::new(bus.clone(), ingress::IngressSettings::from_env(env)?);
-        tasks.spawn(ingress.health().serve(bus.clone(), stop_services.clone()));
+        let settings = ingress::IngressSettings::from_env(env)?;
+        let ingress = ingress::Ingress::build(bus.clone(), settings).context("opening the ingress spool")?;
         router = router.merge(ingress.router());
+        tasks.spawn(ingress.run(stop_services.clone()));
     }
     if mode.runs(Mode::Poller) {
         let poller = poller::Poller::new(bus.clone(), poller::PollerSettings::from_env(env)?);

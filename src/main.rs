@@ -24,6 +24,10 @@ Commands:
   shoko-bridge   Shoko SignalR file events -> NATS
   help           this text
 
+Options:
+  --rebuild      (correlator, all) rebuild the database from the MEDIA stream before
+                 starting; the old database is kept as tracker.db.bak-<time>
+
 Configuration is read from environment variables; see docs/configuration.md.
 Without NATS_URL a nats-server child is started with its store under TRACKER_DATA_DIR.";
 
@@ -32,7 +36,8 @@ async fn main() -> ExitCode {
     let env = Env::from_process();
     shared::telemetry::init(&env);
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let command = args.first().map(String::as_str).unwrap_or("all");
+    let (flags, words): (Vec<&str>, Vec<&str>) = args.iter().map(String::as_str).partition(|a| a.starts_with("--"));
+    let command = words.first().copied().unwrap_or("all");
     let mode = match command {
         "help" | "--help" | "-h" => {
             println!("{USAGE}");
@@ -50,7 +55,18 @@ async fn main() -> ExitCode {
             }
         },
     };
-    match app::run(mode, &env).await {
+    let mut options = app::Options::default();
+    for flag in flags {
+        match flag {
+            "--rebuild" if matches!(mode, app::Mode::All | app::Mode::Correlator) => options.rebuild = true,
+            "--help" | "--version" => {}
+            other => {
+                eprintln!("unknown option {other:?} for {command}\n\n{USAGE}");
+                return ExitCode::from(2);
+            }
+        }
+    }
+    match app::run(mode, &env, options).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("status-tracker: {error:#}");

@@ -53,7 +53,8 @@ impl EmbeddedNats {
         // A port taken between probing and binding makes the server exit: try a few times.
         let mut last_err = None;
         for _ in 0..3 {
-            match Self::spawn_once(&store, bin).await {
+            let port = free_port().map_err(|source| EmbeddedNatsError::Spawn { bin: bin.into(), source })?;
+            match Self::spawn_once(&store, bin, port).await {
                 Ok(server) => return Ok(server),
                 Err(e @ EmbeddedNatsError::Exited { .. }) => last_err = Some(e),
                 Err(e) => return Err(e),
@@ -62,8 +63,15 @@ impl EmbeddedNats {
         Err(last_err.unwrap_or(EmbeddedNatsError::NotReady(READY_TIMEOUT)))
     }
 
-    async fn spawn_once(store: &Path, bin: &str) -> Result<Self, EmbeddedNatsError> {
-        let port = free_port().map_err(|source| EmbeddedNatsError::Spawn { bin: bin.into(), source })?;
+    /// Starts on a given port (tests that stop and restart "the same" server use this).
+    pub async fn start_on(dir: &Path, bin: &str, port: u16) -> Result<Self, EmbeddedNatsError> {
+        std::fs::create_dir_all(dir).map_err(|source| EmbeddedNatsError::Store { dir: dir.to_owned(), source })?;
+        let store = dir.canonicalize().unwrap_or_else(|_| dir.to_owned());
+        stop_stale_server(&store).await;
+        Self::spawn_once(&store, bin, port).await
+    }
+
+    async fn spawn_once(store: &Path, bin: &str, port: u16) -> Result<Self, EmbeddedNatsError> {
         let log = store.join("nats-server.log");
         let mut cmd = Command::new(bin);
         cmd.arg("-js")

@@ -263,3 +263,108 @@ pub fn episode_states(r: &RequestDetail) -> Vec<((u32, u32), State)> {
 pub fn timeline(r: &RequestDetail) -> Vec<(State, String)> {
     r.timeline.iter().map(|e| (e.state, e.message.clone())).collect()
 }
+
+/// The six facts of one synthetic film `i` (its own TMDB/IMDb ids, Jellyseerr request, torrent
+/// and file), at minutes `base + 0..6`: for tests that need thousands of distinct events.
+pub fn synthetic_film(i: usize, base: i64) -> Vec<Step> {
+    use serde_json::json;
+    use shared::subjects::Source::{Jellyfin, Jellyseerr, Qbittorrent, Radarr};
+    let tmdb = 500_000 + i as u64;
+    let imdb = format!("tt9{i:06}");
+    let title = format!("Film {i}");
+    let hash = format!("{:040x}", 0xf11e_0000_u64 + i as u64);
+    let path = format!("/data/media/movies/{title}/{title}.mkv");
+    let request = json!((10_000 + i).to_string());
+    let movie = |name: &str, minute: i64, extra: &[(&str, serde_json::Value)]| {
+        let mut edits = vec![
+            ("/movie/tmdbId", json!(tmdb)),
+            ("/movie/imdbId", json!(imdb)),
+            ("/movie/title", json!(title)),
+            ("/remoteMovie/tmdbId", json!(tmdb)),
+            ("/remoteMovie/imdbId", json!(imdb)),
+            ("/downloadId", json!(hash.to_uppercase())),
+        ];
+        edits.extend(extra.iter().cloned());
+        fx_with(Radarr, name, minute, &edits)
+    };
+    let seerr = |name: &str, minute: i64| {
+        fx_with(
+            Jellyseerr,
+            name,
+            minute,
+            &[
+                ("/media/tmdbId", json!(tmdb.to_string())),
+                ("/request/request_id", request.clone()),
+                ("/subject", json!(format!("{title} (2020)"))),
+            ],
+        )
+    };
+    let finished = {
+        let body = format!(r#"{{"hash":"{hash}","name":"{title}"}}"#);
+        let mut s = hook(Qbittorrent, "application/json", body.as_bytes(), base + 3);
+        s.name = format!("finished {i}");
+        s
+    };
+    let guid = format!("{:032x}", 0xa11_0000_u64 + i as u64);
+    vec![
+        seerr("jellyseerr/webhook_media_pending_movie_the_batman_req42.json", base),
+        seerr("jellyseerr/webhook_media_approved_movie_the_batman_req42.json", base + 1),
+        movie("radarr/webhook_grab_the_batman.json", base + 2, &[]),
+        finished,
+        movie("radarr/webhook_download_the_batman.json", base + 4, &[("/movieFile/path", json!(path))]),
+        fx_with(
+            Jellyfin,
+            "jellyfin/item_added_movie_the_batman.json",
+            base + 5,
+            &[
+                ("/tmdb_id", json!(tmdb.to_string())),
+                ("/imdb_id", json!(imdb)),
+                ("/item_id", json!(guid)),
+                ("/name", json!(title)),
+            ],
+        ),
+    ]
+}
+
+/// Publishes steps to JetStream as ingress would (ids as `Nats-Msg-Id`), many in flight.
+pub async fn publish_all(bus: &shared::Bus, steps: &[Step]) {
+    let mut acks = Vec::with_capacity(512);
+    for s in steps {
+        let env = s.envelope();
+        let payload = serde_json::to_vec(&env).unwrap();
+        let headers = shared::bus::event_headers(&env.id);
+        acks.push(bus.js.publish_with_headers(env.kind.clone(), headers, payload.into()).await.unwrap());
+        if acks.len() == 512 {
+            for a in acks.drain(..) {
+                a.await.unwrap();
+            }
+        }
+    }
+    for a in acks {
+        a.await.unwrap();
+    }
+}
+
+/// Every request of a database, reduced for comparison, keyed by Jellyseerr id.
+pub async fn dump(db: &std::path::Path) -> Vec<(Option<u64>, Comparable, usize)> {
+    let store = Store::open(db).await.unwrap();
+    let list = store::list(store.pool(), &ListQuery { limit: Some(1000), ..Default::default() }).await.unwrap();
+    let mut all = Vec::new();
+    let mut offset = 0;
+    let mut page = list;
+    loop {
+        for r in &page.requests {
+            let d = store::detail(store.pool(), r.id, None).await.unwrap().unwrap();
+            all.push((d.summary.jellyseerr_id.map(|i| i.0), Comparable::of(&d), d.timeline.len()));
+        }
+        offset += page.requests.len() as u32;
+        if page.requests.is_empty() || offset as u64 >= page.total {
+            break;
+        }
+        let q = ListQuery { limit: Some(1000), offset: Some(offset), ..Default::default() };
+        page = store::list(store.pool(), &q).await.unwrap();
+    }
+    store.close().await;
+    all.sort_by(|a, b| (a.0, &a.1.title).cmp(&(b.0, &b.1.title)));
+    all
+}

@@ -87,24 +87,14 @@ struct ConsumerSpec {
 async fn feed(bus: Bus, spec: ConsumerSpec, tx: mpsc::Sender<jetstream::Message>, cancel: CancellationToken) {
     let mut delay = Duration::from_millis(200);
     let stream_name = spec.stream;
+    if let Err(error) = resume_from_ack_floor(&bus, &spec).await {
+        tracing::warn!(stream = stream_name, %error, "could not reset the consumer to its ack floor");
+    }
     loop {
         let result = async {
             let stream = bus.js.get_stream(spec.stream).await?;
-            let consumer: jetstream::consumer::Consumer<pull::Config> = stream
-                .get_or_create_consumer(
-                    spec.durable,
-                    pull::Config {
-                        durable_name: Some(spec.durable.to_owned()),
-                        description: Some("status-tracker correlator".into()),
-                        ack_policy: AckPolicy::Explicit,
-                        ack_wait: Duration::from_secs(60),
-                        deliver_policy: spec.deliver,
-                        filter_subject: spec.filter.to_owned(),
-                        max_ack_pending: 20_000,
-                        ..Default::default()
-                    },
-                )
-                .await?;
+            let consumer: jetstream::consumer::Consumer<pull::Config> =
+                stream.get_or_create_consumer(spec.durable, consumer_config(&spec)).await?;
             let mut messages = consumer.messages().await?;
             while let Some(msg) = tokio::select! { _ = cancel.cancelled() => None, m = messages.next() => m } {
                 if tx.send(msg?).await.is_err() {
@@ -125,6 +115,42 @@ async fn feed(bus: Bus, spec: ConsumerSpec, tx: mpsc::Sender<jetstream::Message>
             _ = tokio::time::sleep(delay) => {}
         }
         delay = (delay * 2).min(Duration::from_secs(5));
+    }
+}
+
+/// A previous run may have stopped (or been killed) with messages delivered but not acked.
+/// JetStream would redeliver those only after `ack_wait`, behind newer ones; recreating the
+/// consumer at its ack floor redelivers them now, in stream order. What was committed but not
+/// acked is then skipped as a duplicate.
+async fn resume_from_ack_floor(bus: &Bus, spec: &ConsumerSpec) -> anyhow::Result<()> {
+    let stream = bus.js.get_stream(spec.stream).await?;
+    let Ok(mut consumer) = stream.get_consumer::<pull::Config>(spec.durable).await else { return Ok(()) };
+    let info = consumer.info().await?;
+    if info.num_ack_pending == 0 || spec.deliver != DeliverPolicy::All {
+        return Ok(());
+    }
+    let from = info.ack_floor.stream_sequence + 1;
+    tracing::info!(stream = spec.stream, from, unacked = info.num_ack_pending, "resuming after unacked messages");
+    stream.delete_consumer(spec.durable).await?;
+    stream
+        .create_consumer(pull::Config {
+            deliver_policy: DeliverPolicy::ByStartSequence { start_sequence: from },
+            ..consumer_config(spec)
+        })
+        .await?;
+    Ok(())
+}
+
+fn consumer_config(spec: &ConsumerSpec) -> pull::Config {
+    pull::Config {
+        durable_name: Some(spec.durable.to_owned()),
+        description: Some("status-tracker correlator".into()),
+        ack_policy: AckPolicy::Explicit,
+        ack_wait: Duration::from_secs(60),
+        deliver_policy: spec.deliver,
+        filter_subject: spec.filter.to_owned(),
+        max_ack_pending: 20_000,
+        ..Default::default()
     }
 }
 

@@ -7,6 +7,7 @@ pub mod correlate;
 pub mod jellyfin;
 pub mod lifecycle;
 mod queries;
+pub mod rebuild;
 pub mod store;
 
 use std::path::PathBuf;
@@ -72,16 +73,25 @@ impl Correlator {
     pub async fn build(settings: CorrelatorSettings, bus: Bus) -> anyhow::Result<Self> {
         let store = Store::open(&settings.database).await?;
         bus.ensure_streams().await?;
-        let jellyfin = settings.jellyfin.as_ref().map(|(url, key)| JellyfinClient::new(url, key.clone()));
-        let processor =
-            Processor::new(settings.path_map.clone(), settings.orphan_ttl, settings.public_jellyfin.clone())
-                .with_jellyfin(jellyfin);
-        let processor = Arc::new(processor);
+        let processor = Arc::new(Self::processor(&settings));
         Ok(Self { bus, store, processor, settings, health: HealthCell::new("correlator", HealthStatus::Ok) })
     }
 
     pub fn store(&self) -> &Store {
         &self.store
+    }
+
+    /// Replaces the database with one rebuilt from `MEDIA` (see [`rebuild`]).
+    pub async fn rebuild(settings: &CorrelatorSettings, bus: &Bus) -> anyhow::Result<rebuild::Report> {
+        bus.ensure_streams().await?;
+        let processor = Self::processor(settings);
+        rebuild::rebuild(&settings.database, bus, &processor).await
+    }
+
+    fn processor(settings: &CorrelatorSettings) -> Processor {
+        let jellyfin = settings.jellyfin.as_ref().map(|(url, key)| JellyfinClient::new(url, key.clone()));
+        Processor::new(settings.path_map.clone(), settings.orphan_ttl, settings.public_jellyfin.clone())
+            .with_jellyfin(jellyfin)
     }
 
     pub fn health(&self) -> HealthCell {

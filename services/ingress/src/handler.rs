@@ -1,13 +1,14 @@
-//! The webhook handler: decode, parse, publish, answer.
+//! The webhook handler: authenticate, check, decode, parse, store, answer.
 
 use std::collections::BTreeMap;
 
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use serde::Serialize;
 use serde_json::json;
 use shared::envelope::{Envelope, content_id};
 use shared::events::{BodyEncoding, EventData, Fact, Rejected};
@@ -15,14 +16,18 @@ use shared::subjects::Source;
 
 use crate::Ingress;
 use crate::payload;
-use crate::sources;
+use crate::sources::{self, Adapter};
+use crate::spool::Entry;
 
 /// Headers worth keeping with a rejected body. Never `Authorization` or cookies.
 const KEPT_HEADERS: [header::HeaderName; 3] = [header::CONTENT_TYPE, header::CONTENT_LENGTH, header::USER_AGENT];
+/// Of a body refused for its credentials, only this much is kept (anyone can send those).
+const UNAUTHENTICATED_KEPT: usize = 1024;
 
 pub(crate) async fn hook(
     State(ingress): State<Ingress>,
     Path(params): Path<Vec<(String, String)>>,
+    RawQuery(query): RawQuery,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
@@ -31,28 +36,49 @@ pub(crate) async fn hook(
         return error(StatusCode::NOT_FOUND, unknown_source(name));
     };
     let source = adapter.source();
-    let limit = ingress.settings.max_body_bytes;
-    let body = match body {
-        Ok(b) if b.len() <= limit => b,
-        _ => {
-            let reason = format!("body larger than {limit} bytes (TRACKER_MAX_BODY_BYTES)");
-            return ingress.reject(source, &headers, &[], StatusCode::PAYLOAD_TOO_LARGE, reason).await;
-        }
+    let body = body.ok().filter(|b| b.len() <= ingress.settings.max_body_bytes);
+    if let Err(refusal) = ingress.settings.auth.check(source, &headers, query.as_deref()) {
+        let kept = body.as_deref().map(|b| &b[..b.len().min(UNAUTHENTICATED_KEPT)]).unwrap_or_default();
+        let mut resp = ingress.reject(source, &headers, kept, StatusCode::UNAUTHORIZED, refusal.reason().into()).await;
+        resp.headers_mut()
+            .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer, Basic realm=\"status-tracker\""));
+        return resp;
+    }
+    let Some(body) = body else {
+        let reason = format!("body larger than {} bytes (TRACKER_MAX_BODY_BYTES)", ingress.settings.max_body_bytes);
+        return ingress.reject(source, &headers, &[], StatusCode::PAYLOAD_TOO_LARGE, reason).await;
     };
     let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
+    if let Some(reason) = unaccepted_type(adapter, content_type) {
+        return ingress.reject(source, &headers, &body, StatusCode::UNSUPPORTED_MEDIA_TYPE, reason).await;
+    }
     let parsed = payload::decode(content_type, &body).and_then(|p| Ok((adapter.parse(&p)?, p.value)));
     let (fact, raw) = match parsed {
         Ok(parsed) => parsed,
-        Err(e) => {
-            return ingress.reject(source, &headers, &body, StatusCode::BAD_REQUEST, e.to_string()).await;
-        }
+        Err(e) => return ingress.reject(source, &headers, &body, StatusCode::BAD_REQUEST, e.to_string()).await,
     };
-    ingress.publish(fact, raw, &body).await
+    ingress.accept(fact, raw, &body).await
+}
+
+/// `Some(reason)` when the sender labels its body with a type this source never sends.
+/// Bodies without a content type are sniffed.
+fn unaccepted_type(adapter: &dyn Adapter, content_type: Option<&str>) -> Option<String> {
+    let mime = content_type?.split(';').next()?.trim().to_ascii_lowercase();
+    let accepted = adapter.content_types();
+    (!accepted.contains(&mime.as_str())).then(|| {
+        format!("content type {mime:?} is not accepted for {}: send {}", adapter.source(), accepted.join(" or "))
+    })
+}
+
+/// How an accepted event was kept.
+enum Kept {
+    Stored { duplicate: bool },
+    Spooled,
 }
 
 impl Ingress {
-    /// Publishes a parsed fact and answers the sender: 202 once stored (200 for test events).
-    async fn publish(&self, fact: Fact, raw: serde_json::Value, body: &[u8]) -> Response {
+    /// Stores a parsed fact and answers the sender: 202 once it is safe (200 for test events).
+    async fn accept(&self, fact: Fact, raw: serde_json::Value, body: &[u8]) -> Response {
         let source = fact.source();
         let subject = fact.subject();
         let id = content_id(source.as_str(), &[subject.as_bytes(), body]);
@@ -65,27 +91,44 @@ impl Ingress {
             EventData { event: fact, raw: Some(raw) },
         )
         .with_subject(key);
-        match self.bus.publish_event(&subject, &envelope).await {
-            Ok(duplicate) => {
-                tracing::debug!(%source, %subject, %id, duplicate, "webhook stored");
-                let status = if is_test { StatusCode::OK } else { StatusCode::ACCEPTED };
+        match self.keep(&subject, &envelope).await {
+            Ok(kept) => {
                 let mut answer = json!({ "id": id });
-                if duplicate {
-                    answer["duplicate"] = json!(true);
+                match kept {
+                    Kept::Stored { duplicate: true } => answer["duplicate"] = json!(true),
+                    Kept::Stored { duplicate: false } => {}
+                    Kept::Spooled => answer["spooled"] = json!(true),
                 }
                 if is_test {
                     answer["test"] = json!(true);
                 }
+                tracing::debug!(%source, %subject, %id, "webhook accepted");
+                let status = if is_test { StatusCode::OK } else { StatusCode::ACCEPTED };
                 (status, Json(answer)).into_response()
             }
             Err(e) => {
-                tracing::error!(%source, %subject, error = %e, "webhook not stored: event bus unavailable");
+                tracing::error!(%source, %subject, error = %e, "webhook lost: NATS unavailable and the spool failed");
                 error(
                     StatusCode::SERVICE_UNAVAILABLE,
-                    "event bus unavailable; the event was not stored, retry later".into(),
+                    format!("event bus unavailable and the local spool failed ({e}); retry later"),
                 )
             }
         }
+    }
+
+    /// Publishes to JetStream and waits for its ack, or, when NATS is unavailable (or older
+    /// events are still spooled, to keep order), appends to the spool.
+    async fn keep<T: Serialize>(&self, subject: &str, envelope: &Envelope<T>) -> std::io::Result<Kept> {
+        if self.spool.pending() == 0 && self.bus.is_connected() {
+            match self.bus.publish_event(subject, envelope).await {
+                Ok(duplicate) => return Ok(Kept::Stored { duplicate }),
+                Err(e) => tracing::warn!(%subject, error = %e, "NATS did not take the event; spooling it"),
+            }
+        }
+        let payload = serde_json::to_string(envelope).map_err(std::io::Error::other)?;
+        self.spool.append(Entry { subject: subject.to_owned(), id: envelope.id.clone(), payload }).await?;
+        self.health().set_detail("spooled", self.spool.pending());
+        Ok(Kept::Spooled)
     }
 
     /// Answers a rejected webhook with `status` and the reason, after keeping the body on
@@ -125,8 +168,8 @@ impl Ingress {
             &subject,
             EventData { event: fact, raw: None },
         );
-        if let Err(e) = self.bus.publish_event(&subject, &envelope).await {
-            tracing::error!(%source, error = %e, "rejected webhook could not be kept on NATS");
+        if let Err(e) = self.keep(&subject, &envelope).await {
+            tracing::error!(%source, error = %e, "rejected webhook could not be kept");
         }
         error(status, reason)
     }
