@@ -86,7 +86,7 @@ impl<Q: Qbit, S: Sink> Worker<Q, S> {
         self.data.apply(update);
         let tracked = self.tracked.hashes();
         let now_unix = OffsetDateTime::now_utc().unix_timestamp();
-        let mut published = 0;
+        let (mut published, mut failed) = (0, None);
         for pending in self.observer.observe(&tracked, &self.data, Instant::now(), now_unix) {
             let fact = Fact::Qbittorrent(pending.event.clone());
             let subject = fact.subject();
@@ -100,8 +100,15 @@ impl<Q: Qbit, S: Sink> Worker<Q, S> {
                     published += 1;
                 }
                 // Not marked published: the next poll proposes it again.
-                Err(error) => tracing::warn!(%subject, %error, "not published, will retry"),
+                Err(error) => failed = Some((failed.map_or(0, |(n, _)| n) + 1, error)),
             }
+        }
+        match failed {
+            Some((count, error)) => {
+                tracing::warn!(count, %error, "facts not published, will retry at the next poll");
+                self.health.set_detail("publish", format!("failing: {error}"));
+            }
+            None => self.health.set_detail("publish", "ok"),
         }
         let active = tracked.iter().any(|h| {
             self.data.get(h.as_str()).is_some_and(|json| {

@@ -93,3 +93,38 @@ async fn health_shows_the_connection_version_and_tracked_count_and_never_the_pas
     assert!(h.details["last_poll"].as_str().unwrap().contains('T'));
     assert!(!serde_json::to_string(&h).unwrap().contains(PASSWORD));
 }
+
+/// A sink that refuses everything while `down` is set, as JetStream does during an outage.
+#[derive(Default, Clone)]
+struct Flaky {
+    down: Arc<std::sync::atomic::AtomicBool>,
+    stored: Collected,
+}
+
+impl Sink for Flaky {
+    async fn publish(&self, subject: &str, envelope: &MediaEnvelope) -> Result<(), String> {
+        if self.down.load(std::sync::atomic::Ordering::Relaxed) {
+            return Err("publish to media.qbittorrent.progress failed: timed out".into());
+        }
+        self.stored.publish(subject, envelope).await
+    }
+}
+
+#[tokio::test]
+async fn a_fact_the_bus_refused_is_published_at_the_next_poll() {
+    // The torrent waits for peers: nothing changes between polls, so only the retry publishes.
+    let q = FakeQbit::start(Flavour::V4, Swarm::new(1, 1)).await;
+    let health = HealthCell::new("poller", HealthStatus::Ok);
+    let creds = Credentials::Password { username: USER.into(), password: Secret::new(PASSWORD) };
+    let sink = Flaky::default();
+    let mut w = Worker::new(QbitClient::new(&q.url, creds), sink.clone(), Duration::from_secs(600), health.clone());
+    w.tracked.reset([hash_of(0)]);
+    sink.down.store(true, std::sync::atomic::Ordering::Relaxed);
+    assert!(matches!(w.poll_once().await, PollOutcome::Polled { published: 0, .. }));
+    assert!(health.get().details["publish"].as_str().unwrap().starts_with("failing: "));
+    sink.down.store(false, std::sync::atomic::Ordering::Relaxed);
+    assert!(matches!(w.poll_once().await, PollOutcome::Polled { published: 1, .. }));
+    assert!(matches!(w.poll_once().await, PollOutcome::Polled { published: 0, .. }), "once stored, not again");
+    assert_eq!(sink.stored.0.lock().unwrap().len(), 1);
+    assert_eq!(health.get().details["publish"], "ok");
+}
