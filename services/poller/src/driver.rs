@@ -76,25 +76,19 @@ pub async fn drive<Q, S, C, Ch>(
                 worker.report_tracked();
             }
             _ = sleep_until(next_ask) => {
-                let before = worker.tracked.hashes();
-                match correlator.tracked().await {
-                    Ok(hashes) => {
-                        worker.tracked.reset(hashes);
-                        health.set_detail("correlator", "answering");
+                match refresh(&mut worker, &correlator, &health).await {
+                    Some(added) => {
                         ask_retry = ASK_RETRY;
                         next_ask = Instant::now() + REFRESH;
-                        if answering && !worker.tracked.hashes().is_subset(&before) {
+                        if added && answering {
                             next_poll = Some(Instant::now());
                         }
                     }
-                    Err(error) => {
-                        tracing::debug!(%error, "correlator did not answer tracked query");
-                        health.set_detail("correlator", format!("not answering: {error}"));
+                    None => {
                         next_ask = Instant::now() + ask_retry;
                         ask_retry = (ask_retry * 2).min(REFRESH);
                     }
                 }
-                worker.report_tracked();
             }
             _ = sleep_until(poll_at), if next_poll.is_some() => {
                 let outcome = worker.poll_once().await;
@@ -105,6 +99,31 @@ pub async fn drive<Q, S, C, Ch>(
             }
         }
     }
+}
+
+/// Asks the correlator for the tracked set. `Some(true)` when the answer added a hash,
+/// `None` when it did not answer.
+async fn refresh<Q: Qbit, S: Sink>(
+    worker: &mut Worker<Q, S>,
+    correlator: &impl Correlator,
+    health: &shared::health::HealthCell,
+) -> Option<bool> {
+    let before = worker.tracked.hashes();
+    let answer = correlator.tracked().await;
+    let added = match answer {
+        Ok(hashes) => {
+            worker.tracked.reset(hashes);
+            health.set_detail("correlator", "answering");
+            Some(!worker.tracked.hashes().is_subset(&before))
+        }
+        Err(error) => {
+            tracing::debug!(%error, "correlator did not answer tracked query");
+            health.set_detail("correlator", format!("not answering: {error}"));
+            None
+        }
+    };
+    worker.report_tracked();
+    added
 }
 
 /// The request snapshots on `tracker.request.>` as [`RequestTorrents`]; messages that are

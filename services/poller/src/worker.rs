@@ -15,7 +15,7 @@ use tokio::time::Instant;
 
 use crate::client::{Qbit, QbitError};
 use crate::maindata::Maindata;
-use crate::observer::Observer;
+use crate::observer::{Observer, Pending};
 use crate::torrent::Torrent;
 use crate::tracked::Tracked;
 
@@ -86,8 +86,25 @@ impl<Q: Qbit, S: Sink> Worker<Q, S> {
         self.data.apply(update);
         let tracked = self.tracked.hashes();
         let now_unix = OffsetDateTime::now_utc().unix_timestamp();
+        let pending = self.observer.observe(&tracked, &self.data, Instant::now(), now_unix);
+        let published = self.publish(pending).await;
+        let active = tracked.iter().any(|h| {
+            self.data.get(h.as_str()).is_some_and(|json| {
+                let t = Torrent::new(h, json);
+                t.phase().is_active() && !t.progress(None).is_complete()
+            })
+        });
+        self.report(HealthStatus::Ok, "connected".into());
+        self.health.set_detail("torrents", self.data.len());
+        self.health.set_detail("last_poll", OffsetDateTime::now_utc().format(&Rfc3339).unwrap_or_default());
+        PollOutcome::Polled { active, torrents: self.data.len(), published }
+    }
+
+    /// Publishes each fact and waits for its ack; returns how many were stored. One that
+    /// fails is not marked published, so the next poll proposes it again.
+    async fn publish(&mut self, pending: Vec<Pending>) -> usize {
         let (mut published, mut failed) = (0, None);
-        for pending in self.observer.observe(&tracked, &self.data, Instant::now(), now_unix) {
+        for pending in pending {
             let fact = Fact::Qbittorrent(pending.event.clone());
             let subject = fact.subject();
             let key = fact.media_key();
@@ -99,7 +116,6 @@ impl<Q: Qbit, S: Sink> Worker<Q, S> {
                     self.observer.published(&pending);
                     published += 1;
                 }
-                // Not marked published: the next poll proposes it again.
                 Err(error) => failed = Some((failed.map_or(0, |(n, _)| n) + 1, error)),
             }
         }
@@ -110,16 +126,7 @@ impl<Q: Qbit, S: Sink> Worker<Q, S> {
             }
             None => self.health.set_detail("publish", "ok"),
         }
-        let active = tracked.iter().any(|h| {
-            self.data.get(h.as_str()).is_some_and(|json| {
-                let t = Torrent::new(h, json);
-                t.phase().is_active() && !t.progress(None).is_complete()
-            })
-        });
-        self.report(HealthStatus::Ok, "connected".into());
-        self.health.set_detail("torrents", self.data.len());
-        self.health.set_detail("last_poll", OffsetDateTime::now_utc().format(&Rfc3339).unwrap_or_default());
-        PollOutcome::Polled { active, torrents: self.data.len(), published }
+        published
     }
 
     fn report(&self, status: HealthStatus, qbittorrent: String) {
