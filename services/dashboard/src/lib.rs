@@ -27,6 +27,13 @@ pub use sse::Hub;
 /// How long the dashboard waits for the correlator to answer a query.
 pub(crate) const QUERY_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// gzip or brotli, as the client accepts. tower-http's default brotli quality is 4 (as nginx's
+/// on-the-fly default); 5 makes pages about a fifth smaller for about 1.5 ms more per MB of
+/// HTML, and gzip 5 is as small as its default 6 (docs/performance.md, "Dashboard").
+pub(crate) fn compression() -> CompressionLayer {
+    CompressionLayer::new().quality(CompressionLevel::Precise(5))
+}
+
 /// The dashboard: its bus and the hub that fans changes out to SSE clients.
 #[derive(Clone)]
 pub struct Dashboard {
@@ -65,9 +72,7 @@ impl Dashboard {
             .route("/api/requests/{id}", get(api::get))
             .route("/api/requests/{id}/timeline", get(api::timeline))
             .route("/api/sse", get(sse::stream))
-            // Brotli's default (quality 11) costs tens of milliseconds on a large page; 5 is
-            // within a few percent of its size at a fraction of the time (docs/performance.md).
-            .layer(CompressionLayer::new().quality(CompressionLevel::Precise(5)))
+            .layer(compression())
             .with_state(self.clone())
     }
 

@@ -10,7 +10,8 @@
   'use strict';
   const body = document.body;
   const $ = (sel, root = document) => root.querySelector(sel);
-  const debug = (window.__tracker = { events: 0, swaps: 0, conn: 'idle' });
+  // For tests and the curious: events seen, swaps done, fetches under way, connection state.
+  const debug = (window.__tracker = { events: 0, swaps: 0, busy: 0, conn: 'idle' });
 
   // ---- Formatting: the same rules as src/views/format.rs.
   const pad = (n) => String(n).padStart(2, '0');
@@ -92,16 +93,18 @@
   const timers = new Map();
   function soon(key, fn) {
     if (timers.has(key)) return;
-    timers.set(key, setTimeout(() => { timers.delete(key); fn(); }, 150));
+    debug.busy++;
+    timers.set(key, setTimeout(() => { timers.delete(key); debug.busy--; fn(); }, 150));
   }
   function swap(url, selector, after) {
     const target = $(selector);
     if (!target || !window.htmx) return;
+    debug.busy++;
     htmx.ajax('GET', url, { target, swap: 'outerHTML' }).then(() => {
       debug.swaps++;
       const fresh = $(selector);
       if (fresh && after) after(fresh);
-    });
+    }).finally(() => debug.busy--);
   }
   const flash = (el) => { el.classList.remove('flash'); void el.offsetWidth; el.classList.add('flash'); };
   function announce(change) {

@@ -31,7 +31,7 @@ pub(crate) struct ListView {
 }
 
 impl ListView {
-    fn new(f: &Filters, cards: Vec<Card>, total: u64, error: Option<String>) -> Self {
+    pub(super) fn new(f: &Filters, cards: Vec<Card>, total: u64, error: Option<String>) -> Self {
         let states: Vec<&str> = f.query().states.iter().map(|s| s.as_str()).collect();
         Self {
             cards,
@@ -61,9 +61,9 @@ pub(crate) struct FilterForm {
 #[derive(Template, WebTemplate)]
 #[template(path = "index.html")]
 pub(crate) struct IndexPage {
-    layout: Layout,
-    form: FilterForm,
-    list: ListView,
+    pub(super) layout: Layout,
+    pub(super) form: FilterForm,
+    pub(super) list: ListView,
 }
 
 #[derive(Template, WebTemplate)]
@@ -93,7 +93,7 @@ async fn list(d: &Dashboard, f: &Filters) -> ListView {
     }
 }
 
-fn form(f: &Filters) -> FilterForm {
+pub(super) fn form(f: &Filters) -> FilterForm {
     FilterForm {
         action: f.kind.path(),
         q: f.q.clone(),

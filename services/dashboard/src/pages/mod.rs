@@ -4,6 +4,8 @@
 //! `static/app.js` through htmx when an SSE event names a request: `/fragments/card/{id}`,
 //! `/fragments/detail/{id}`, `/fragments/active` and `/fragments/history` (a page's list).
 
+#[cfg(test)]
+mod bench;
 mod detail;
 mod filters;
 mod lists;
