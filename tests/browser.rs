@@ -135,6 +135,15 @@ impl Browser {
 
     /// Writes `docs/screenshots/<name>`: on a desktop, the whole page (the window grows to fit
     /// it for the shot); on a phone, the first screen.
+    /// Cuts the browser off the network (DevTools' "Offline"), or puts it back.
+    async fn offline(&self, offline: bool) {
+        let conditions = json!({ "network_conditions": {
+            "offline": offline, "latency": 0, "download_throughput": -1, "upload_throughput": -1 } });
+        let url = format!("http://127.0.0.1:{}/session/{}/chromium/network_conditions", self.port, self.session);
+        let res = reqwest::Client::new().post(url).json(&conditions).send().await.unwrap();
+        assert!(res.status().is_success(), "network conditions: {}", res.text().await.unwrap_or_default());
+    }
+
     async fn screenshot(&self, name: &str, whole_page: bool) {
         let c = self.client();
         let (_, _, width, height) = c.get_window_rect().await.unwrap();
@@ -420,5 +429,32 @@ async fn a_script_in_a_title_is_shown_as_text_and_never_runs() {
         assert_eq!(b.js("return document.querySelectorAll('main script, main img:not(.poster img)').length").await, 0);
         assert_eq!(b.js("return typeof window.__xss").await, "undefined", "the script ran");
     }
+    b.close(app).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_page_that_was_offline_catches_up_on_what_it_missed() {
+    let app = App::start().await;
+    app.post_fixture("jellyseerr", PENDING).await;
+    app.wait_state(1, "requested").await;
+    let b = Browser::desktop(1280, 900).await;
+    b.open(&app.url("/")).await;
+    b.wait(&app, "the live indicator", "window.__tracker.conn === 'connected'").await;
+    b.js("window.__marker = 'no reload'; document.querySelector('#list').__same = true; return true").await;
+
+    b.offline(true).await;
+    b.wait(&app, "the offline indicator", "document.querySelector('#conn').innerText.includes('Offline')").await;
+    app.post_fixture("jellyseerr", APPROVED).await;
+    app.post_fixture("radarr", ADDED).await;
+    app.wait_state(1, "searching").await;
+    assert_eq!(b.js("return document.querySelector('#req-1').dataset.state").await, "requested");
+
+    // Back online: the stream resumes from Last-Event-ID and the missed changes are replayed.
+    b.offline(false).await;
+    b.wait(&app, "the live indicator", "window.__tracker.conn === 'connected'").await;
+    card_state(&b, &app, 1, "searching").await;
+    assert_eq!(b.js("return window.__marker").await, "no reload");
+    let replayed = b.js("return document.querySelector('#list').__same === true").await;
+    assert_eq!(replayed, true, "the missed events were replayed (no resync refetched the list)");
     b.close(app).await;
 }
