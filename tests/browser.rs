@@ -277,6 +277,7 @@ async fn index_cards_follow_a_film_through_its_states_and_progress_without_reloa
     .await;
 
     assert_eq!(b.js("return window.__marker").await, "no reload", "the page was never reloaded");
+    assert_eq!(b.js("return window.__tracker.blocked").await, json!([]), "nothing refused by the CSP");
     let announced = b.js("return document.querySelector('#announce').innerText").await;
     assert_eq!(announced, "The Batman: Available", "screen readers hear the change");
     b.close(app).await;

@@ -11,7 +11,9 @@
   const body = document.body;
   const $ = (sel, root = document) => root.querySelector(sel);
   // For tests and the curious: events seen, swaps done, fetches under way, connection state.
-  const debug = (window.__tracker = { events: 0, swaps: 0, busy: 0, conn: 'idle' });
+  const debug = (window.__tracker = { events: 0, swaps: 0, busy: 0, conn: 'idle', blocked: [] });
+  // Anything the Content-Security-Policy refuses is a bug (or an attack): keep it visible.
+  document.addEventListener('securitypolicyviolation', (e) => debug.blocked.push(e.violatedDirective));
 
   // ---- Formatting: the same rules as src/views/format.rs.
   const pad = (n) => String(n).padStart(2, '0');
