@@ -28,7 +28,7 @@ CREATE TABLE requests (
     watch_item_id       TEXT,
     watch_server_id     TEXT,
     watch_server_url    TEXT,
-    trace_id            TEXT,
+    trace_parent        TEXT,                        -- W3C traceparent of the trace that created it
     created_at          INTEGER NOT NULL,
     updated_at          INTEGER NOT NULL,
     archived_at         INTEGER,
@@ -74,6 +74,7 @@ CREATE TABLE downloads (
     upgrade             INTEGER NOT NULL DEFAULT 0,
     content_path        TEXT,
     grabbed_at          INTEGER NOT NULL,
+    progress_at         INTEGER,
     finish_noted        INTEGER NOT NULL DEFAULT 0,
     updated_at          INTEGER NOT NULL,
     PRIMARY KEY (request_id, download_id)
@@ -126,5 +127,6 @@ CREATE TABLE outbox (
     id                  INTEGER PRIMARY KEY,
     subject             TEXT    NOT NULL,
     msg_id              TEXT    NOT NULL,
-    payload             BLOB    NOT NULL
+    payload             BLOB    NOT NULL,
+    traceparent         TEXT                         -- the change's trace, continued when published
 );

@@ -39,7 +39,7 @@ impl Mode {
         self == Mode::All || self == service
     }
 
-    fn name(self) -> &'static str {
+    pub fn name(self) -> &'static str {
         match self {
             Self::All => "status-tracker",
             Self::Ingress => "ingress",
@@ -91,7 +91,10 @@ async fn run_services(
     // Services stop after the HTTP server has drained, so in-flight webhooks can still publish.
     let stop_services = CancellationToken::new();
     let mut tasks = JoinSet::new();
-    let mut router = Router::new();
+    // Every mode serves its metrics and a liveness probe; ingress and dashboard add theirs.
+    let mut router = Router::new()
+        .route("/metrics", axum::routing::get(metrics))
+        .route("/healthz", axum::routing::get(|| async { "ok" }));
 
     if mode.runs(Mode::Correlator) {
         let settings = correlator::CorrelatorSettings::from_env(env)?;
@@ -122,18 +125,18 @@ async fn run_services(
         tasks.spawn(dashboard.run(stop_services.clone()));
     }
 
-    if mode.runs(Mode::Ingress) || mode.runs(Mode::Dashboard) {
-        let addr = env.get("TRACKER_LISTEN").unwrap_or_else(|| "0.0.0.0:8100".into());
-        let listener = TcpListener::bind(&addr).await.with_context(|| format!("cannot listen on {addr}"))?;
-        let local = listener.local_addr()?;
+    let addr = env.get("TRACKER_LISTEN").unwrap_or_else(|| "0.0.0.0:8100".into());
+    let listener = TcpListener::bind(&addr).await.with_context(|| format!("cannot listen on {addr}"))?;
+    let local = listener.local_addr()?;
+    if mode.runs(Mode::Dashboard) {
         tracing::info!(addr = %local, "listening: dashboard on http://localhost:{}/", local.port());
-        axum::serve(listener, router)
-            .with_graceful_shutdown(shutdown.clone().cancelled_owned())
-            .await
-            .context("HTTP server")?;
     } else {
-        shutdown.cancelled().await;
+        tracing::info!(addr = %local, "listening (/metrics, /healthz)");
     }
+    axum::serve(listener, router)
+        .with_graceful_shutdown(shutdown.clone().cancelled_owned())
+        .await
+        .context("HTTP server")?;
     tracing::info!("shutting down");
     stop_services.cancel();
     while let Some(result) = tasks.join_next().await {
@@ -145,6 +148,11 @@ async fn run_services(
     }
     bus.client.flush().await.ok();
     Ok(())
+}
+
+/// `GET /metrics`: the Prometheus text format.
+async fn metrics() -> impl axum::response::IntoResponse {
+    ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], shared::metrics::render())
 }
 
 /// Cancels `token` on Ctrl-C or SIGTERM.

@@ -34,7 +34,6 @@ Without NATS_URL a nats-server child is started with its store under TRACKER_DAT
 #[tokio::main]
 async fn main() -> ExitCode {
     let env = Env::from_process();
-    shared::telemetry::init(&env);
     let args: Vec<String> = std::env::args().skip(1).collect();
     let (flags, words): (Vec<&str>, Vec<&str>) = args.iter().map(String::as_str).partition(|a| a.starts_with("--"));
     let command = words.first().copied().unwrap_or("all");
@@ -66,6 +65,7 @@ async fn main() -> ExitCode {
             }
         }
     }
+    let _telemetry = shared::telemetry::init(&env, mode.name());
     match app::run(mode, &env, options).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {

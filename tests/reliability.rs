@@ -31,6 +31,7 @@ impl Proc {
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .env("TRACKER_DATA_DIR", dir)
+            .env("TRACKER_LISTEN", "127.0.0.1:0")
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -235,7 +236,7 @@ async fn a_redelivered_event_changes_nothing() {
     // correlator must apply it once.
     for n in 0..3 {
         let payload = serde_json::to_vec(&env).unwrap();
-        let headers = shared::bus::event_headers(&format!("{}-copy{n}", env.id));
+        let headers = shared::bus::event_headers(&format!("{}-copy{n}", env.id), None);
         bus.js.publish_with_headers(env.kind.clone(), headers, payload.into()).await.unwrap().await.unwrap();
     }
     app.wait_state(1, "indexed").await;

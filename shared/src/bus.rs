@@ -113,12 +113,24 @@ impl Bus {
 
     /// Publishes an envelope to JetStream with `Nats-Msg-Id` = its id and waits for the
     /// stream's ack. Returns whether JetStream saw it as a duplicate.
+    ///
+    /// The trace context goes in the headers and, when the envelope has none yet, into the
+    /// envelope too (the CloudEvents distributed-tracing extension): the envelope's own context
+    /// if it has one (a spooled webhook keeps its trace), else the current span's.
     pub async fn publish_event<T: Serialize>(&self, subject: &str, envelope: &Envelope<T>) -> Result<bool, BusError> {
-        let payload = serde_json::to_vec(envelope)
-            .map_err(|e| BusError::Publish { subject: subject.to_owned(), message: e.to_string() })?;
+        let encode = |e: serde_json::Error| BusError::Publish { subject: subject.to_owned(), message: e.to_string() };
+        let current = envelope.traceparent.is_none().then(crate::telemetry::current_traceparent).flatten();
+        let payload = match &current {
+            Some((traceparent, tracestate)) => {
+                serde_json::to_vec(&Traced { envelope, traceparent, tracestate: tracestate.as_deref() })
+                    .map_err(encode)?
+            }
+            None => serde_json::to_vec(envelope).map_err(encode)?,
+        };
+        let traceparent = envelope.traceparent.as_deref().or(current.as_ref().map(|(p, _)| p.as_str()));
         let ack = self
             .js
-            .publish_with_headers(subject.to_owned(), event_headers(&envelope.id), Bytes::from(payload))
+            .publish_with_headers(subject.to_owned(), event_headers(&envelope.id, traceparent), Bytes::from(payload))
             .await
             .map_err(|e| publish_err(subject, e))?
             .await
@@ -147,11 +159,26 @@ impl Bus {
     }
 }
 
-/// Headers of an event message: the dedupe id.
-pub fn event_headers(id: &str) -> HeaderMap {
+/// Headers of an event message: the dedupe id and the trace context (`traceparent` as given,
+/// else the current span's).
+pub fn event_headers(id: &str, traceparent: Option<&str>) -> HeaderMap {
     let mut headers = HeaderMap::new();
     headers.insert(NATS_MESSAGE_ID, id);
+    match traceparent {
+        Some(tp) => headers.insert("traceparent", tp),
+        None => crate::telemetry::inject(&mut headers),
+    }
     headers
+}
+
+/// An envelope with the trace context added (when it had none).
+#[derive(Serialize)]
+struct Traced<'a, T> {
+    #[serde(flatten)]
+    envelope: &'a Envelope<T>,
+    traceparent: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tracestate: Option<&'a str>,
 }
 
 fn stream_configs() -> Vec<stream::Config> {

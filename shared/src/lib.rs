@@ -8,6 +8,7 @@ pub mod envelope;
 pub mod events;
 pub mod health;
 pub mod ids;
+pub mod metrics;
 pub mod model;
 pub mod nats_server;
 pub mod paths;

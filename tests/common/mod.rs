@@ -170,6 +170,24 @@ impl App {
     }
 }
 
+impl Drop for App {
+    /// Stops the process with SIGTERM so that it stops its embedded `nats-server` too
+    /// (SIGKILL, what `kill_on_drop` sends, would leave that server running).
+    fn drop(&mut self) {
+        let Some(mut child) = self.child.take() else { return };
+        let Some(pid) = child.id() else { return };
+        let _ = std::process::Command::new("kill").args(["-TERM", &pid.to_string()]).status();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = child.start_kill();
+    }
+}
+
 /// One SSE event as received.
 #[derive(Debug, Clone)]
 pub struct SseEvent {

@@ -207,6 +207,9 @@ impl World {
     }
 }
 
+/// An episode as compared: season, episode, state, reason, file.
+pub type EpisodeFacts = (u32, u32, State, Option<String>, Option<String>);
+
 /// A request reduced to what must be the same whatever the arrival order.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Comparable {
@@ -220,7 +223,7 @@ pub struct Comparable {
     pub is_anime: bool,
     pub watch_url: Option<String>,
     pub created_at: OffsetDateTime,
-    pub episodes: Vec<(u32, u32, State, Option<String>, Option<String>)>,
+    pub episodes: Vec<EpisodeFacts>,
     pub downloads: Vec<(String, bool)>,
     /// (time, state, message, episode), sorted.
     pub timeline: Vec<(OffsetDateTime, State, String, Option<String>)>,
@@ -332,7 +335,7 @@ pub async fn publish_all(bus: &shared::Bus, steps: &[Step]) {
     for s in steps {
         let env = s.envelope();
         let payload = serde_json::to_vec(&env).unwrap();
-        let headers = shared::bus::event_headers(&env.id);
+        let headers = shared::bus::event_headers(&env.id, None);
         acks.push(bus.js.publish_with_headers(env.kind.clone(), headers, payload.into()).await.unwrap());
         if acks.len() == 512 {
             for a in acks.drain(..) {

@@ -15,9 +15,12 @@ use futures_util::StreamExt;
 use shared::Bus;
 use shared::events::MediaEnvelope;
 use shared::health::HealthCell;
+use shared::metrics::{OutcomeLabel, count, metrics};
 use shared::subjects;
+use shared::telemetry;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
+use tracing::{Instrument, Span};
 
 use crate::correlate::{Outcome, Processor};
 use crate::store::{self, Store};
@@ -51,10 +54,19 @@ pub(crate) async fn run(
     }
     drop(tx);
     publish_outbox(&bus, &store).await;
+    update_state_gauges(&store).await;
+    // State gauges are refreshed at most once a second, and once more after the last batch.
+    let mut gauges_at = std::time::Instant::now();
+    let mut gauges_stale = false;
     loop {
         let first = tokio::select! {
             _ = cancel.cancelled() => break,
             m = rx.recv() => match m { Some(m) => m, None => break },
+            _ = tokio::time::sleep(Duration::from_secs(1)), if gauges_stale => {
+                update_state_gauges(&store).await;
+                (gauges_at, gauges_stale) = (std::time::Instant::now(), false);
+                continue;
+            }
         };
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
@@ -65,6 +77,11 @@ pub(crate) async fn run(
         }
         handle_batch(&store, &processor, batch).await;
         publish_outbox(&bus, &store).await;
+        gauges_stale = true;
+        if gauges_at.elapsed() >= Duration::from_secs(1) {
+            update_state_gauges(&store).await;
+            (gauges_at, gauges_stale) = (std::time::Instant::now(), false);
+        }
         for (name, count) in processor.counters.snapshot() {
             health.set_detail(name, count);
         }
@@ -195,35 +212,76 @@ async fn handle_batch(store: &Store, processor: &Processor, batch: Vec<jetstream
     }
 }
 
+/// The span of one message: a child of the trace that published it.
+fn consume_span(msg: &jetstream::Message, decoded: &Decoded) -> Span {
+    let span = tracing::info_span!(
+        "consume",
+        otel.kind = "consumer",
+        messaging.system = "nats",
+        messaging.destination.name = %msg.subject,
+        event.id = tracing::field::Empty,
+        request.id = tracing::field::Empty,
+        trace_id = tracing::field::Empty,
+    );
+    telemetry::set_parent_from_headers(&span, msg.headers.as_ref());
+    telemetry::record_trace_id(&span);
+    if let Decoded::Event(env) = decoded {
+        span.record("event.id", env.id.as_str());
+    }
+    span
+}
+
 async fn apply_all(
     store: &Store,
     processor: &Processor,
     batch: &[jetstream::Message],
     decoded: &[Decoded],
 ) -> store::Result<()> {
+    let spans: Vec<Span> = batch.iter().zip(decoded).map(|(m, d)| consume_span(m, d)).collect();
     let mut tx = store.begin().await?;
-    for (msg, d) in batch.iter().zip(decoded) {
+    let mut outcomes = Vec::with_capacity(batch.len());
+    for ((msg, d), span) in batch.iter().zip(decoded).zip(&spans) {
         match d {
             Decoded::Poison(error) => {
+                let _enter = span.enter();
                 tracing::error!(subject = %msg.subject, %error, "undecodable message terminated (kept in the stream)");
+                outcomes.push(None);
             }
             Decoded::Event(env) => {
-                let outcome = processor.process(&mut tx, env, &msg.subject).await?;
-                match &outcome {
-                    Outcome::Ignored(why) => {
-                        tracing::debug!(event = %env.id, subject = %msg.subject, %why, "event ignored")
-                    }
-                    Outcome::Duplicate => {
-                        tracing::debug!(event = %env.id, "duplicate event skipped")
-                    }
-                    _ => {
-                        tracing::debug!(event = %env.id, subject = %msg.subject, outcome = %outcome.label(), "event applied")
-                    }
+                let correlate = tracing::info_span!(
+                    parent: span,
+                    "correlate",
+                    request.id = tracing::field::Empty,
+                    tmdb.id = tracing::field::Empty,
+                    tvdb.id = tracing::field::Empty,
+                    outcome = tracing::field::Empty,
+                );
+                let outcome = processor.process(&mut tx, env, &msg.subject).instrument(correlate.clone()).await?;
+                correlate.record("outcome", outcome.label().as_str());
+                if let Outcome::Applied(ids) = &outcome {
+                    let ids: Vec<String> = ids.iter().map(|i| i.to_string()).collect();
+                    span.record("request.id", ids.join(",").as_str());
                 }
+                tracing::debug!(parent: span, event = %env.id, outcome = %outcome.label(), "event processed");
+                outcomes.push(Some((outcome, env.time)));
             }
         }
     }
+    // One commit for the batch, shown in the trace of each of its messages.
+    let commits: Vec<Span> = spans.iter().map(|s| tracing::info_span!(parent: s, "commit")).collect();
     tx.commit().await?;
+    drop(commits);
+    let now = time::OffsetDateTime::now_utc();
+    for outcome in outcomes {
+        let label = match &outcome {
+            None => "undecodable".to_owned(),
+            Some((o, at)) => {
+                metrics().correlation_latency.observe((now - *at).as_seconds_f64().max(0.0));
+                o.label().split(':').next().unwrap_or_default().to_owned()
+            }
+        };
+        count(&metrics().events, OutcomeLabel { outcome: label });
+    }
     Ok(())
 }
 
@@ -231,6 +289,20 @@ async fn ack(msg: &jetstream::Message, poison: bool) {
     let result = if poison { msg.ack_with(AckKind::Term).await } else { msg.ack().await };
     if let Err(error) = result {
         tracing::debug!(%error, "ack not sent; the message will be redelivered and skipped as a duplicate");
+    }
+}
+
+/// Sets the `tracker_requests{state}` and `tracker_orphaned_events` gauges (at most once a
+/// second, after a batch).
+async fn update_state_gauges(store: &Store) {
+    let Ok(mut conn) = store.pool().acquire().await else { return };
+    if let Ok(orphans) = store::orphan_count(&mut conn).await {
+        metrics().orphans.set(orphans);
+    }
+    let Ok(by_state) = store::count_by_state(&mut conn).await else { return };
+    for state in shared::model::State::ALL {
+        let n = by_state.iter().find(|(s, _)| *s == state.as_str()).map_or(0, |(_, n)| *n);
+        metrics().requests.get_or_create(&shared::metrics::StateLabel { state: state.as_str().into() }).set(n);
     }
 }
 
@@ -245,7 +317,17 @@ pub(crate) async fn publish_outbox(bus: &Bus, store: &Store) {
         };
         let mut pending = Vec::with_capacity(msgs.len());
         for m in &msgs {
-            let headers = shared::bus::event_headers(&m.msg_id);
+            // The change continues the trace of the event that caused it.
+            let span = tracing::info_span!(
+                "publish state",
+                otel.kind = "producer",
+                messaging.system = "nats",
+                messaging.destination.name = %m.subject,
+            );
+            if let Some(tp) = &m.traceparent {
+                telemetry::set_parent_from_traceparent(&span, tp);
+            }
+            let headers = span.in_scope(|| shared::bus::event_headers(&m.msg_id, None));
             match bus.js.publish_with_headers(m.subject.clone(), headers, m.payload.clone().into()).await {
                 Ok(ack) => pending.push(ack),
                 Err(error) => {

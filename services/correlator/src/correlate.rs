@@ -16,6 +16,7 @@ use shared::ids::RequestId;
 use shared::model::{ProgressUpdate, RequestChange, RequestSummary, State, TimelineEntry};
 use shared::paths::{self, PathMap};
 use shared::subjects;
+use shared::telemetry;
 use sqlx::SqliteConnection;
 use time::OffsetDateTime;
 
@@ -123,14 +124,18 @@ impl Processor {
         }
     }
 
-    /// Processes one event exactly once.
+    /// Processes one event exactly once. Progress updates are not recorded: they arrive every
+    /// few seconds, a stale one is recognized by its time, and applying one twice is harmless.
     pub async fn process(&self, conn: &mut SqliteConnection, env: &MediaEnvelope, subject: &str) -> Result<Outcome> {
-        if store::is_processed(conn, &env.id).await? {
+        let progress = matches!(env.data.event, Fact::Qbittorrent(TorrentEvent::Progress(_)));
+        if !progress && store::is_processed(conn, &env.id).await? {
             self.counters.duplicates.fetch_add(1, Ordering::Relaxed);
             return Ok(Outcome::Duplicate);
         }
         let outcome = self.process_unchecked(conn, env).await?;
-        store::mark_processed(conn, &env.id, subject, &outcome.label()).await?;
+        if !progress {
+            store::mark_processed(conn, &env.id, subject, &outcome.label()).await?;
+        }
         let counter = match &outcome {
             Outcome::Applied(_) => &self.counters.applied,
             Outcome::Orphaned(_) => &self.counters.orphaned,
@@ -173,7 +178,8 @@ impl Processor {
             }
             Target::New(mut req) => {
                 req.id = store::next_id(conn).await?;
-                req.trace_id = env.traceparent.as_deref().and_then(trace_id_of);
+                // The journey of the request starts with this trace.
+                req.trace_parent = telemetry::current_traceparent().map(|(p, _)| p).or_else(|| env.traceparent.clone());
                 vec![(None, *req)]
             }
         };
@@ -185,6 +191,18 @@ impl Processor {
             if result.timeline.is_empty() && before.as_ref() == Some(&req) {
                 ignored = result.ignored.or(ignored);
                 continue;
+            }
+            let span = tracing::Span::current();
+            span.record("request.id", req.id.0);
+            if let Some(id) = req.tmdb_id {
+                span.record("tmdb.id", id.0);
+            }
+            if let Some(id) = req.tvdb_id {
+                span.record("tvdb.id", id.0);
+            }
+            // Later traces point at the one that created the request: one search finds the journey.
+            if let Some(first) = &req.trace_parent {
+                telemetry::link(&span, first);
             }
             let summary = self.summary(&req);
             new_keys.extend(store::save(conn, &req, &summary).await?);
@@ -277,7 +295,8 @@ async fn queue<T: Serialize>(
     let envelope = Envelope::new(msg_id.to_owned(), "/status-tracker/correlator", subject, data)
         .with_subject(Some(format!("request:{id}")));
     let payload = serde_json::to_vec(&envelope).map_err(|e| store::StoreError::Corrupt(e.to_string()))?;
-    store::push_outbox(conn, subject, msg_id, &payload).await
+    let traceparent = shared::telemetry::current_traceparent().map(|(p, _)| p);
+    store::push_outbox(conn, subject, msg_id, &payload, traceparent.as_deref()).await
 }
 
 fn progress_key(s: &RequestSummary) -> (u64, u64, Option<u64>, bool, Option<String>) {
@@ -287,11 +306,6 @@ fn progress_key(s: &RequestSummary) -> (u64, u64, Option<u64>, bool, Option<Stri
 /// The summary without what changes every progress tick.
 fn stable(s: &RequestSummary) -> RequestSummary {
     RequestSummary { progress: 0.0, dlspeed: 0, eta: None, updated_at: OffsetDateTime::UNIX_EPOCH, ..s.clone() }
-}
-
-/// The trace id (32 hex) of a W3C `traceparent`.
-fn trace_id_of(traceparent: &str) -> Option<String> {
-    traceparent.split('-').nth(1).filter(|t| t.len() == 32).map(str::to_owned)
 }
 
 // ---------------------------------------------------------------- resolution ---

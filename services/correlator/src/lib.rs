@@ -116,9 +116,9 @@ impl Correlator {
     }
 }
 
-/// Every minute: drop orphans whose time is up, refresh the health figures.
+/// Every ten seconds: drop orphans whose time is up, refresh health figures and gauges.
 async fn housekeeping(store: Store, health: HealthCell, cancel: CancellationToken) -> anyhow::Result<()> {
-    let mut tick = tokio::time::interval(Duration::from_secs(60));
+    let mut tick = tokio::time::interval(Duration::from_secs(10));
     loop {
         tokio::select! {
             _ = cancel.cancelled() => return Ok(()),
@@ -129,6 +129,8 @@ async fn housekeeping(store: Store, health: HealthCell, cancel: CancellationToke
         if expired > 0 {
             tracing::info!(expired, "orphaned events expired without their request showing up");
         }
-        health.set_detail("orphans_waiting", store::orphan_count(&mut conn).await?);
+        let orphans = store::orphan_count(&mut conn).await?;
+        health.set_detail("orphans_waiting", orphans);
+        shared::metrics::metrics().orphans.set(orphans);
     }
 }

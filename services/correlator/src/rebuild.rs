@@ -128,7 +128,7 @@ async fn announce(store: &Store) -> anyhow::Result<u64> {
             shared::Envelope::new(format!("rebuild-{stamp}:{id}"), "/status-tracker/correlator", &subject, change)
                 .with_subject(Some(format!("request:{id}")));
         let mut conn = store.pool().acquire().await?;
-        store::push_outbox(&mut conn, &subject, &envelope.id, &serde_json::to_vec(&envelope)?).await?;
+        store::push_outbox(&mut conn, &subject, &envelope.id, &serde_json::to_vec(&envelope)?, None).await?;
     }
     Ok(ids.len() as u64)
 }

@@ -157,6 +157,7 @@ pub async fn load(conn: &mut SqliteConnection, id: RequestId) -> Result<Option<R
                 upgrade: row.get("upgrade"),
                 content_path: row.get("content_path"),
                 grabbed_at: from_ts(row.get("grabbed_at")),
+                progress_at: row.get::<Option<i64>, _>("progress_at").map(from_ts),
                 finish_noted: row.get("finish_noted"),
                 updated_at: from_ts(row.get("updated_at")),
             },
@@ -210,7 +211,7 @@ fn request_from_row(row: &SqliteRow) -> Result<Request> {
         created_at: from_ts(row.get("created_at")),
         updated_at: from_ts(row.get("updated_at")),
         archived_at: row.get::<Option<i64>, _>("archived_at").map(from_ts),
-        trace_id: row.get("trace_id"),
+        trace_parent: row.get("trace_parent"),
     })
 }
 
@@ -229,7 +230,7 @@ pub async fn save(conn: &mut SqliteConnection, req: &Request, summary: &RequestS
     let sql = "INSERT INTO requests (media_type, title, year, poster_url, tmdb_id, tvdb_id, imdb_id, arr_id,
             jellyseerr_id, requested_by, requested_by_email, is_anime, is_4k, source, requested_seasons, stage,
             outcome_state, outcome_reason, outcome_at, evidence_at, available_at, quality, watch_item_id,
-            watch_server_id, watch_server_url, trace_id, created_at, updated_at, archived_at, state, summary, id)
+            watch_server_id, watch_server_url, trace_parent, created_at, updated_at, archived_at, state, summary, id)
          VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
          ON CONFLICT (id) DO UPDATE SET media_type = excluded.media_type, title = excluded.title,
             year = excluded.year, poster_url = excluded.poster_url, tmdb_id = excluded.tmdb_id,
@@ -241,7 +242,7 @@ pub async fn save(conn: &mut SqliteConnection, req: &Request, summary: &RequestS
             outcome_at = excluded.outcome_at, evidence_at = excluded.evidence_at,
             available_at = excluded.available_at, quality = excluded.quality,
             watch_item_id = excluded.watch_item_id, watch_server_id = excluded.watch_server_id,
-            watch_server_url = excluded.watch_server_url, trace_id = excluded.trace_id,
+            watch_server_url = excluded.watch_server_url, trace_parent = excluded.trace_parent,
             created_at = excluded.created_at, updated_at = excluded.updated_at, archived_at = excluded.archived_at,
             state = excluded.state, summary = excluded.summary";
     sqlx::query(sql)
@@ -270,7 +271,7 @@ pub async fn save(conn: &mut SqliteConnection, req: &Request, summary: &RequestS
         .bind(req.watch.as_ref().map(|w| w.item_id.clone()))
         .bind(req.watch.as_ref().and_then(|w| w.server_id.clone()))
         .bind(req.watch.as_ref().and_then(|w| w.server_url.clone()))
-        .bind(&req.trace_id)
+        .bind(&req.trace_parent)
         .bind(ts(req.created_at))
         .bind(ts(req.updated_at))
         .bind(req.archived_at.map(ts))
@@ -306,14 +307,16 @@ pub async fn save(conn: &mut SqliteConnection, req: &Request, summary: &RequestS
     for (id, d) in &req.downloads {
         sqlx::query(
             "INSERT INTO downloads (request_id, download_id, kind, release_title, quality, indexer, size, progress, dlspeed,
-               eta, client_state, stalled, error, finished, upgrade, content_path, grabbed_at, finish_noted, updated_at)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+               eta, client_state, stalled, error, finished, upgrade, content_path, grabbed_at, progress_at, finish_noted,
+               updated_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
              ON CONFLICT (request_id, download_id) DO UPDATE SET kind = excluded.kind,
                release_title = excluded.release_title, quality = excluded.quality, indexer = excluded.indexer,
                size = excluded.size, progress = excluded.progress, dlspeed = excluded.dlspeed, eta = excluded.eta,
                client_state = excluded.client_state, stalled = excluded.stalled, error = excluded.error,
                finished = excluded.finished, upgrade = excluded.upgrade, content_path = excluded.content_path,
-               grabbed_at = excluded.grabbed_at, finish_noted = excluded.finish_noted, updated_at = excluded.updated_at",
+               grabbed_at = excluded.grabbed_at, progress_at = excluded.progress_at, finish_noted = excluded.finish_noted,
+               updated_at = excluded.updated_at",
         )
         .bind(req.id.0)
         .bind(id)
@@ -332,6 +335,7 @@ pub async fn save(conn: &mut SqliteConnection, req: &Request, summary: &RequestS
         .bind(d.upgrade)
         .bind(&d.content_path)
         .bind(ts(d.grabbed_at))
+        .bind(d.progress_at.map(ts))
         .bind(d.finish_noted)
         .bind(ts(d.updated_at))
         .execute(&mut *conn)
@@ -452,11 +456,18 @@ pub async fn expire_orphans(conn: &mut SqliteConnection, now: OffsetDateTime) ->
 
 // ------------------------------------------------------------------ outbox ---
 
-pub async fn push_outbox(conn: &mut SqliteConnection, subject: &str, msg_id: &str, payload: &[u8]) -> Result<()> {
-    sqlx::query("INSERT INTO outbox (subject, msg_id, payload) VALUES (?, ?, ?)")
+pub async fn push_outbox(
+    conn: &mut SqliteConnection,
+    subject: &str,
+    msg_id: &str,
+    payload: &[u8],
+    traceparent: Option<&str>,
+) -> Result<()> {
+    sqlx::query("INSERT INTO outbox (subject, msg_id, payload, traceparent) VALUES (?, ?, ?, ?)")
         .bind(subject)
         .bind(msg_id)
         .bind(payload)
+        .bind(traceparent)
         .execute(conn)
         .await?;
     Ok(())
@@ -467,16 +478,23 @@ pub struct OutboxMessage {
     pub subject: String,
     pub msg_id: String,
     pub payload: Vec<u8>,
+    pub traceparent: Option<String>,
 }
 
 pub async fn outbox(pool: &SqlitePool, limit: i64) -> Result<Vec<OutboxMessage>> {
-    let rows = sqlx::query("SELECT id, subject, msg_id, payload FROM outbox ORDER BY id LIMIT ?")
+    let rows = sqlx::query("SELECT id, subject, msg_id, payload, traceparent FROM outbox ORDER BY id LIMIT ?")
         .bind(limit)
         .fetch_all(pool)
         .await?;
     Ok(rows
         .iter()
-        .map(|r| OutboxMessage { id: r.get(0), subject: r.get(1), msg_id: r.get(2), payload: r.get(3) })
+        .map(|r| OutboxMessage {
+            id: r.get(0),
+            subject: r.get(1),
+            msg_id: r.get(2),
+            payload: r.get(3),
+            traceparent: r.get(4),
+        })
         .collect())
 }
 
@@ -531,6 +549,12 @@ pub async fn detail(pool: &SqlitePool, id: RequestId, public_jellyfin: Option<&s
     };
     let timeline = timeline(&mut conn, id).await?;
     Ok(Some(req.detail(timeline, public_jellyfin)))
+}
+
+/// How many requests are in each state.
+pub async fn count_by_state(conn: &mut SqliteConnection) -> Result<Vec<(String, i64)>> {
+    let rows = sqlx::query("SELECT state, COUNT(*) FROM requests GROUP BY state").fetch_all(conn).await?;
+    Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
 }
 
 /// Lower-case hashes of unfinished torrents of requests still in progress.

@@ -12,7 +12,10 @@ use serde::Serialize;
 use serde_json::json;
 use shared::envelope::{Envelope, content_id};
 use shared::events::{BodyEncoding, EventData, Fact, Rejected};
+use shared::metrics::{SourceOutcome, SourceStatus, count, metrics};
 use shared::subjects::Source;
+use shared::telemetry;
+use tracing::Instrument;
 
 use crate::Ingress;
 use crate::payload;
@@ -31,7 +34,32 @@ pub(crate) async fn hook(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let name = params.first().map(|(_, v)| v.as_str()).unwrap_or_default();
+    let name = params.first().map(|(_, v)| v.to_owned()).unwrap_or_default();
+    let span = tracing::info_span!(
+        "webhook",
+        otel.name = "POST /hooks/{source}",
+        otel.kind = "server",
+        http.request.method = "POST",
+        http.route = "/hooks/{source}",
+        source = %name,
+        http.response.status_code = tracing::field::Empty,
+        event.id = tracing::field::Empty,
+        trace_id = tracing::field::Empty,
+    );
+    set_parent_from_http(&span, &headers);
+    telemetry::record_trace_id(&span);
+    let response = handle(ingress, &name, query, headers, body).instrument(span.clone()).await;
+    span.record("http.response.status_code", response.status().as_u16());
+    response
+}
+
+async fn handle(
+    ingress: Ingress,
+    name: &str,
+    query: Option<String>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
     let Some(adapter) = Source::parse(name).and_then(sources::adapter) else {
         return error(StatusCode::NOT_FOUND, unknown_source(name));
     };
@@ -52,7 +80,8 @@ pub(crate) async fn hook(
     if let Some(reason) = unaccepted_type(adapter, content_type) {
         return ingress.reject(source, &headers, &body, StatusCode::UNSUPPORTED_MEDIA_TYPE, reason).await;
     }
-    let parsed = payload::decode(content_type, &body).and_then(|p| Ok((adapter.parse(&p)?, p.value)));
+    let parsed = tracing::info_span!("parse", source = %source)
+        .in_scope(|| payload::decode(content_type, &body).and_then(|p| Ok((adapter.parse(&p)?, p.value))));
     let (fact, raw) = match parsed {
         Ok(parsed) => parsed,
         Err(e) => return ingress.reject(source, &headers, &body, StatusCode::BAD_REQUEST, e.to_string()).await,
@@ -84,30 +113,53 @@ impl Ingress {
         let id = content_id(source.as_str(), &[subject.as_bytes(), body]);
         let is_test = fact.is_test();
         let key = fact.media_key();
-        let envelope = Envelope::new(
+        tracing::Span::current().record("event.id", id.as_str());
+        let mut envelope = Envelope::new(
             id.clone(),
             format!("/status-tracker/ingress/{source}"),
             &subject,
             EventData { event: fact, raw: Some(raw) },
         )
         .with_subject(key);
-        match self.keep(&subject, &envelope).await {
+        let publish = tracing::info_span!(
+            "publish",
+            otel.kind = "producer",
+            messaging.system = "nats",
+            messaging.destination.name = %subject,
+            event.id = %id,
+        );
+        // The envelope carries the publish span's context, whether it is published now or
+        // forwarded from the spool later.
+        if let Some((parent, state)) = publish.in_scope(telemetry::current_traceparent) {
+            envelope.traceparent = Some(parent);
+            envelope.tracestate = state;
+        }
+        match self.keep(&subject, &envelope).instrument(publish).await {
             Ok(kept) => {
                 let mut answer = json!({ "id": id });
-                match kept {
-                    Kept::Stored { duplicate: true } => answer["duplicate"] = json!(true),
-                    Kept::Stored { duplicate: false } => {}
-                    Kept::Spooled => answer["spooled"] = json!(true),
-                }
+                let outcome = match kept {
+                    Kept::Stored { duplicate: true } => {
+                        answer["duplicate"] = json!(true);
+                        "duplicate"
+                    }
+                    Kept::Stored { duplicate: false } => "stored",
+                    Kept::Spooled => {
+                        answer["spooled"] = json!(true);
+                        "spooled"
+                    }
+                };
                 if is_test {
                     answer["test"] = json!(true);
                 }
+                let outcome = if is_test { "test" } else { outcome };
+                count(&metrics().webhooks, SourceOutcome { source: source.to_string(), outcome: outcome.into() });
                 tracing::debug!(%source, %subject, %id, "webhook accepted");
                 let status = if is_test { StatusCode::OK } else { StatusCode::ACCEPTED };
                 (status, Json(answer)).into_response()
             }
             Err(e) => {
                 tracing::error!(%source, %subject, error = %e, "webhook lost: NATS unavailable and the spool failed");
+                count(&metrics().webhooks, SourceOutcome { source: source.to_string(), outcome: "unavailable".into() });
                 error(
                     StatusCode::SERVICE_UNAVAILABLE,
                     format!("event bus unavailable and the local spool failed ({e}); retry later"),
@@ -126,8 +178,10 @@ impl Ingress {
             }
         }
         let payload = serde_json::to_string(envelope).map_err(std::io::Error::other)?;
-        self.spool.append(Entry { subject: subject.to_owned(), id: envelope.id.clone(), payload }).await?;
+        let traceparent = envelope.traceparent.clone();
+        self.spool.append(Entry { subject: subject.to_owned(), id: envelope.id.clone(), payload, traceparent }).await?;
         self.health().set_detail("spooled", self.spool.pending());
+        metrics().spooled.set(self.spool.pending() as i64);
         Ok(Kept::Spooled)
     }
 
@@ -142,6 +196,9 @@ impl Ingress {
         reason: String,
     ) -> Response {
         tracing::warn!(%source, status = status.as_u16(), %reason, "rejected webhook");
+        let labels = SourceStatus { source: source.to_string(), status: status.as_u16().to_string() };
+        count(&metrics().rejected, labels);
+        count(&metrics().webhooks, SourceOutcome { source: source.to_string(), outcome: "rejected".into() });
         let (text, encoding) = match std::str::from_utf8(body) {
             Ok(s) => (s.to_owned(), BodyEncoding::Utf8),
             Err(_) => (base64(body), BodyEncoding::Base64),
@@ -172,6 +229,13 @@ impl Ingress {
             tracing::error!(%source, error = %e, "rejected webhook could not be kept");
         }
         error(status, reason)
+    }
+}
+
+/// Continues a trace the sender started (W3C `traceparent` header), if it did.
+fn set_parent_from_http(span: &tracing::Span, headers: &HeaderMap) {
+    if let Some(tp) = headers.get("traceparent").and_then(|v| v.to_str().ok()) {
+        telemetry::set_parent_from_traceparent(span, tp);
     }
 }
 

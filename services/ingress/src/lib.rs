@@ -83,6 +83,7 @@ impl Ingress {
                     Err(error) => tracing::warn!(%error, left = self.spool.pending(), "spool not forwarded yet"),
                 }
                 self.health.set_detail("spooled", self.spool.pending());
+                shared::metrics::metrics().spooled.set(self.spool.pending() as i64);
             }
             if cancel.is_cancelled() {
                 break;

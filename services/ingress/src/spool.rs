@@ -24,6 +24,9 @@ pub struct Entry {
     pub id: String,
     /// The envelope, as it would have been published.
     pub payload: String,
+    /// The webhook's trace context, so the trace goes on when the entry is forwarded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub traceparent: Option<String>,
 }
 
 /// Lines forwarded per round before the offset is saved.
@@ -104,7 +107,7 @@ impl Spool {
             }
             let mut end = offset;
             for (entry, len) in batch {
-                let headers = shared::bus::event_headers(&entry.id);
+                let headers = shared::bus::event_headers(&entry.id, entry.traceparent.as_deref());
                 let ack = bus
                     .js
                     .publish_with_headers(entry.subject.clone(), headers, entry.payload.into_bytes().into())
@@ -175,7 +178,12 @@ mod tests {
     use super::*;
 
     fn entry(i: usize) -> Entry {
-        Entry { subject: "media.radarr.grab".into(), id: format!("id-{i}"), payload: format!("{{\"n\":{i}}}") }
+        Entry {
+            subject: "media.radarr.grab".into(),
+            id: format!("id-{i}"),
+            payload: format!("{{\"n\":{i}}}"),
+            traceparent: None,
+        }
     }
 
     #[tokio::test]

@@ -67,7 +67,20 @@ impl<Q: Qbit, S: Sink> Worker<Q, S> {
 
     /// One `sync/maindata` round trip and the publications it calls for.
     pub async fn poll_once(&mut self) -> PollOutcome {
-        let update = match self.qbit.maindata(self.data.rid()).await {
+        let metrics = shared::metrics::metrics();
+        let started = Instant::now();
+        let answer = self.qbit.maindata(self.data.rid()).await;
+        metrics.qbit_poll_seconds.observe(started.elapsed().as_secs_f64());
+        let error_kind = match &answer {
+            Ok(_) => None,
+            Err(QbitError::Unreachable(_)) => Some("unreachable"),
+            Err(QbitError::Refused { .. }) => Some("refused"),
+        };
+        if let Some(kind) = error_kind {
+            let labels = shared::metrics::KindLabel { kind: kind.into() };
+            shared::metrics::count(&metrics.qbit_poll_errors, labels);
+        }
+        let update = match answer {
             Ok(update) => update,
             Err(QbitError::Unreachable(reason)) => {
                 tracing::warn!(%reason, "qBittorrent unreachable");
@@ -85,6 +98,7 @@ impl<Q: Qbit, S: Sink> Worker<Q, S> {
         }
         self.data.apply(update);
         let tracked = self.tracked.hashes();
+        metrics.qbit_tracked.set(tracked.len() as i64);
         let now_unix = OffsetDateTime::now_utc().unix_timestamp();
         let pending = self.observer.observe(&tracked, &self.data, Instant::now(), now_unix);
         let published = self.publish(pending).await;

@@ -35,6 +35,7 @@ impl Status {
     }
 
     pub fn connected(&self) {
+        shared::metrics::metrics().shoko_connected.set(1);
         self.cell.set_status(HealthStatus::Ok);
         self.cell.set_detail("shoko", "connected");
         self.cell.set_detail("connected_since", now());
@@ -42,6 +43,7 @@ impl Status {
 
     /// A failed attempt or a lost connection.
     pub fn disconnected(&self, error: &HubError) {
+        shared::metrics::metrics().shoko_connected.set(0);
         self.cell.set_status(HealthStatus::Degraded);
         let state = if error.is_unauthorized() { "unauthorized" } else { "disconnected" };
         self.cell.set_detail("shoko", state);
@@ -62,6 +64,7 @@ impl Status {
     /// One more event stored in NATS.
     pub fn forwarded(&self) {
         let n = self.forwarded.fetch_add(1, Ordering::Relaxed) + 1;
+        shared::metrics::metrics().shoko_events.inc();
         self.cell.set_detail("events_forwarded", n);
         self.cell.set_detail("last_event_at", now());
     }

@@ -90,8 +90,10 @@ pub struct Progress {
 }
 
 impl Progress {
-    /// Complete: every wanted byte is there. `metaDL` with unknown size is never complete.
+    /// Complete: every wanted byte is there. `metaDL` with unknown size is never complete,
+    /// and neither is a torrent that says `amount_left: 0` while it fetches metadata or
+    /// checks its files: only `progress` counts.
     pub fn is_complete(&self) -> bool {
-        self.size.is_some() && (self.progress >= 1.0 || self.amount_left == Some(0))
+        self.size.is_some() && self.progress >= 1.0
     }
 }

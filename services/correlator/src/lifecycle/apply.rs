@@ -526,7 +526,10 @@ impl Step<'_> {
         let at = self.at;
         let d = self.download(&id);
         let first = d.client_state.is_none();
-        if d.finished || (!first && at < d.updated_at) {
+        // Progress times come from the poller's clock only, so comparing them among
+        // themselves is safe even when hosts disagree about the time.
+        let stale = d.progress_at.is_some_and(|t| at < t);
+        if d.finished || stale {
             // Stale: the download finished or a newer update was applied already. The first
             // progress still counts as "downloading started", whenever it arrives.
             d.client_state.get_or_insert_with(|| p.state.clone());
@@ -538,6 +541,7 @@ impl Step<'_> {
             return self.ignore("progress older than what is known");
         }
         let (was_stalled, was_error) = (d.stalled.clone(), d.error.clone());
+        d.progress_at = Some(at);
         d.progress = p.progress.clamp(0.0, 1.0);
         d.dlspeed = p.dlspeed;
         d.eta = p.eta;

@@ -70,7 +70,7 @@ pub struct Request {
     pub updated_at: OffsetDateTime,
     pub archived_at: Option<OffsetDateTime>,
     /// Trace that created the request (W3C trace id), for the journey link.
-    pub trace_id: Option<String>,
+    pub trace_parent: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -142,6 +142,8 @@ pub struct Download {
     pub content_path: Option<String>,
     /// Event time of the grab (the earliest fact about this download).
     pub grabbed_at: OffsetDateTime,
+    /// Event time (the poller's clock) of the progress applied last.
+    pub progress_at: Option<OffsetDateTime>,
     /// A "Download finished" entry is on the timeline already.
     pub finish_noted: bool,
     pub updated_at: OffsetDateTime,
@@ -165,6 +167,7 @@ impl Download {
             upgrade: false,
             content_path: None,
             grabbed_at: at,
+            progress_at: None,
             finish_noted: false,
             updated_at: at,
         }
@@ -209,7 +212,7 @@ impl Request {
             created_at: at,
             updated_at: at,
             archived_at: None,
-            trace_id: None,
+            trace_parent: None,
         }
     }
 
