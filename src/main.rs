@@ -5,6 +5,8 @@
 //! which is what the compose stack does.
 
 mod app;
+mod doctor;
+mod healthcheck;
 
 use std::process::ExitCode;
 
@@ -22,6 +24,8 @@ Commands:
   dashboard      pages, JSON API, SSE
   poller         qBittorrent progress -> NATS
   shoko-bridge   Shoko SignalR file events -> NATS
+  doctor         print the configuration (secrets redacted) and check every configured peer
+  healthcheck    exit 0 when this process's /healthz answers (the image's HEALTHCHECK)
   help           this text
 
 Options:
@@ -42,6 +46,8 @@ async fn main() -> ExitCode {
             println!("{USAGE}");
             return ExitCode::SUCCESS;
         }
+        "doctor" => return doctor::run(&env).await,
+        "healthcheck" => return healthcheck::run(&env).await,
         "--version" | "-V" => {
             println!("status-tracker {}", env!("CARGO_PKG_VERSION"));
             return ExitCode::SUCCESS;

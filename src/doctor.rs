@@ -1,0 +1,352 @@
+//! `status-tracker doctor`: prints the configuration this process sees (secrets redacted) and
+//! checks every configured peer, one line per check.
+//!
+//! A peer that is not configured is listed as such and is not a failure: the services stay
+//! idle without it. The exit code is 0 when every configured check passes, 1 otherwise, so the
+//! command can gate a deployment (`docker compose run --rm doctor`). Secrets are sent where
+//! they belong (a header, a login form) and never printed; URLs lose any `user:password@`.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use async_nats::jetstream::ErrorCode;
+use async_nats::jetstream::context::GetStreamErrorKind;
+use reqwest::{Client, RequestBuilder, StatusCode};
+use shared::{Bus, Env, subjects};
+
+/// Peers on a LAN answer in milliseconds; a black-holed address must not stall the report.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+const NATS_TIMEOUT: Duration = Duration::from_secs(8);
+
+/// What one check found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Outcome {
+    Ok(String),
+    Failed(String),
+    NotConfigured(String),
+}
+
+use Outcome::{Failed, NotConfigured};
+
+pub async fn run(env: &Env) -> ExitCode {
+    println!("status-tracker {} doctor\n", env!("CARGO_PKG_VERSION"));
+    println!("Configuration (from the environment; secrets redacted):");
+    let described = env.describe();
+    let width = described.iter().map(|(name, _)| name.len()).max().unwrap_or(0);
+    for (name, value) in described {
+        println!("  {name:<width$}  {}", redact_userinfo(&value));
+    }
+
+    println!("\nChecks:");
+    let checks = check_all(env).await;
+    let mut failed = 0;
+    for (peer, outcome) in &checks {
+        let (label, detail) = match outcome {
+            Outcome::Ok(d) => ("ok", d),
+            Failed(d) => {
+                failed += 1;
+                ("failed", d)
+            }
+            NotConfigured(d) => ("not configured", d),
+        };
+        println!("  {peer:<12} {label:<15} {detail}");
+    }
+    if failed == 0 {
+        println!("\nEvery configured check passed.");
+        ExitCode::SUCCESS
+    } else {
+        println!("\n{failed} check(s) failed.");
+        ExitCode::FAILURE
+    }
+}
+
+/// Runs every check at once; the report keeps this order.
+async fn check_all(env: &Env) -> Vec<(&'static str, Outcome)> {
+    let http = Client::builder()
+        .connect_timeout(CONNECT_TIMEOUT)
+        .timeout(REQUEST_TIMEOUT)
+        // qBittorrent answers 401 to a Referer naming another host; nothing here redirects.
+        .redirect(reqwest::redirect::Policy::none())
+        .referer(false)
+        .build()
+        .unwrap_or_default();
+    let (nats, qbit, shoko, sonarr, radarr, jellyfin, jellyseerr) = tokio::join!(
+        nats(env),
+        qbittorrent(env, &http),
+        shoko(env, &http),
+        arr(env, &http, "SONARR_URL", "SONARR_API_KEY"),
+        arr(env, &http, "RADARR_URL", "RADARR_API_KEY"),
+        jellyfin(env, &http),
+        jellyseerr(env, &http),
+    );
+    vec![
+        ("nats", nats),
+        ("qbittorrent", qbit),
+        ("shoko", shoko),
+        ("sonarr", sonarr),
+        ("radarr", radarr),
+        ("jellyfin", jellyfin),
+        ("jellyseerr", jellyseerr),
+    ]
+}
+
+/// Connects, then asks JetStream for the streams' info (which nats-server 2.9 answers, unlike
+/// the account info query). A missing stream is fine: the services create them at start.
+async fn nats(env: &Env) -> Outcome {
+    let Some(url) = env.get("NATS_URL") else { return embedded_nats(env).await };
+    let shown = redact_userinfo(&url);
+    let bus = match tokio::time::timeout(NATS_TIMEOUT, Bus::connect(&url, "status-tracker-doctor")).await {
+        Err(_) => return Failed(format!("{shown}: no answer within {NATS_TIMEOUT:?}")),
+        Ok(Err(shared::bus::BusError::Connect { source, .. })) => return Failed(format!("{shown}: {source}")),
+        Ok(Err(error)) => return Failed(format!("{shown}: {error}")),
+        Ok(Ok(bus)) => bus,
+    };
+    let mut streams = Vec::new();
+    for name in [subjects::STREAM_MEDIA, subjects::STREAM_TRACKER] {
+        match tokio::time::timeout(REQUEST_TIMEOUT, bus.js.get_stream(name)).await {
+            Err(_) => {
+                return Failed(format!("{shown}: connected, but JetStream did not answer within {REQUEST_TIMEOUT:?}"));
+            }
+            Ok(Ok(stream)) => streams.push(format!("{name} {} messages", stream.cached_info().state.messages)),
+            Ok(Err(error)) => match error.kind() {
+                GetStreamErrorKind::JetStream(e) if e.error_code() == ErrorCode::STREAM_NOT_FOUND => {
+                    streams.push(format!("{name} not created yet"))
+                }
+                GetStreamErrorKind::JetStream(e) => {
+                    return Failed(format!("{shown}: connected, JetStream refused: {e}"));
+                }
+                _ => {
+                    return Failed(format!(
+                        "{shown}: connected, but JetStream does not answer ({error}); is nats-server started with -js?"
+                    ));
+                }
+            },
+        }
+    }
+    Outcome::Ok(format!("{shown}: connected, JetStream answers ({})", streams.join(", ")))
+}
+
+/// Without `NATS_URL` the all-in-one starts its own server: check that it can.
+async fn embedded_nats(env: &Env) -> Outcome {
+    let bin = env.get("NATS_SERVER_BIN").unwrap_or_else(|| "nats-server".into());
+    match tokio::process::Command::new(&bin).arg("--version").output().await {
+        Ok(out) if out.status.success() => {
+            let version = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+            Outcome::Ok(format!("NATS_URL is unset: the all-in-one starts its own server ({version})"))
+        }
+        Ok(out) => Failed(format!("NATS_URL is unset and `{bin} --version` failed ({})", out.status)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Failed(format!(
+            "NATS_URL is unset and `{bin}` is not installed: install nats-server 2.9 or newer, or set NATS_URL"
+        )),
+        Err(e) => Failed(format!("NATS_URL is unset and `{bin}` cannot run: {e}")),
+    }
+}
+
+/// qBittorrent answers `webapiVersion` 403 until logged in: any answer means it is there.
+async fn qbittorrent(env: &Env, http: &Client) -> Outcome {
+    let Some((base, shown)) = base_url(env, "QBIT_URL") else { return not_configured("QBIT_URL") };
+    let version_url = format!("{base}/api/v2/app/webapiVersion");
+    let (status, body) = match answer(http.get(&version_url)).await {
+        Ok(answer) => answer,
+        Err(e) => return Failed(format!("{shown}: {e}")),
+    };
+    if let Some(key) = env.secret("QBIT_API_KEY") {
+        return match answer(http.get(&version_url).bearer_auth(key.expose())).await {
+            Ok((s, version)) if s.is_success() => {
+                Outcome::Ok(format!("{shown}: API key accepted, WebAPI {}", version.trim()))
+            }
+            Ok((s, _)) if is_refusal(s) => Failed(format!("{shown}: QBIT_API_KEY refused ({s})")),
+            Ok((s, b)) => Failed(format!("{shown}: unexpected answer: {}", short(s, &b))),
+            Err(e) => Failed(format!("{shown}: {e}")),
+        };
+    }
+    if let Some(password) = env.secret("QBIT_PASSWORD") {
+        let user = env.get("QBIT_USERNAME").unwrap_or_default();
+        let form = [("username", user.as_str()), ("password", password.expose())];
+        return match answer(http.post(format!("{base}/api/v2/auth/login")).form(&form)).await {
+            Ok((StatusCode::OK, b)) if b.trim() == "Ok." => {
+                Outcome::Ok(format!("{shown}: login accepted for {user:?}"))
+            }
+            Ok((StatusCode::NO_CONTENT, _)) => Outcome::Ok(format!("{shown}: login accepted for {user:?}")),
+            Ok((StatusCode::OK | StatusCode::UNAUTHORIZED, _)) => Failed(format!(
+                "{shown}: reachable, but the login of {user:?} was refused: check QBIT_USERNAME and QBIT_PASSWORD"
+            )),
+            Ok((StatusCode::FORBIDDEN, _)) => {
+                Failed(format!("{shown}: qBittorrent has banned this address after failed logins (for an hour)"))
+            }
+            Ok((s, b)) => Failed(format!("{shown}: unexpected answer to the login: {}", short(s, &b))),
+            Err(e) => Failed(format!("{shown}: login: {e}")),
+        };
+    }
+    match status {
+        s if s.is_success() => {
+            Outcome::Ok(format!("{shown}: WebAPI {} without login (address whitelisted)", body.trim()))
+        }
+        StatusCode::FORBIDDEN => {
+            Failed(format!("{shown}: reachable, but it wants a login: set QBIT_PASSWORD or QBIT_API_KEY"))
+        }
+        s => Failed(format!("{shown}: reachable, but answered {}", short(s, &body))),
+    }
+}
+
+/// Shoko: the import folder list needs the API key, and the bridge needs the list.
+async fn shoko(env: &Env, http: &Client) -> Outcome {
+    let Some((base, shown)) = base_url(env, "SHOKO_URL") else { return not_configured("SHOKO_URL") };
+    let mut request = http.get(format!("{base}/api/v3/ImportFolder"));
+    if let Some(key) = env.secret("SHOKO_API_KEY") {
+        request = request.header("apikey", key.expose());
+    }
+    match answer(request).await {
+        Ok((s, body)) if s.is_success() => {
+            let folders = serde_json::from_str::<Vec<serde_json::Value>>(&body).map(|f| f.len()).unwrap_or(0);
+            Outcome::Ok(format!("{shown}: API key accepted, {folders} import folder(s)"))
+        }
+        Ok((s, _)) if is_refusal(s) => Failed(format!("{shown}: {} ({s})", key_problem(env, "SHOKO_API_KEY"))),
+        Ok((s, b)) => Failed(format!("{shown}: unexpected answer: {}", short(s, &b))),
+        Err(e) => Failed(format!("{shown}: {e}")),
+    }
+}
+
+/// Sonarr and Radarr share their API: `GET /api/v3/system/status` with `X-Api-Key`.
+async fn arr(env: &Env, http: &Client, url_var: &'static str, key_var: &'static str) -> Outcome {
+    let Some((base, shown)) = base_url(env, url_var) else { return not_configured(url_var) };
+    let mut request = http.get(format!("{base}/api/v3/system/status"));
+    if let Some(key) = env.secret(key_var) {
+        request = request.header("X-Api-Key", key.expose());
+    }
+    match answer(request).await {
+        Ok((s, body)) if s.is_success() => {
+            let status: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+            let app = status["appName"].as_str().unwrap_or("answered");
+            let version = status["version"].as_str().unwrap_or("");
+            Outcome::Ok(format!("{shown}: {app} {version}, API key accepted"))
+        }
+        Ok((s, _)) if is_refusal(s) => Failed(format!("{shown}: {} ({s})", key_problem(env, key_var))),
+        Ok((s, b)) => Failed(format!("{shown}: unexpected answer: {}", short(s, &b))),
+        Err(e) => Failed(format!("{shown}: {e}")),
+    }
+}
+
+/// Jellyfin: the public info needs no key; with a key, `/System/Info` proves it.
+async fn jellyfin(env: &Env, http: &Client) -> Outcome {
+    let Some((base, shown)) = base_url(env, "JELLYFIN_URL") else { return not_configured("JELLYFIN_URL") };
+    let info = match answer(http.get(format!("{base}/System/Info/Public"))).await {
+        Ok((s, body)) if s.is_success() => serde_json::from_str::<serde_json::Value>(&body).unwrap_or_default(),
+        Ok((s, b)) => return Failed(format!("{shown}: unexpected answer: {}", short(s, &b))),
+        Err(e) => return Failed(format!("{shown}: {e}")),
+    };
+    let server = format!("{shown}: Jellyfin {}", info["Version"].as_str().unwrap_or("(version unknown)"));
+    let Some(key) = env.secret("JELLYFIN_API_KEY") else {
+        return Outcome::Ok(format!("{server}, no JELLYFIN_API_KEY set"));
+    };
+    let authorized = http
+        .get(format!("{base}/System/Info"))
+        .header("Authorization", format!("MediaBrowser Client=\"status-tracker\", Token=\"{}\"", key.expose()));
+    match answer(authorized).await {
+        Ok((s, _)) if s.is_success() => Outcome::Ok(format!("{server}, API key accepted")),
+        Ok((s, _)) if is_refusal(s) => Failed(format!("{server}, but JELLYFIN_API_KEY was refused ({s})")),
+        Ok((s, b)) => Failed(format!("{server}, unexpected answer with the key: {}", short(s, &b))),
+        Err(e) => Failed(format!("{server}, then {e}")),
+    }
+}
+
+/// Jellyseerr/Overseerr: `/api/v1/status` is public; `/api/v1/auth/me` proves the key.
+async fn jellyseerr(env: &Env, http: &Client) -> Outcome {
+    let Some((base, shown)) = base_url(env, "JELLYSEERR_URL") else { return not_configured("JELLYSEERR_URL") };
+    let status = match answer(http.get(format!("{base}/api/v1/status"))).await {
+        Ok((s, body)) if s.is_success() => serde_json::from_str::<serde_json::Value>(&body).unwrap_or_default(),
+        Ok((s, b)) => return Failed(format!("{shown}: unexpected answer: {}", short(s, &b))),
+        Err(e) => return Failed(format!("{shown}: {e}")),
+    };
+    let server = format!("{shown}: version {}", status["version"].as_str().unwrap_or("unknown"));
+    let Some(key) = env.secret("JELLYSEERR_API_KEY") else {
+        return Outcome::Ok(format!("{server}, no JELLYSEERR_API_KEY set"));
+    };
+    match answer(http.get(format!("{base}/api/v1/auth/me")).header("X-Api-Key", key.expose())).await {
+        Ok((s, _)) if s.is_success() => Outcome::Ok(format!("{server}, API key accepted")),
+        Ok((s, _)) if is_refusal(s) => Failed(format!("{server}, but JELLYSEERR_API_KEY was refused ({s})")),
+        Ok((s, b)) => Failed(format!("{server}, unexpected answer with the key: {}", short(s, &b))),
+        Err(e) => Failed(format!("{server}, then {e}")),
+    }
+}
+
+fn not_configured(var: &str) -> Outcome {
+    NotConfigured(format!("{var} is unset"))
+}
+
+/// The URL without a trailing slash, and the same for printing (no `user:password@`).
+fn base_url(env: &Env, var: &str) -> Option<(String, String)> {
+    let base = env.get(var)?.trim_end_matches('/').to_owned();
+    let shown = redact_userinfo(&base);
+    Some((base, shown))
+}
+
+fn is_refusal(status: StatusCode) -> bool {
+    matches!(status, StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN)
+}
+
+fn key_problem(env: &Env, key_var: &str) -> String {
+    match env.get(key_var) {
+        Some(_) => format!("{key_var} was refused"),
+        None => format!("{key_var} is not set and the server wants one"),
+    }
+}
+
+/// Sends the request: the status and body of any HTTP answer, or why there was none.
+async fn answer(request: RequestBuilder) -> Result<(StatusCode, String), String> {
+    let response = request.send().await.map_err(unreachable)?;
+    let status = response.status();
+    Ok((status, response.text().await.unwrap_or_default()))
+}
+
+/// "unreachable: error sending request: client error (Connect): tcp connect error: ..."
+fn unreachable(error: reqwest::Error) -> String {
+    let timeout = error.is_timeout();
+    let error = error.without_url();
+    let mut text = format!("unreachable: {error}");
+    let mut source = std::error::Error::source(&error);
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    if timeout {
+        text.push_str(" (timed out)");
+    }
+    text
+}
+
+/// `401 Unauthorized: <the first line of the body, cut>`.
+fn short(status: StatusCode, body: &str) -> String {
+    let line: String = body.lines().next().unwrap_or("").chars().take(120).collect();
+    if line.trim().is_empty() { status.to_string() } else { format!("{status}: {}", line.trim()) }
+}
+
+/// `scheme://user:password@host/…` → `scheme://***@host/…`; anything else unchanged.
+fn redact_userinfo(value: &str) -> String {
+    let Some((scheme, rest)) = value.split_once("://") else { return value.to_owned() };
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    match rest[..authority_end].rfind('@') {
+        Some(at) => format!("{scheme}://***{}", &rest[at..]),
+        None => value.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn credentials_in_urls_are_hidden() {
+        assert_eq!(redact_userinfo("nats://tracker:s3cret@nats:4222"), "nats://***@nats:4222");
+        assert_eq!(redact_userinfo("http://qbit:8080/a@b"), "http://qbit:8080/a@b");
+        assert_eq!(redact_userinfo("0.0.0.0:8100"), "0.0.0.0:8100");
+    }
+
+    #[test]
+    fn short_answers_keep_the_first_line() {
+        assert_eq!(short(StatusCode::FORBIDDEN, "Forbidden\nmore"), "403 Forbidden: Forbidden");
+        assert_eq!(short(StatusCode::UNAUTHORIZED, ""), "401 Unauthorized");
+    }
+}
