@@ -152,32 +152,14 @@ async fn qbittorrent(env: &Env, http: &Client) -> Outcome {
         Err(e) => return Failed(format!("{shown}: {e}")),
     };
     if let Some(key) = env.secret("QBIT_API_KEY") {
-        return match answer(http.get(&version_url).bearer_auth(key.expose())).await {
-            Ok((s, version)) if s.is_success() => {
-                Outcome::Ok(format!("{shown}: API key accepted, WebAPI {}", version.trim()))
-            }
-            Ok((s, _)) if is_refusal(s) => Failed(format!("{shown}: QBIT_API_KEY refused ({s})")),
-            Ok((s, b)) => Failed(format!("{shown}: unexpected answer: {}", short(s, &b))),
-            Err(e) => Failed(format!("{shown}: {e}")),
-        };
+        let request = http.get(&version_url).bearer_auth(key.expose());
+        return verdict(env, &shown, "QBIT_API_KEY", answer(request).await, |v| {
+            format!("API key accepted, WebAPI {}", v.trim())
+        });
     }
     if let Some(password) = env.secret("QBIT_PASSWORD") {
         let user = env.get("QBIT_USERNAME").unwrap_or_default();
-        let form = [("username", user.as_str()), ("password", password.expose())];
-        return match answer(http.post(format!("{base}/api/v2/auth/login")).form(&form)).await {
-            Ok((StatusCode::OK, b)) if b.trim() == "Ok." => {
-                Outcome::Ok(format!("{shown}: login accepted for {user:?}"))
-            }
-            Ok((StatusCode::NO_CONTENT, _)) => Outcome::Ok(format!("{shown}: login accepted for {user:?}")),
-            Ok((StatusCode::OK | StatusCode::UNAUTHORIZED, _)) => Failed(format!(
-                "{shown}: reachable, but the login of {user:?} was refused: check QBIT_USERNAME and QBIT_PASSWORD"
-            )),
-            Ok((StatusCode::FORBIDDEN, _)) => {
-                Failed(format!("{shown}: qBittorrent has banned this address after failed logins (for an hour)"))
-            }
-            Ok((s, b)) => Failed(format!("{shown}: unexpected answer to the login: {}", short(s, &b))),
-            Err(e) => Failed(format!("{shown}: login: {e}")),
-        };
+        return qbit_login(http, &base, &shown, &user, password.expose()).await;
     }
     match status {
         s if s.is_success() => {
@@ -190,6 +172,24 @@ async fn qbittorrent(env: &Env, http: &Client) -> Outcome {
     }
 }
 
+/// `POST /api/v2/auth/login`: 4.x–5.1 answer `200 Ok.`/`200 Fails.`, 5.2 `204`/`401`; both
+/// `403` to an address they banned. One refused login counts toward that ban.
+async fn qbit_login(http: &Client, base: &str, shown: &str, user: &str, password: &str) -> Outcome {
+    let form = [("username", user), ("password", password)];
+    match answer(http.post(format!("{base}/api/v2/auth/login")).form(&form)).await {
+        Ok((StatusCode::OK, b)) if b.trim() == "Ok." => Outcome::Ok(format!("{shown}: login accepted for {user:?}")),
+        Ok((StatusCode::NO_CONTENT, _)) => Outcome::Ok(format!("{shown}: login accepted for {user:?}")),
+        Ok((StatusCode::OK | StatusCode::UNAUTHORIZED, _)) => Failed(format!(
+            "{shown}: reachable, but the login of {user:?} was refused: check QBIT_USERNAME and QBIT_PASSWORD"
+        )),
+        Ok((StatusCode::FORBIDDEN, _)) => {
+            Failed(format!("{shown}: qBittorrent has banned this address after failed logins (for an hour)"))
+        }
+        Ok((s, b)) => Failed(format!("{shown}: unexpected answer to the login: {}", short(s, &b))),
+        Err(e) => Failed(format!("{shown}: login: {e}")),
+    }
+}
+
 /// Shoko: the import folder list needs the API key, and the bridge needs the list.
 async fn shoko(env: &Env, http: &Client) -> Outcome {
     let Some((base, shown)) = base_url(env, "SHOKO_URL") else { return not_configured("SHOKO_URL") };
@@ -197,15 +197,10 @@ async fn shoko(env: &Env, http: &Client) -> Outcome {
     if let Some(key) = env.secret("SHOKO_API_KEY") {
         request = request.header("apikey", key.expose());
     }
-    match answer(request).await {
-        Ok((s, body)) if s.is_success() => {
-            let folders = serde_json::from_str::<Vec<serde_json::Value>>(&body).map(|f| f.len()).unwrap_or(0);
-            Outcome::Ok(format!("{shown}: API key accepted, {folders} import folder(s)"))
-        }
-        Ok((s, _)) if is_refusal(s) => Failed(format!("{shown}: {} ({s})", key_problem(env, "SHOKO_API_KEY"))),
-        Ok((s, b)) => Failed(format!("{shown}: unexpected answer: {}", short(s, &b))),
-        Err(e) => Failed(format!("{shown}: {e}")),
-    }
+    verdict(env, &shown, "SHOKO_API_KEY", answer(request).await, |body| {
+        let folders = serde_json::from_str::<Vec<serde_json::Value>>(body).map(|f| f.len()).unwrap_or(0);
+        format!("API key accepted, {folders} import folder(s)")
+    })
 }
 
 /// Sonarr and Radarr share their API: `GET /api/v3/system/status` with `X-Api-Key`.
@@ -215,26 +210,19 @@ async fn arr(env: &Env, http: &Client, url_var: &'static str, key_var: &'static 
     if let Some(key) = env.secret(key_var) {
         request = request.header("X-Api-Key", key.expose());
     }
-    match answer(request).await {
-        Ok((s, body)) if s.is_success() => {
-            let status: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
-            let app = status["appName"].as_str().unwrap_or("answered");
-            let version = status["version"].as_str().unwrap_or("");
-            Outcome::Ok(format!("{shown}: {app} {version}, API key accepted"))
-        }
-        Ok((s, _)) if is_refusal(s) => Failed(format!("{shown}: {} ({s})", key_problem(env, key_var))),
-        Ok((s, b)) => Failed(format!("{shown}: unexpected answer: {}", short(s, &b))),
-        Err(e) => Failed(format!("{shown}: {e}")),
-    }
+    verdict(env, &shown, key_var, answer(request).await, |body| {
+        let status: serde_json::Value = serde_json::from_str(body).unwrap_or_default();
+        let app = status["appName"].as_str().unwrap_or("answered");
+        format!("{app} {}, API key accepted", status["version"].as_str().unwrap_or(""))
+    })
 }
 
 /// Jellyfin: the public info needs no key; with a key, `/System/Info` proves it.
 async fn jellyfin(env: &Env, http: &Client) -> Outcome {
     let Some((base, shown)) = base_url(env, "JELLYFIN_URL") else { return not_configured("JELLYFIN_URL") };
-    let info = match answer(http.get(format!("{base}/System/Info/Public"))).await {
-        Ok((s, body)) if s.is_success() => serde_json::from_str::<serde_json::Value>(&body).unwrap_or_default(),
-        Ok((s, b)) => return Failed(format!("{shown}: unexpected answer: {}", short(s, &b))),
-        Err(e) => return Failed(format!("{shown}: {e}")),
+    let info = match public_json(http, &format!("{base}/System/Info/Public"), &shown).await {
+        Ok(info) => info,
+        Err(failed) => return failed,
     };
     let server = format!("{shown}: Jellyfin {}", info["Version"].as_str().unwrap_or("(version unknown)"));
     let Some(key) = env.secret("JELLYFIN_API_KEY") else {
@@ -243,31 +231,47 @@ async fn jellyfin(env: &Env, http: &Client) -> Outcome {
     let authorized = http
         .get(format!("{base}/System/Info"))
         .header("Authorization", format!("MediaBrowser Client=\"status-tracker\", Token=\"{}\"", key.expose()));
-    match answer(authorized).await {
-        Ok((s, _)) if s.is_success() => Outcome::Ok(format!("{server}, API key accepted")),
-        Ok((s, _)) if is_refusal(s) => Failed(format!("{server}, but JELLYFIN_API_KEY was refused ({s})")),
-        Ok((s, b)) => Failed(format!("{server}, unexpected answer with the key: {}", short(s, &b))),
-        Err(e) => Failed(format!("{server}, then {e}")),
-    }
+    verdict(env, &server, "JELLYFIN_API_KEY", answer(authorized).await, |_| "API key accepted".into())
 }
 
 /// Jellyseerr/Overseerr: `/api/v1/status` is public; `/api/v1/auth/me` proves the key.
 async fn jellyseerr(env: &Env, http: &Client) -> Outcome {
     let Some((base, shown)) = base_url(env, "JELLYSEERR_URL") else { return not_configured("JELLYSEERR_URL") };
-    let status = match answer(http.get(format!("{base}/api/v1/status"))).await {
-        Ok((s, body)) if s.is_success() => serde_json::from_str::<serde_json::Value>(&body).unwrap_or_default(),
-        Ok((s, b)) => return Failed(format!("{shown}: unexpected answer: {}", short(s, &b))),
-        Err(e) => return Failed(format!("{shown}: {e}")),
+    let status = match public_json(http, &format!("{base}/api/v1/status"), &shown).await {
+        Ok(status) => status,
+        Err(failed) => return failed,
     };
     let server = format!("{shown}: version {}", status["version"].as_str().unwrap_or("unknown"));
     let Some(key) = env.secret("JELLYSEERR_API_KEY") else {
         return Outcome::Ok(format!("{server}, no JELLYSEERR_API_KEY set"));
     };
-    match answer(http.get(format!("{base}/api/v1/auth/me")).header("X-Api-Key", key.expose())).await {
-        Ok((s, _)) if s.is_success() => Outcome::Ok(format!("{server}, API key accepted")),
-        Ok((s, _)) if is_refusal(s) => Failed(format!("{server}, but JELLYSEERR_API_KEY was refused ({s})")),
-        Ok((s, b)) => Failed(format!("{server}, unexpected answer with the key: {}", short(s, &b))),
-        Err(e) => Failed(format!("{server}, then {e}")),
+    let request = http.get(format!("{base}/api/v1/auth/me")).header("X-Api-Key", key.expose());
+    verdict(env, &server, "JELLYSEERR_API_KEY", answer(request).await, |_| "API key accepted".into())
+}
+
+/// A public JSON document, or the failed check.
+async fn public_json(http: &Client, url: &str, shown: &str) -> Result<serde_json::Value, Outcome> {
+    match answer(http.get(url)).await {
+        Ok((s, body)) if s.is_success() => Ok(serde_json::from_str(&body).unwrap_or_default()),
+        Ok((s, b)) => Err(Failed(format!("{shown}: unexpected answer: {}", short(s, &b)))),
+        Err(e) => Err(Failed(format!("{shown}: {e}"))),
+    }
+}
+
+/// The check's outcome from the answer to a request that carried `key_var`'s key (if set):
+/// `ok` describes a 2xx body, 401/403 name the setting to fix.
+fn verdict(
+    env: &Env,
+    shown: &str,
+    key_var: &str,
+    answer: Result<(StatusCode, String), String>,
+    ok: impl FnOnce(&str) -> String,
+) -> Outcome {
+    match answer {
+        Ok((s, body)) if s.is_success() => Outcome::Ok(format!("{shown}: {}", ok(&body))),
+        Ok((s, _)) if is_refusal(s) => Failed(format!("{shown}: {} ({s})", key_problem(env, key_var))),
+        Ok((s, b)) => Failed(format!("{shown}: unexpected answer: {}", short(s, &b))),
+        Err(e) => Failed(format!("{shown}: {e}")),
     }
 }
 

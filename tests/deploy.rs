@@ -597,6 +597,8 @@ fn collect_sources(dir: &Path, out: &mut String) {
 const SONARR_KEY: &str = "sonarr-key-7f3a9c";
 const RADARR_KEY: &str = "radarr-key-11b2e0";
 const QBIT_PASSWORD: &str = "qbit-pass-90d1c4";
+const JELLYFIN_KEY: &str = "jellyfin-key-5e6f70";
+const SHOKO_KEY: &str = "shoko-key-a8b9c0";
 
 /// Serves `router` on a free loopback port and returns its base URL.
 async fn serve(router: Router) -> String {
@@ -628,6 +630,34 @@ fn fake_qbittorrent() -> Router {
             let ok = form.get("username").is_some_and(|u| u == "admin")
                 && form.get("password").is_some_and(|p| p == QBIT_PASSWORD);
             if ok { "Ok." } else { "Fails." }
+        }),
+    )
+}
+
+/// Jellyfin: the public info for anyone (the fixture), `/System/Info` with the key only.
+fn fake_jellyfin() -> Router {
+    Router::new()
+        .route("/System/Info/Public", get(|| async { common::fixture("jellyfin/api_system_info_public.json") }))
+        .route(
+            "/System/Info",
+            get(|headers: HeaderMap| async move {
+                let auth = headers.get("authorization").and_then(|v| v.to_str().ok()).unwrap_or_default();
+                let ok = auth.starts_with("MediaBrowser ") && auth.contains(&format!("Token=\"{JELLYFIN_KEY}\""));
+                if ok { StatusCode::OK } else { StatusCode::UNAUTHORIZED }
+            }),
+        )
+}
+
+/// Shoko: the import folders (the fixture) with the right `apikey` header, else 401.
+fn fake_shoko() -> Router {
+    Router::new().route(
+        "/api/v3/ImportFolder",
+        get(|headers: HeaderMap| async move {
+            if headers.get("apikey").is_some_and(|k| k == SHOKO_KEY) {
+                (StatusCode::OK, common::fixture("shoko/api_v3_importfolder.json"))
+            } else {
+                (StatusCode::UNAUTHORIZED, Vec::new())
+            }
         }),
     )
 }
@@ -668,6 +698,10 @@ async fn doctor_checks_each_configured_peer_and_fails_on_the_unreachable_one() {
         ("SONARR_API_KEY", SONARR_KEY.to_owned()),
         ("QBIT_URL", qbit.clone()),
         ("QBIT_PASSWORD", QBIT_PASSWORD.to_owned()),
+        ("JELLYFIN_URL", serve(fake_jellyfin()).await),
+        ("JELLYFIN_API_KEY", JELLYFIN_KEY.to_owned()),
+        ("SHOKO_URL", serve(fake_shoko()).await),
+        ("SHOKO_API_KEY", SHOKO_KEY.to_owned()),
         ("RADARR_URL", closed.clone()),
         ("RADARR_API_KEY", RADARR_KEY.to_owned()),
     ];
@@ -675,7 +709,7 @@ async fn doctor_checks_each_configured_peer_and_fails_on_the_unreachable_one() {
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     let all = format!("{stdout}{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(out.status.code(), Some(1), "one configured peer is down:\n{all}");
-    for secret in [SONARR_KEY, RADARR_KEY, QBIT_PASSWORD] {
+    for secret in [SONARR_KEY, RADARR_KEY, QBIT_PASSWORD, JELLYFIN_KEY, SHOKO_KEY] {
         assert!(!all.contains(secret), "doctor printed a secret:\n{all}");
     }
     for s in SETTINGS {
@@ -698,9 +732,11 @@ async fn doctor_checks_each_configured_peer_and_fails_on_the_unreachable_one() {
     assert!(checks["qbittorrent"].1.contains("login accepted"), "{stdout}");
     assert_eq!(label("radarr"), "failed", "{stdout}");
     assert!(checks["radarr"].1.contains("unreachable"), "{stdout}");
-    for peer in ["shoko", "jellyfin", "jellyseerr"] {
-        assert_eq!(label(peer), "not configured", "{stdout}");
-    }
+    assert_eq!(label("jellyfin"), "ok", "{stdout}");
+    assert!(checks["jellyfin"].1.contains("Jellyfin 10.11.11: API key accepted"), "{stdout}");
+    assert_eq!(label("shoko"), "ok", "{stdout}");
+    assert!(checks["shoko"].1.contains("2 import folder(s)"), "{stdout}");
+    assert_eq!(label("jellyseerr"), "not configured", "{stdout}");
 
     // Refused credentials fail the check and say which setting to fix.
     let wrong = [
@@ -721,7 +757,7 @@ async fn doctor_checks_each_configured_peer_and_fails_on_the_unreachable_one() {
     assert!(!stdout.contains("not-the-password") && !stdout.contains("not-the-key"), "{stdout}");
 
     // Everything configured answers: exit 0.
-    let out = doctor(&env[..5]).await;
+    let out = doctor(&env[..9]).await;
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     assert_eq!(out.status.code(), Some(0), "{stdout}");
     assert_eq!(self::checks(&stdout)["radarr"].0, "not configured", "{stdout}");
