@@ -25,6 +25,7 @@ CREATE TABLE requests (
     evidence_at         INTEGER,
     available_at        INTEGER,
     quality             TEXT,
+    media_path          TEXT,                        -- the series or film folder of Sonarr/Radarr
     watch_item_id       TEXT,
     watch_server_id     TEXT,
     watch_server_url    TEXT,
@@ -32,6 +33,13 @@ CREATE TABLE requests (
     created_at          INTEGER NOT NULL,
     updated_at          INTEGER NOT NULL,
     archived_at         INTEGER,
+    state_since         INTEGER NOT NULL,            -- when it entered its current state
+    stall_state         TEXT,                        -- a stall the watchdog noticed, in this state
+    stall_reason        TEXT,
+    stall_at            INTEGER,
+    alert_check         TEXT,                        -- a Radarr/Sonarr health problem about it
+    alert_message       TEXT,
+    alert_at            INTEGER,
     -- Derived from the above and the items, kept for filtering and listing.
     state               TEXT    NOT NULL,
     summary             TEXT    NOT NULL             -- JSON RequestSummary, what lists show
@@ -76,6 +84,7 @@ CREATE TABLE downloads (
     grabbed_at          INTEGER NOT NULL,
     progress_at         INTEGER,
     finish_noted        INTEGER NOT NULL DEFAULT 0,
+    dropped             INTEGER NOT NULL DEFAULT 0,  -- given up on by a retry
     updated_at          INTEGER NOT NULL,
     PRIMARY KEY (request_id, download_id)
 ) WITHOUT ROWID;

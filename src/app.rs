@@ -120,7 +120,7 @@ async fn run_services(
         tasks.spawn(bridge.run(stop_services.clone()));
     }
     if mode.runs(Mode::Dashboard) {
-        let dashboard = dashboard::Dashboard::new(bus.clone());
+        let dashboard = dashboard::Dashboard::new(bus.clone(), dashboard::DashboardSettings::from_env(env)?);
         router = router.merge(dashboard.router());
         tasks.spawn(dashboard.run(stop_services.clone()));
     }
@@ -133,7 +133,9 @@ async fn run_services(
     } else {
         tracing::info!(addr = %local, "listening (/metrics, /healthz)");
     }
-    axum::serve(listener, router)
+    // The peer address is what TRACKER_AUTH=proxy checks against TRACKER_TRUSTED_PROXIES.
+    let service = router.into_make_service_with_connect_info::<std::net::SocketAddr>();
+    axum::serve(listener, service)
         .with_graceful_shutdown(shutdown.clone().cancelled_owned())
         .await
         .context("HTTP server")?;

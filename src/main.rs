@@ -41,17 +41,22 @@ async fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let (flags, words): (Vec<&str>, Vec<&str>) = args.iter().map(String::as_str).partition(|a| a.starts_with("--"));
     let command = words.first().copied().unwrap_or("all");
+    // `--help` and `--version` answer whatever else is on the line.
+    if flags.contains(&"--help") || words.contains(&"-h") {
+        println!("{USAGE}");
+        return ExitCode::SUCCESS;
+    }
+    if flags.contains(&"--version") || words.contains(&"-V") {
+        println!("status-tracker {}", env!("CARGO_PKG_VERSION"));
+        return ExitCode::SUCCESS;
+    }
     let mode = match command {
-        "help" | "--help" | "-h" => {
+        "help" => {
             println!("{USAGE}");
             return ExitCode::SUCCESS;
         }
         "doctor" => return doctor::run(&env).await,
         "healthcheck" => return healthcheck::run(&env).await,
-        "--version" | "-V" => {
-            println!("status-tracker {}", env!("CARGO_PKG_VERSION"));
-            return ExitCode::SUCCESS;
-        }
         other => match app::Mode::parse(other) {
             Some(mode) => mode,
             None => {
@@ -64,7 +69,6 @@ async fn main() -> ExitCode {
     for flag in flags {
         match flag {
             "--rebuild" if matches!(mode, app::Mode::All | app::Mode::Correlator) => options.rebuild = true,
-            "--help" | "--version" => {}
             other => {
                 eprintln!("unknown option {other:?} for {command}\n\n{USAGE}");
                 return ExitCode::from(2);

@@ -574,7 +574,7 @@ async fn jellyfin_episodes_are_tied_to_their_series_through_the_jellyfin_api() {
     let (url, calls) = jellyfin_stub().await;
     let client = correlator::jellyfin::JellyfinClient::new(&url, Some(shared::settings::Secret::new("jf-key")));
     let processor = correlator::Processor::new(Default::default(), std::time::Duration::from_secs(3600), None)
-        .with_jellyfin(Some(client));
+        .with_jellyfin(Some(std::sync::Arc::new(client)));
     let world = World::with(processor).await;
     world.replay(&anime()[..3]).await;
     // Jellyfin names the series differently from Jellyseerr: the name cannot match.

@@ -193,6 +193,7 @@ fn stream_configs() -> Vec<stream::Config> {
                 "media.qbittorrent.*".into(),
                 "media.shoko.>".into(),
                 "media.jellyfin.>".into(),
+                "media.tracker.>".into(),
                 "media.rejected.>".into(),
             ],
             storage: stream::StorageType::File,

@@ -255,6 +255,9 @@ pub struct RequestSummary {
     pub requested_seasons: Vec<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub episodes_summary: Option<EpisodeCounts>,
+    /// The trace that created the request (W3C trace id): its journey in Jaeger/Tempo.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trace_id: Option<String>,
     #[serde(with = "time::serde::rfc3339")]
     pub created_at: OffsetDateTime,
     #[serde(with = "time::serde::rfc3339")]
@@ -337,11 +340,82 @@ pub struct GetQuery {
     pub id: RequestId,
 }
 
+/// `tracker.cmd.retry` / `tracker.cmd.cancel`: act on a request.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CommandRequest {
+    pub id: RequestId,
+    /// Who asked (the authenticated user, when there is one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub by: Option<String>,
+}
+
+/// What a command did, in words for the person who asked.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CommandReply {
+    pub message: String,
+}
+
 /// `tracker.query.tracked`: what the poller should watch.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct TrackedReply {
     /// Lower-case info-hashes of unfinished torrent downloads of open requests.
     pub hashes: Vec<String>,
+}
+
+/// How long something took, over many requests.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Durations {
+    pub count: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub median_seconds: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub p90_seconds: Option<f64>,
+}
+
+/// Time spent in one stage, from entering it to entering the next one reached.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StageDurations {
+    pub stage: State,
+    pub label: String,
+    #[serde(flatten)]
+    pub durations: Durations,
+}
+
+/// Figures for one group of requests (all, one source, one media type).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct GroupStats {
+    pub requests: u64,
+    pub available: u64,
+    pub failed: u64,
+    /// available / (available + failed); `None` before anything finished.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub success_rate: Option<f64>,
+    /// From the request to available.
+    pub to_available: Durations,
+}
+
+/// `GET /api/stats` and `tracker.query.stats`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Stats {
+    #[serde(flatten)]
+    pub all: GroupStats,
+    pub stages: Vec<StageDurations>,
+    /// By who created the request: `jellyseerr`, `radarr`, `sonarr`.
+    pub by_source: std::collections::BTreeMap<String, GroupStats>,
+    pub by_media_type: std::collections::BTreeMap<String, GroupStats>,
+}
+
+/// `GET /api/summary` and `tracker.query.summary`: counts for dashboard widgets.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Summary {
+    pub total: u64,
+    /// Not yet available and not failed, declined or cancelled.
+    pub active: u64,
+    pub stalled: u64,
+    pub downloading: u64,
+    pub available: u64,
+    pub failed: u64,
+    pub by_state: std::collections::BTreeMap<String, u64>,
 }
 
 /// Every request–reply answer: `{"ok": …}` or `{"error": "…"}`.

@@ -30,11 +30,13 @@ pub enum Source {
     Qbittorrent,
     Shoko,
     Jellyfin,
+    /// status-tracker itself: retries, cancels, stalls it noticed, availability it verified.
+    Tracker,
 }
 
 impl Source {
-    pub const ALL: [Source; 6] =
-        [Self::Jellyseerr, Self::Sonarr, Self::Radarr, Self::Qbittorrent, Self::Shoko, Self::Jellyfin];
+    pub const ALL: [Source; 7] =
+        [Self::Jellyseerr, Self::Sonarr, Self::Radarr, Self::Qbittorrent, Self::Shoko, Self::Jellyfin, Self::Tracker];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -44,6 +46,7 @@ impl Source {
             Self::Qbittorrent => "qbittorrent",
             Self::Shoko => "shoko",
             Self::Jellyfin => "jellyfin",
+            Self::Tracker => "tracker",
         }
     }
 
@@ -56,6 +59,7 @@ impl Source {
             "qbittorrent" => Self::Qbittorrent,
             "shoko" => Self::Shoko,
             "jellyfin" => Self::Jellyfin,
+            "tracker" => Self::Tracker,
             _ => return None,
         })
     }

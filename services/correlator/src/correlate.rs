@@ -92,7 +92,7 @@ pub struct Processor {
     pub ctx: Context,
     pub orphan_ttl: Duration,
     pub public_jellyfin: Option<String>,
-    pub jellyfin: Option<JellyfinClient>,
+    pub jellyfin: Option<std::sync::Arc<JellyfinClient>>,
     pub counters: Counters,
 }
 
@@ -101,7 +101,7 @@ impl Processor {
         Self { ctx: Context { path_map }, orphan_ttl, public_jellyfin, jellyfin: None, counters: Counters::default() }
     }
 
-    pub fn with_jellyfin(mut self, client: Option<JellyfinClient>) -> Self {
+    pub fn with_jellyfin(mut self, client: Option<std::sync::Arc<JellyfinClient>>) -> Self {
         self.jellyfin = client;
         self
     }
@@ -188,6 +188,9 @@ impl Processor {
         let mut ignored = None;
         for (before, mut req) in ids {
             let result = lifecycle::apply(&mut req, fact, at, &self.ctx);
+            if before.as_ref().is_some_and(|b| b.state() != req.state()) {
+                req.state_since = at;
+            }
             if result.timeline.is_empty() && before.as_ref() == Some(&req) {
                 ignored = result.ignored.or(ignored);
                 continue;
@@ -386,7 +389,24 @@ async fn resolve(conn: &mut SqliteConnection, fact: &Fact, at: OffsetDateTime, p
             if !found.is_empty() {
                 return Ok(Target::Existing(found));
             }
+            // An episode imported under one of the file's folders, by its season and episode
+            // numbers: the name may differ from what Sonarr imported.
+            let episodes = paths::episode_numbers(&e.relative_path);
+            let by_episode: Vec<String> = e
+                .path
+                .iter()
+                .flat_map(|p| path_map.aliases(p))
+                .flat_map(|p| ancestors(&p))
+                .flat_map(|dir| episodes.iter().map(move |n| lifecycle::episode_key(&dir, n.season, n.episode)))
+                .collect();
+            for key in &by_episode {
+                let found = store::find_by_key(conn, key).await?;
+                if !found.is_empty() {
+                    return Ok(Target::Existing(found));
+                }
+            }
             keys.push(name_key);
+            keys.extend(by_episode);
             Target::Orphan(keys)
         }
         Fact::Jellyfin(e) => {
@@ -425,16 +445,40 @@ async fn resolve(conn: &mut SqliteConnection, fact: &Fact, at: OffsetDateTime, p
                 _ => Target::Ignore("Jellyfin item of a kind no request tracks".into()),
             }
         }
+        Fact::Tracker(e) => {
+            let id = e.request_id();
+            match store::load(conn, id).await? {
+                Some(_) => Target::Existing(vec![id]),
+                None => Target::Ignore(format!("no request {id}")),
+            }
+        }
         Fact::Rejected(r) => Target::Ignore(format!("rejected {} input: {}", r.from, r.reason)),
     })
 }
 
 async fn resolve_arr(conn: &mut SqliteConnection, source: &str, e: &ArrEvent, at: OffsetDateTime) -> Result<Target> {
+    let media_type = if source == "radarr" { MediaType::Movie } else { MediaType::Tv };
     let Some(media) = e.media() else {
-        return Ok(Target::Ignore(match e {
-            ArrEvent::Test => "test event".into(),
-            _ => "event about the application, not a request".into(),
-        }));
+        return Ok(match e {
+            ArrEvent::Health(h) if concerns_requests(h.check.as_deref()) => {
+                let ids = store::requests_in_flight(conn, media_type).await?;
+                if ids.is_empty() {
+                    Target::Ignore("health problem, but no request in flight".into())
+                } else {
+                    Target::Existing(ids)
+                }
+            }
+            ArrEvent::HealthRestored(h) => {
+                let ids = store::requests_with_alert(conn, h.check.as_deref().unwrap_or_default()).await?;
+                if ids.is_empty() {
+                    Target::Ignore("health restored, no request had the problem".into())
+                } else {
+                    Target::Existing(ids)
+                }
+            }
+            ArrEvent::Test => Target::Ignore("test event".into()),
+            _ => Target::Ignore("event about the application, not a request".into()),
+        });
     };
     let download_id = match e {
         ArrEvent::Grab { download_id, .. }
@@ -480,6 +524,23 @@ async fn resolve_arr(conn: &mut SqliteConnection, source: &str, e: &ArrEvent, at
     })
 }
 
+/// Health checks that concern the requests in flight: their download client, where files
+/// land, how they are imported. (Indexer or update checks do not.)
+fn concerns_requests(check: Option<&str>) -> bool {
+    const CHECKS: [&str; 9] = [
+        "DownloadClientCheck",
+        "DownloadClientStatusCheck",
+        "DownloadClientRootFolderCheck",
+        "DownloadClientRemovesCompletedDownloadsCheck",
+        "DownloadClientSortingCheck",
+        "ImportMechanismCheck",
+        "RemotePathMappingCheck",
+        "RootFolderCheck",
+        "MountCheck",
+    ];
+    check.is_some_and(|c| CHECKS.contains(&c))
+}
+
 /// Keys of a film or series: `movie:tmdb:…`, `tv:tvdb:…` (TMDB's film and TV ids are
 /// different namespaces, so the media type is part of the key).
 fn media_keys(kind: MediaType, tmdb: Option<u64>, tvdb: Option<u64>, imdb: Option<&str>) -> Vec<String> {
@@ -495,6 +556,20 @@ fn media_keys(kind: MediaType, tmdb: Option<u64>, tvdb: Option<u64>, imdb: Optio
         keys.push(format!("{kind}:imdb:{}", id.to_ascii_lowercase()));
     }
     keys
+}
+
+/// `/a/b/c.mkv` → `/a/b`, `/a`.
+fn ancestors(path: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut p = path;
+    while let Some(i) = p.rfind('/') {
+        p = &p[..i];
+        if p.is_empty() {
+            break;
+        }
+        out.push(p.to_owned());
+    }
+    out
 }
 
 /// Requests found by any of `keys`, newest first, each once.

@@ -18,9 +18,9 @@ pub struct SeriesIds {
 /// A small Jellyfin client with a cache of series lookups.
 #[derive(Debug)]
 pub struct JellyfinClient {
-    http: reqwest::Client,
-    base: String,
-    key: Option<Secret>,
+    pub(crate) http: reqwest::Client,
+    pub(crate) base: String,
+    pub(crate) key: Option<Secret>,
     series: Mutex<HashMap<String, SeriesIds>>,
 }
 
@@ -58,4 +58,108 @@ impl JellyfinClient {
         self.series.lock().unwrap_or_else(|e| e.into_inner()).insert(series_id.to_owned(), ids);
         Ok(ids)
     }
+}
+
+/// A library item that is really there: it has a file (not a metadata-only stub).
+#[derive(Debug, Clone, PartialEq)]
+pub struct LibraryItem {
+    pub id: String,
+    pub server_id: Option<String>,
+    pub season: Option<u32>,
+    pub episode: Option<u32>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct ItemList {
+    #[serde(default)]
+    items: Vec<ListedItem>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct ListedItem {
+    id: String,
+    #[serde(default)]
+    server_id: Option<String>,
+    #[serde(default)]
+    provider_ids: HashMap<String, String>,
+    #[serde(default)]
+    path: Option<String>,
+    #[serde(default)]
+    location_type: Option<String>,
+    #[serde(default)]
+    index_number: Option<u32>,
+    #[serde(default)]
+    parent_index_number: Option<u32>,
+}
+
+impl ListedItem {
+    fn has_file(&self) -> bool {
+        self.path.as_deref().is_some_and(|p| !p.is_empty()) && self.location_type.as_deref() != Some("Virtual")
+    }
+
+    fn provider(&self, key: &str) -> Option<&str> {
+        self.provider_ids.iter().find(|(k, _)| k.eq_ignore_ascii_case(key)).map(|(_, v)| v.as_str())
+    }
+
+    fn into_library(self) -> LibraryItem {
+        LibraryItem {
+            id: self.id.to_ascii_lowercase(),
+            server_id: self.server_id,
+            season: self.parent_index_number,
+            episode: self.index_number,
+        }
+    }
+}
+
+impl JellyfinClient {
+    async fn list(&self, query: &str) -> Result<Vec<ListedItem>, String> {
+        let mut req = self.http.get(format!("{}{query}", self.base));
+        if let Some(key) = &self.key {
+            req = req.header("Authorization", format!("MediaBrowser Token=\"{}\"", key.expose()));
+        }
+        let resp = req.send().await.map_err(|e| format!("Jellyfin unreachable: {}", e.without_url()))?;
+        if !resp.status().is_success() {
+            return Err(format!("Jellyfin answered {}", resp.status()));
+        }
+        let list: ItemList =
+            resp.json().await.map_err(|e| format!("unexpected Jellyfin answer: {}", e.without_url()))?;
+        Ok(list.items)
+    }
+
+    /// The film with this TMDB id, if the library has its file. Jellyfin has no
+    /// "provider id equals" filter (that is Emby's), so the title narrows the search and the
+    /// id is compared here.
+    pub async fn movie(&self, tmdb: u64, title: &str) -> Result<Option<LibraryItem>, String> {
+        let q = format!(
+            "/Items?Recursive=true&IncludeItemTypes=Movie&HasTmdbId=true&Fields=ProviderIds,Path&SearchTerm={}",
+            encode(title)
+        );
+        let tmdb = tmdb.to_string();
+        let found =
+            self.list(&q).await?.into_iter().find(|i| i.provider("Tmdb") == Some(tmdb.as_str()) && i.has_file());
+        Ok(found.map(ListedItem::into_library))
+    }
+
+    /// The series with this TVDB id and its episodes that have a file.
+    pub async fn series_episodes(
+        &self,
+        tvdb: u64,
+        title: &str,
+    ) -> Result<Option<(LibraryItem, Vec<LibraryItem>)>, String> {
+        let q =
+            format!("/Items?Recursive=true&IncludeItemTypes=Series&Fields=ProviderIds&SearchTerm={}", encode(title));
+        let tvdb = tvdb.to_string();
+        let Some(series) = self.list(&q).await?.into_iter().find(|i| i.provider("Tvdb") == Some(tvdb.as_str())) else {
+            return Ok(None);
+        };
+        let episodes = self.list(&format!("/Shows/{}/Episodes?Fields=Path", series.id)).await?;
+        let present = episodes.into_iter().filter(ListedItem::has_file).map(ListedItem::into_library).collect();
+        Ok(Some((series.into_library(), present)))
+    }
+}
+
+fn encode(s: &str) -> String {
+    form_urlencoded::byte_serialize(s.as_bytes()).collect()
 }

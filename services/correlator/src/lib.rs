@@ -2,13 +2,18 @@
 //! request, applies the lifecycle, commits to SQLite, and publishes the request's new state on
 //! `tracker.request.<id>.<state>`. It answers `tracker.query.*` for the dashboard.
 
+pub mod arr;
+mod commands;
 mod consumer;
 pub mod correlate;
 pub mod jellyfin;
 pub mod lifecycle;
+pub mod peers;
 mod queries;
 pub mod rebuild;
+pub mod stats;
 pub mod store;
+pub mod watchdog;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -22,7 +27,6 @@ use time::OffsetDateTime;
 use tokio_util::sync::CancellationToken;
 
 pub use correlate::Processor;
-use jellyfin::JellyfinClient;
 pub use store::Store;
 
 /// Correlator configuration.
@@ -34,8 +38,11 @@ pub struct CorrelatorSettings {
     pub orphan_ttl: Duration,
     /// `JELLYFIN_PUBLIC_URL`, for "Watch now" links.
     pub public_jellyfin: Option<String>,
-    /// `JELLYFIN_URL` and `JELLYFIN_API_KEY`, to resolve episodes to their series.
-    pub jellyfin: Option<(String, Option<shared::settings::Secret>)>,
+    /// Radarr, Sonarr and Jellyfin, when configured.
+    pub peers: peers::Peers,
+    pub thresholds: watchdog::Thresholds,
+    /// `TRACKER_WATCH_INTERVAL`.
+    pub watch_interval: Duration,
 }
 
 impl CorrelatorSettings {
@@ -54,7 +61,9 @@ impl CorrelatorSettings {
             path_map,
             orphan_ttl: env.duration("TRACKER_ORPHAN_TTL")?.unwrap_or(Duration::from_secs(7 * 86400)),
             public_jellyfin: env.get("JELLYFIN_PUBLIC_URL").map(|u| u.trim_end_matches('/').to_owned()),
-            jellyfin: env.get("JELLYFIN_URL").map(|url| (url, env.secret("JELLYFIN_API_KEY"))),
+            peers: peers::Peers::from_env(env),
+            thresholds: watchdog::Thresholds::from_env(env)?,
+            watch_interval: env.duration("TRACKER_WATCH_INTERVAL")?.unwrap_or(Duration::from_secs(60)),
         })
     }
 }
@@ -89,24 +98,29 @@ impl Correlator {
     }
 
     fn processor(settings: &CorrelatorSettings) -> Processor {
-        let jellyfin = settings.jellyfin.as_ref().map(|(url, key)| JellyfinClient::new(url, key.clone()));
         Processor::new(settings.path_map.clone(), settings.orphan_ttl, settings.public_jellyfin.clone())
-            .with_jellyfin(jellyfin)
+            .with_jellyfin(settings.peers.jellyfin.clone())
     }
 
     pub fn health(&self) -> HealthCell {
         self.health.clone()
     }
 
-    /// Runs until `cancel` fires: consumers, queries, housekeeping and health answers.
+    /// Runs until `cancel` fires: consumers, queries, commands, the watchdog, housekeeping and
+    /// health answers.
     pub async fn run(self, cancel: CancellationToken) -> anyhow::Result<()> {
         let Self { bus, store, processor, settings, health } = self;
         let queries =
             tokio::spawn(queries::serve(bus.clone(), store.clone(), settings.public_jellyfin.clone(), cancel.clone()));
+        let commands =
+            tokio::spawn(commands::serve(bus.clone(), store.clone(), settings.peers.clone(), cancel.clone()));
+        let watchdog =
+            watchdog::Watchdog::new(store.clone(), bus.clone(), settings.thresholds.clone(), settings.peers.clone());
+        let watchdog = tokio::spawn(watchdog.run(settings.watch_interval, cancel.clone()));
         let health_task = tokio::spawn(health.clone().serve(bus.clone(), cancel.clone()));
         let housekeeping = tokio::spawn(housekeeping(store.clone(), health.clone(), cancel.clone()));
         consumer::run(bus.clone(), store.clone(), processor, health, cancel.clone()).await;
-        for task in [queries, health_task, housekeeping] {
+        for task in [queries, commands, watchdog, health_task, housekeeping] {
             if let Ok(Err(error)) = task.await {
                 tracing::warn!(%error, "correlator task ended with an error");
             }

@@ -58,6 +58,8 @@ async fn answer(store: &Store, what: &str, payload: &[u8], public: Option<&str>)
             Ok(q) => reply(timeline(store, q).await),
             Err(e) => reply::<()>(Err(e)),
         },
+        "stats" => reply(crate::stats::stats(store.pool()).await.map_err(|e| e.to_string())),
+        "summary" => reply(crate::stats::summary(store.pool()).await.map_err(|e| e.to_string())),
         "tracked" => {
             let result = store::tracked_hashes(store.pool()).await.map(|hashes| TrackedReply { hashes });
             reply(result.map_err(|e| e.to_string()))

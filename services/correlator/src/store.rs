@@ -13,7 +13,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{QueryBuilder, Row, Sqlite, SqliteConnection, SqlitePool};
 use time::OffsetDateTime;
 
-use crate::lifecycle::{Download, Item, Outcome, Request, Watch};
+use crate::lifecycle::{Alert, Download, Item, Outcome, Request, Stall, Watch};
 
 pub type Tx<'c> = sqlx::Transaction<'c, Sqlite>;
 
@@ -159,6 +159,7 @@ pub async fn load(conn: &mut SqliteConnection, id: RequestId) -> Result<Option<R
                 grabbed_at: from_ts(row.get("grabbed_at")),
                 progress_at: row.get::<Option<i64>, _>("progress_at").map(from_ts),
                 finish_noted: row.get("finish_noted"),
+                dropped: row.get("dropped"),
                 updated_at: from_ts(row.get("updated_at")),
             },
         );
@@ -205,12 +206,27 @@ fn request_from_row(row: &SqliteRow) -> Result<Request> {
         evidence_at: row.get::<Option<i64>, _>("evidence_at").map(from_ts),
         available_at: row.get::<Option<i64>, _>("available_at").map(from_ts),
         quality: row.get("quality"),
+        media_path: row.get("media_path"),
         watch,
         items: Default::default(),
         downloads: Default::default(),
         created_at: from_ts(row.get("created_at")),
         updated_at: from_ts(row.get("updated_at")),
         archived_at: row.get::<Option<i64>, _>("archived_at").map(from_ts),
+        state_since: from_ts(row.get("state_since")),
+        stall: match row.get::<Option<String>, _>("stall_state") {
+            Some(s) => Some(Stall {
+                state: state_of(&s)?,
+                reason: row.get::<Option<String>, _>("stall_reason").unwrap_or_default(),
+                at: from_ts(row.get::<Option<i64>, _>("stall_at").unwrap_or(0)),
+            }),
+            None => None,
+        },
+        alert: row.get::<Option<String>, _>("alert_check").map(|check| Alert {
+            check,
+            message: row.get::<Option<String>, _>("alert_message").unwrap_or_default(),
+            at: from_ts(row.get::<Option<i64>, _>("alert_at").unwrap_or(0)),
+        }),
         trace_parent: row.get("trace_parent"),
     })
 }
@@ -229,9 +245,11 @@ pub async fn save(conn: &mut SqliteConnection, req: &Request, summary: &RequestS
     assert!(req.id.0 > 0, "assign an id with next_id before saving a new request");
     let sql = "INSERT INTO requests (media_type, title, year, poster_url, tmdb_id, tvdb_id, imdb_id, arr_id,
             jellyseerr_id, requested_by, requested_by_email, is_anime, is_4k, source, requested_seasons, stage,
-            outcome_state, outcome_reason, outcome_at, evidence_at, available_at, quality, watch_item_id,
-            watch_server_id, watch_server_url, trace_parent, created_at, updated_at, archived_at, state, summary, id)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+            outcome_state, outcome_reason, outcome_at, evidence_at, available_at, quality, media_path, watch_item_id,
+            watch_server_id, watch_server_url, trace_parent, created_at, updated_at, archived_at, state_since,
+            stall_state, stall_reason, stall_at, alert_check, alert_message, alert_at, state, summary, id)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?,
+            ?, ?, ?, ?)
          ON CONFLICT (id) DO UPDATE SET media_type = excluded.media_type, title = excluded.title,
             year = excluded.year, poster_url = excluded.poster_url, tmdb_id = excluded.tmdb_id,
             tvdb_id = excluded.tvdb_id, imdb_id = excluded.imdb_id, arr_id = excluded.arr_id,
@@ -240,10 +258,13 @@ pub async fn save(conn: &mut SqliteConnection, req: &Request, summary: &RequestS
             source = excluded.source, requested_seasons = excluded.requested_seasons, stage = excluded.stage,
             outcome_state = excluded.outcome_state, outcome_reason = excluded.outcome_reason,
             outcome_at = excluded.outcome_at, evidence_at = excluded.evidence_at,
-            available_at = excluded.available_at, quality = excluded.quality,
+            available_at = excluded.available_at, quality = excluded.quality, media_path = excluded.media_path,
             watch_item_id = excluded.watch_item_id, watch_server_id = excluded.watch_server_id,
             watch_server_url = excluded.watch_server_url, trace_parent = excluded.trace_parent,
             created_at = excluded.created_at, updated_at = excluded.updated_at, archived_at = excluded.archived_at,
+            state_since = excluded.state_since, stall_state = excluded.stall_state,
+            stall_reason = excluded.stall_reason, stall_at = excluded.stall_at, alert_check = excluded.alert_check,
+            alert_message = excluded.alert_message, alert_at = excluded.alert_at,
             state = excluded.state, summary = excluded.summary";
     sqlx::query(sql)
         .bind(req.media_type.as_str())
@@ -268,6 +289,7 @@ pub async fn save(conn: &mut SqliteConnection, req: &Request, summary: &RequestS
         .bind(req.evidence_at.map(ts))
         .bind(req.available_at.map(ts))
         .bind(&req.quality)
+        .bind(&req.media_path)
         .bind(req.watch.as_ref().map(|w| w.item_id.clone()))
         .bind(req.watch.as_ref().and_then(|w| w.server_id.clone()))
         .bind(req.watch.as_ref().and_then(|w| w.server_url.clone()))
@@ -275,6 +297,13 @@ pub async fn save(conn: &mut SqliteConnection, req: &Request, summary: &RequestS
         .bind(ts(req.created_at))
         .bind(ts(req.updated_at))
         .bind(req.archived_at.map(ts))
+        .bind(ts(req.state_since))
+        .bind(req.stall.as_ref().map(|s| s.state.as_str()))
+        .bind(req.stall.as_ref().map(|s| s.reason.clone()))
+        .bind(req.stall.as_ref().map(|s| ts(s.at)))
+        .bind(req.alert.as_ref().map(|a| a.check.clone()))
+        .bind(req.alert.as_ref().map(|a| a.message.clone()))
+        .bind(req.alert.as_ref().map(|a| ts(a.at)))
         .bind(summary.state.as_str())
         .bind(summary_json)
         .bind(req.id.0)
@@ -308,15 +337,15 @@ pub async fn save(conn: &mut SqliteConnection, req: &Request, summary: &RequestS
         sqlx::query(
             "INSERT INTO downloads (request_id, download_id, kind, release_title, quality, indexer, size, progress, dlspeed,
                eta, client_state, stalled, error, finished, upgrade, content_path, grabbed_at, progress_at, finish_noted,
-               updated_at)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+               dropped, updated_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
              ON CONFLICT (request_id, download_id) DO UPDATE SET kind = excluded.kind,
                release_title = excluded.release_title, quality = excluded.quality, indexer = excluded.indexer,
                size = excluded.size, progress = excluded.progress, dlspeed = excluded.dlspeed, eta = excluded.eta,
                client_state = excluded.client_state, stalled = excluded.stalled, error = excluded.error,
                finished = excluded.finished, upgrade = excluded.upgrade, content_path = excluded.content_path,
                grabbed_at = excluded.grabbed_at, progress_at = excluded.progress_at, finish_noted = excluded.finish_noted,
-               updated_at = excluded.updated_at",
+               dropped = excluded.dropped, updated_at = excluded.updated_at",
         )
         .bind(req.id.0)
         .bind(id)
@@ -337,6 +366,7 @@ pub async fn save(conn: &mut SqliteConnection, req: &Request, summary: &RequestS
         .bind(ts(d.grabbed_at))
         .bind(d.progress_at.map(ts))
         .bind(d.finish_noted)
+        .bind(d.dropped)
         .bind(ts(d.updated_at))
         .execute(&mut *conn)
         .await?;
@@ -551,6 +581,41 @@ pub async fn detail(pool: &SqlitePool, id: RequestId, public_jellyfin: Option<&s
     Ok(Some(req.detail(timeline, public_jellyfin)))
 }
 
+/// Requests whose download or import is under way (what a download-client or root-folder
+/// problem of Radarr/Sonarr can hold up).
+pub async fn requests_in_flight(conn: &mut SqliteConnection, media_type: MediaType) -> Result<Vec<RequestId>> {
+    let rows = sqlx::query(
+        "SELECT id FROM requests WHERE media_type = ? AND state IN ('indexed', 'downloading', 'downloaded', 'importing')",
+    )
+    .bind(media_type.as_str())
+    .fetch_all(conn)
+    .await?;
+    Ok(rows.iter().map(|r| RequestId(r.get(0))).collect())
+}
+
+/// Requests that carry a health problem of this check.
+pub async fn requests_with_alert(conn: &mut SqliteConnection, check: &str) -> Result<Vec<RequestId>> {
+    let rows = sqlx::query("SELECT id FROM requests WHERE alert_check = ?").bind(check).fetch_all(conn).await?;
+    Ok(rows.iter().map(|r| RequestId(r.get(0))).collect())
+}
+
+/// Requests the watchdog looks at: waiting in a state, or available and not archived yet.
+pub async fn watched(conn: &mut SqliteConnection) -> Result<Vec<Request>> {
+    let ids: Vec<i64> = sqlx::query_scalar(
+        "SELECT id FROM requests WHERE state IN
+           ('requested', 'approved', 'searching', 'downloaded', 'importing', 'matching', 'available')",
+    )
+    .fetch_all(&mut *conn)
+    .await?;
+    let mut out = Vec::with_capacity(ids.len());
+    for id in ids {
+        if let Some(r) = load(conn, RequestId(id)).await? {
+            out.push(r);
+        }
+    }
+    Ok(out)
+}
+
 /// How many requests are in each state.
 pub async fn count_by_state(conn: &mut SqliteConnection) -> Result<Vec<(String, i64)>> {
     let rows = sqlx::query("SELECT state, COUNT(*) FROM requests GROUP BY state").fetch_all(conn).await?;
@@ -561,7 +626,7 @@ pub async fn count_by_state(conn: &mut SqliteConnection) -> Result<Vec<(String, 
 pub async fn tracked_hashes(pool: &SqlitePool) -> Result<Vec<String>> {
     let rows = sqlx::query(
         "SELECT DISTINCT d.download_id FROM downloads d JOIN requests r ON r.id = d.request_id
-         WHERE d.kind = 'torrent' AND d.finished = 0 AND r.state NOT IN ('available', 'completed', 'failed', 'declined', 'cancelled')",
+         WHERE d.kind = 'torrent' AND d.finished = 0 AND d.dropped = 0 AND r.state NOT IN ('available', 'completed', 'failed', 'declined', 'cancelled')",
     )
     .fetch_all(pool)
     .await?;

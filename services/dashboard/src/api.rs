@@ -1,7 +1,8 @@
-//! The JSON API: `/api/health`, `/api/requests`, `/api/requests/{id}`, `/api/requests/{id}/timeline`.
+//! The JSON API: `/api/health`, `/api/requests`, `/api/requests/{id}`, `/api/requests/{id}/timeline`,
+//! and the actions `/api/requests/{id}/retry` and `/cancel`.
 
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Extension, Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use futures_util::future::join_all;
@@ -10,10 +11,13 @@ use serde_json::{Map, Value, json};
 use shared::events::MediaType;
 use shared::health::ServiceHealth;
 use shared::ids::RequestId;
-use shared::model::{GetQuery, ListQuery, ListReply, RequestDetail, State as ReqState};
+use shared::model::{
+    CommandReply, CommandRequest, GetQuery, ListQuery, ListReply, RequestDetail, State as ReqState, Stats, Summary,
+};
 use shared::subjects;
 use std::time::Duration;
 
+use crate::auth::User;
 use crate::error::ApiError;
 use crate::{Dashboard, QUERY_TIMEOUT};
 
@@ -111,4 +115,58 @@ pub(crate) async fn health(State(d): State<Dashboard>) -> Response {
         "sse_clients": d.hub.clients(),
     });
     (StatusCode::OK, Json(body)).into_response()
+}
+
+/// `POST /api/requests/{id}/retry`: asks Radarr/Sonarr to search again for what is missing.
+pub(crate) async fn retry(
+    State(d): State<Dashboard>,
+    Extension(user): Extension<User>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    act(&d, user, &id, "retry").await
+}
+
+/// `POST /api/requests/{id}/cancel`: marks the request cancelled (media is not deleted).
+pub(crate) async fn cancel(
+    State(d): State<Dashboard>,
+    Extension(user): Extension<User>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    act(&d, user, &id, "cancel").await
+}
+
+/// Commands may call Radarr/Sonarr, which can be slow to answer.
+const COMMAND_TIMEOUT: Duration = Duration::from_secs(30);
+
+async fn act(d: &Dashboard, user: User, id: &str, verb: &str) -> Result<Json<Value>, ApiError> {
+    let id = parse_id(id)?;
+    let detail = d.request_detail(id).await?;
+    if !d.settings.auth.may_act(&user, detail.summary.requested_by.as_deref()) {
+        let who = user.0.unwrap_or_else(|| "you".into());
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            format!("{who} may not {verb} this request: ask its requester or an admin"),
+        ));
+    }
+    let command = CommandRequest { id, by: user.0.clone() };
+    let reply: CommandReply = d.bus.request(&subjects::cmd(verb), &command, COMMAND_TIMEOUT).await?;
+    tracing::info!(request = %id, by = ?user.0, %verb, message = %reply.message, "command done");
+    Ok(Json(json!({ "message": reply.message })))
+}
+
+/// `GET /api/stats`: time per stage and to available (median, 90th percentile), success rate.
+pub(crate) async fn stats(State(d): State<Dashboard>) -> Result<Json<Stats>, ApiError> {
+    Ok(Json(d.stats().await?))
+}
+
+/// `GET /api/summary`: counts by state, for Homepage/Homarr widgets. Open even with
+/// `TRACKER_AUTH` (it names no request and no user).
+pub(crate) async fn summary(State(d): State<Dashboard>) -> Result<Json<Summary>, ApiError> {
+    Ok(Json(d.bus.request(&subjects::query("summary"), &json!({}), QUERY_TIMEOUT).await?))
+}
+
+impl Dashboard {
+    pub(crate) async fn stats(&self) -> Result<Stats, ApiError> {
+        Ok(self.bus.request(&subjects::query("stats"), &json!({}), QUERY_TIMEOUT).await?)
+    }
 }

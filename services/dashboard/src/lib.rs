@@ -5,6 +5,7 @@
 
 mod api;
 mod assets;
+pub mod auth;
 mod error;
 mod pages;
 mod sse;
@@ -14,10 +15,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use axum::middleware::map_response;
-use axum::routing::get;
+use axum::middleware::{from_fn_with_state, map_response};
+use axum::routing::{get, post};
 use shared::Bus;
 use shared::health::{HealthCell, HealthStatus};
+use shared::settings::{Env, SettingError};
 use tokio_util::sync::CancellationToken;
 use tower_http::CompressionLevel;
 use tower_http::compression::CompressionLayer;
@@ -34,17 +36,44 @@ pub(crate) fn compression() -> CompressionLayer {
     CompressionLayer::new().quality(CompressionLevel::Precise(5))
 }
 
-/// The dashboard: its bus and the hub that fans changes out to SSE clients.
+/// Dashboard configuration.
+#[derive(Debug, Clone)]
+pub struct DashboardSettings {
+    /// `TRACKER_AUTH`, `TRACKER_AUTH_HEADER`, `TRACKER_TRUSTED_PROXIES`, `TRACKER_ADMINS`.
+    pub auth: auth::AuthSettings,
+    /// `TRACKER_TRACE_URL`: a trace UI link with `{trace_id}` in it.
+    pub trace_url: Option<String>,
+}
+
+impl DashboardSettings {
+    pub fn from_env(env: &Env) -> Result<Self, SettingError> {
+        Ok(Self { auth: auth::AuthSettings::from_env(env)?, trace_url: env.get("TRACKER_TRACE_URL") })
+    }
+
+    /// Open to all, no trace links: for tests.
+    pub fn open() -> Self {
+        Self { auth: auth::AuthSettings::open(), trace_url: None }
+    }
+}
+
+/// The dashboard: its bus, settings and the hub that fans changes out to SSE clients.
 #[derive(Clone)]
 pub struct Dashboard {
     pub(crate) bus: Bus,
     pub(crate) hub: Arc<Hub>,
+    pub(crate) settings: Arc<DashboardSettings>,
     health: HealthCell,
 }
 
 impl Dashboard {
-    pub fn new(bus: Bus) -> Self {
-        Self { bus, hub: Arc::new(Hub::new()), health: HealthCell::new("dashboard", HealthStatus::Ok) }
+    pub fn new(bus: Bus, settings: DashboardSettings) -> Self {
+        let health = HealthCell::new("dashboard", HealthStatus::Ok);
+        let auth = match settings.auth.mode {
+            auth::AuthMode::Open => "open",
+            auth::AuthMode::Proxy { .. } => "proxy",
+        };
+        health.set_detail("auth", auth);
+        Self { bus, hub: Arc::new(Hub::new()), settings: Arc::new(settings), health }
     }
 
     pub fn health(&self) -> HealthCell {
@@ -63,15 +92,24 @@ impl Dashboard {
             .route("/fragments/history", get(pages::history_fragment))
             .route("/fragments/card/{id}", get(pages::card_fragment))
             .route("/fragments/detail/{id}", get(pages::detail_fragment))
+            .route("/stats", get(pages::stats_page))
             .layer(map_response(pages::security_headers));
-        Router::new()
+        // Behind TRACKER_AUTH: everything with user data, and the actions.
+        let guarded = Router::new()
             .merge(html)
-            .route("/static/{name}", get(assets::serve))
-            .route("/api/health", get(api::health))
             .route("/api/requests", get(api::list))
             .route("/api/requests/{id}", get(api::get))
             .route("/api/requests/{id}/timeline", get(api::timeline))
+            .route("/api/requests/{id}/retry", post(api::retry))
+            .route("/api/requests/{id}/cancel", post(api::cancel))
             .route("/api/sse", get(sse::stream))
+            .route("/api/stats", get(api::stats))
+            .layer(from_fn_with_state(self.clone(), auth::require));
+        Router::new()
+            .merge(guarded)
+            .route("/static/{name}", get(assets::serve))
+            .route("/api/health", get(api::health))
+            .route("/api/summary", get(api::summary))
             .layer(compression())
             .with_state(self.clone())
     }

@@ -120,18 +120,18 @@ impl Hub {
             let (Some(id), Some(verb)) = (parts.next().and_then(|i| i.parse::<i64>().ok()), parts.next()) else {
                 continue;
             };
+            // The last step of a change's trace: handing it to the browsers.
+            let span = tracing::info_span!(
+                "sse push",
+                otel.kind = "consumer",
+                messaging.destination.name = %msg.subject,
+                request.id = id,
+                sse.clients = self.clients(),
+            );
+            shared::telemetry::set_parent_from_headers(&span, msg.headers.as_ref());
+            let _entered = span.enter();
             let data = match serde_json::from_slice::<Value>(&msg.payload) {
-                Ok(mut envelope) => {
-                    let mut data = envelope["data"].take();
-                    // A snapshot taken before the request's row had an id says 0; the
-                    // subject always carries the real one, and browsers key cards on it.
-                    if let Some(request) = data.get_mut("request").and_then(Value::as_object_mut)
-                        && request.get("id").and_then(Value::as_i64).is_none_or(|i| i <= 0)
-                    {
-                        request.insert("id".into(), Value::from(id));
-                    }
-                    data
-                }
+                Ok(mut envelope) => envelope["data"].take(),
                 Err(error) => {
                     tracing::warn!(subject = %msg.subject, %error, "undecodable request change skipped");
                     continue;
@@ -153,7 +153,8 @@ struct ClientGuard(Arc<Hub>);
 
 impl Drop for ClientGuard {
     fn drop(&mut self) {
-        self.0.clients.fetch_sub(1, Ordering::Relaxed);
+        let n = self.0.clients.fetch_sub(1, Ordering::Relaxed) - 1;
+        shared::metrics::metrics().sse_clients.set(n as i64);
     }
 }
 
@@ -163,7 +164,8 @@ pub(crate) async fn stream(
     headers: HeaderMap,
 ) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
     let hub = d.hub.clone();
-    hub.clients.fetch_add(1, Ordering::Relaxed);
+    let n = hub.clients.fetch_add(1, Ordering::Relaxed) + 1;
+    shared::metrics::metrics().sse_clients.set(n as i64);
     let guard = ClientGuard(hub.clone());
     let rx = hub.tx.subscribe();
     let wanted = move |m: &SseMessage| p.request.is_none_or(|r| r == m.request_id);

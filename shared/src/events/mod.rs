@@ -10,6 +10,7 @@ pub mod jellyfin;
 pub mod jellyseerr;
 pub mod qbittorrent;
 pub mod shoko;
+pub mod tracker;
 
 use std::collections::BTreeMap;
 
@@ -24,6 +25,7 @@ pub use jellyfin::JellyfinEvent;
 pub use jellyseerr::RequestEvent;
 pub use qbittorrent::TorrentEvent;
 pub use shoko::FileEvent;
+pub use tracker::TrackerEvent;
 
 /// Movie or series, in Jellyseerr's words.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -60,6 +62,8 @@ pub enum Fact {
     Qbittorrent(TorrentEvent),
     Shoko(FileEvent),
     Jellyfin(JellyfinEvent),
+    /// status-tracker's own facts: retries, cancels, stalls, verifications, archiving.
+    Tracker(TrackerEvent),
     /// Input that could not be parsed; published on `media.rejected.<source>`.
     Rejected(Rejected),
 }
@@ -73,6 +77,7 @@ impl Fact {
             Self::Qbittorrent(_) => Source::Qbittorrent,
             Self::Shoko(_) => Source::Shoko,
             Self::Jellyfin(_) => Source::Jellyfin,
+            Self::Tracker(_) => Source::Tracker,
             Self::Rejected(r) => r.from,
         }
     }
@@ -86,6 +91,7 @@ impl Fact {
             Self::Qbittorrent(e) => e.event_name().to_owned(),
             Self::Shoko(e) => e.kind.event_name().to_owned(),
             Self::Jellyfin(e) => subjects::event_token(&e.notification_type),
+            Self::Tracker(e) => e.event_name().to_owned(),
             Self::Rejected(_) => "rejected".to_owned(),
         }
     }
@@ -111,6 +117,7 @@ impl Fact {
             Self::Qbittorrent(e) => Some(format!("btih:{}", e.hash())),
             Self::Shoko(e) => e.path.clone().map(|p| format!("path:{p}")),
             Self::Jellyfin(e) => e.item_id.clone().map(|i| format!("jellyfin:{i}")),
+            Self::Tracker(e) => Some(format!("request:{}", e.request_id())),
             Self::Rejected(_) => None,
         }
     }

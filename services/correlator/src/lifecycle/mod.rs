@@ -63,12 +63,21 @@ pub struct Request {
     pub available_at: Option<OffsetDateTime>,
     /// Quality of the imported file, when no grab told it.
     pub quality: Option<String>,
+    /// The series folder (Sonarr) or film folder (Radarr): Shoko's files are matched under it.
+    pub media_path: Option<String>,
     pub watch: Option<Watch>,
     pub items: BTreeMap<ItemKey, Item>,
     pub downloads: BTreeMap<String, Download>,
     pub created_at: OffsetDateTime,
     pub updated_at: OffsetDateTime,
     pub archived_at: Option<OffsetDateTime>,
+    /// When the request entered its current state (event time).
+    pub state_since: OffsetDateTime,
+    /// A stall the watchdog noticed; shown while the request is still in that state.
+    pub stall: Option<Stall>,
+    /// A Radarr/Sonarr health problem that concerns this request (download client, root
+    /// folder…), until the matching "health restored".
+    pub alert: Option<Alert>,
     /// Trace that created the request (W3C trace id), for the journey link.
     pub trace_parent: Option<String>,
 }
@@ -146,6 +155,8 @@ pub struct Download {
     pub progress_at: Option<OffsetDateTime>,
     /// A "Download finished" entry is on the timeline already.
     pub finish_noted: bool,
+    /// Given up on by a retry: it no longer counts for progress or stalls.
+    pub dropped: bool,
     pub updated_at: OffsetDateTime,
 }
 
@@ -169,9 +180,27 @@ impl Download {
             grabbed_at: at,
             progress_at: None,
             finish_noted: false,
+            dropped: false,
             updated_at: at,
         }
     }
+}
+
+/// The request sat in `state` too long.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Stall {
+    pub state: State,
+    pub reason: String,
+    pub at: OffsetDateTime,
+}
+
+/// A health problem Radarr or Sonarr reported.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Alert {
+    /// The health check's type, e.g. `DownloadClientCheck`.
+    pub check: String,
+    pub message: String,
+    pub at: OffsetDateTime,
 }
 
 /// Where "Watch now" points.
@@ -206,12 +235,16 @@ impl Request {
             evidence_at: None,
             available_at: None,
             quality: None,
+            media_path: None,
             watch: None,
             items: BTreeMap::new(),
             downloads: BTreeMap::new(),
             created_at: at,
             updated_at: at,
             archived_at: None,
+            state_since: at,
+            stall: None,
+            alert: None,
             trace_parent: None,
         }
     }
@@ -239,9 +272,9 @@ impl Request {
         self.path_state()
     }
 
-    /// Downloads that count for progress: not upgrades of media already there.
+    /// Downloads that count for progress: not upgrades of media already there, not given up.
     fn active_downloads(&self) -> impl Iterator<Item = &Download> {
-        self.downloads.values().filter(|d| !d.upgrade)
+        self.downloads.values().filter(|d| !d.upgrade && !d.dropped)
     }
 
     /// Download progress over all downloads (weighted by size when known), 0–1.
@@ -288,11 +321,15 @@ impl Request {
     /// Why the request is held up, if it is: a stalled or failed download, or an item that
     /// needs a person.
     pub fn stall_reason(&self) -> Option<String> {
-        if self.state().is_finished() {
+        let state = self.state();
+        if state.is_finished() {
             return None;
         }
+        let alert = self.alert.as_ref().filter(|_| state >= State::Indexed).map(|a| a.message.clone());
         let download = self.unfinished().find_map(|d| d.error.clone().or_else(|| d.stalled.clone()));
-        download.or_else(|| self.items.values().filter(|i| i.stage < State::Available).find_map(|i| i.reason.clone()))
+        let item = || self.items.values().filter(|i| i.stage < State::Available).find_map(|i| i.reason.clone());
+        let stall = || self.stall.as_ref().filter(|s| s.state == state).map(|s| s.reason.clone());
+        alert.or(download).or_else(item).or_else(stall)
     }
 
     /// The quality of the most recent grab, else of the imported file.
@@ -336,10 +373,14 @@ impl Request {
         for id in self.downloads.keys() {
             keys.insert(format!("dl:{id}"));
         }
-        for item in self.items.values() {
+
+        for (&(season, episode), item) in &self.items {
             if let Some(p) = &item.file_path {
                 keys.insert(format!("path:{p}"));
                 keys.insert(format!("file:{}", shared::paths::file_name(p)));
+                if let Some(dir) = self.media_path.as_ref().filter(|_| self.media_type == MediaType::Tv) {
+                    keys.insert(episode_key(dir, season, episode));
+                }
             }
         }
         keys
@@ -371,6 +412,7 @@ impl Request {
             watch_url: None,
             requested_seasons: self.requested_seasons.clone(),
             episodes_summary: self.episode_counts(),
+            trace_id: self.trace_parent.as_deref().and_then(|tp| tp.split('-').nth(1)).map(str::to_owned),
             created_at: self.created_at,
             updated_at: self.updated_at,
         }
@@ -418,6 +460,12 @@ impl Request {
         };
         RequestDetail { summary, downloads, episodes, timeline }
     }
+}
+
+/// An imported episode under its series folder: how a Shoko file whose name differs from
+/// what Sonarr imported is still matched, by its episode numbers.
+pub fn episode_key(series_dir: &str, season: u32, episode: u32) -> String {
+    format!("ep:{series_dir}:S{season:02}E{episode:02}")
 }
 
 /// Jellyfin 10.9+ deep link; the public URL wins over what Jellyfin says about itself.

@@ -55,7 +55,8 @@ pub(crate) async fn detail_page(State(d): State<Dashboard>, Path(id): Path<Strin
     match d.request_detail(rid).await {
         Ok(detail) => {
             let layout = Layout { title: detail.summary.title.clone(), ..live };
-            DetailPage { layout, detail: Detail::new(&detail) }.into_response()
+            DetailPage { layout, detail: Detail::new(&detail).with_trace(d.settings.trace_url.as_deref()) }
+                .into_response()
         }
         Err(e) if e.status() == StatusCode::NOT_FOUND => ErrorPage::not_found(&id),
         Err(e) => ErrorPage::response(e.status(), "Cannot show this request", e.to_string()),
@@ -66,7 +67,9 @@ pub(crate) async fn detail_page(State(d): State<Dashboard>, Path(id): Path<Strin
 pub(crate) async fn detail_fragment(State(d): State<Dashboard>, Path(id): Path<String>) -> Response {
     let Some(rid) = parse(&id) else { return StatusCode::NOT_FOUND.into_response() };
     match d.request_detail(rid).await {
-        Ok(detail) => DetailFragment { detail: Detail::new(&detail) }.into_response(),
+        Ok(detail) => {
+            DetailFragment { detail: Detail::new(&detail).with_trace(d.settings.trace_url.as_deref()) }.into_response()
+        }
         Err(e) => e.into_response(),
     }
 }

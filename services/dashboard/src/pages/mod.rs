@@ -1,6 +1,6 @@
 //! HTML pages and the fragments that live updates swap in (askama templates, autoescaped).
 //!
-//! Pages: `/` (active requests), `/requests/{id}` (detail), `/history`. Fragments, fetched by
+//! Pages: `/` (active requests), `/requests/{id}` (detail), `/history`, `/stats`. Fragments, fetched by
 //! `static/app.js` through htmx when an SSE event names a request: `/fragments/card/{id}`,
 //! `/fragments/detail/{id}`, `/fragments/active` and `/fragments/history` (a page's list).
 
@@ -9,12 +9,14 @@ mod bench;
 mod detail;
 mod filters;
 mod lists;
+mod stats;
 
 use axum::http::{HeaderValue, header};
 use axum::response::Response;
 
 pub(crate) use detail::{detail_fragment, detail_page};
 pub(crate) use lists::{active_fragment, card_fragment, history_fragment, history_page, index_page};
+pub(crate) use stats::stats_page;
 
 /// What every page's frame needs: its title, which nav entry is current, and what the script
 /// should listen to.

@@ -125,6 +125,7 @@ pub(crate) mod tests {
             watch_url: None,
             requested_seasons: vec![],
             episodes_summary: None,
+            trace_id: None,
             created_at: OffsetDateTime::UNIX_EPOCH,
             updated_at: OffsetDateTime::UNIX_EPOCH,
         }

@@ -19,6 +19,9 @@ pub struct Detail {
     pub downloads: Vec<Download>,
     pub requested: Stamp,
     pub source: String,
+    /// The trace that created the request, in the operator's trace UI (`TRACKER_TRACE_URL`).
+    pub trace_url: Option<String>,
+    trace_id: Option<String>,
 }
 
 /// One season of the episode grid.
@@ -68,7 +71,15 @@ impl Detail {
             downloads: d.downloads.iter().map(Download::new).collect(),
             requested: Stamp::new(d.summary.created_at),
             source: d.summary.source.clone(),
+            trace_url: None,
+            trace_id: d.summary.trace_id.clone().filter(|t| t.len() == 32 && t.bytes().all(|b| b.is_ascii_hexdigit())),
         }
+    }
+
+    /// Links the request's first trace when a trace UI is configured (`{trace_id}` in it).
+    pub fn with_trace(mut self, template: Option<&str>) -> Self {
+        self.trace_url = template.zip(self.trace_id.as_deref()).map(|(t, id)| t.replace("{trace_id}", id));
+        self
     }
 }
 
@@ -157,5 +168,18 @@ mod tests {
         assert_eq!(codes, ["E01", "E02"]);
         let legend: Vec<_> = view.legend.iter().map(|l| l.1).collect();
         assert_eq!(legend, ["Found", "Downloading", "Available"]);
+    }
+
+    #[test]
+    fn the_trace_link_is_shown_only_with_a_trace_ui_and_a_valid_trace_id() {
+        let mut summary = summary(1, "x", State::Requested);
+        summary.trace_id = Some("4bf92f3577b34da6a3ce929d0e0e4736".into());
+        let d = RequestDetail { summary, downloads: vec![], episodes: vec![], timeline: vec![] };
+        let url = Detail::new(&d).with_trace(Some("http://jaeger:16686/trace/{trace_id}")).trace_url;
+        assert_eq!(url.as_deref(), Some("http://jaeger:16686/trace/4bf92f3577b34da6a3ce929d0e0e4736"));
+        assert_eq!(Detail::new(&d).with_trace(None).trace_url, None);
+        let mut odd = d.clone();
+        odd.summary.trace_id = Some("\"><script>".into());
+        assert_eq!(Detail::new(&odd).with_trace(Some("http://j/{trace_id}")).trace_url, None);
     }
 }

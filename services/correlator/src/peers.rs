@@ -1,0 +1,46 @@
+//! The media services the correlator may call: Radarr and Sonarr (searches, lookups, queue),
+//! Jellyfin (series of an episode, availability). Each is optional.
+
+use std::sync::Arc;
+
+use shared::events::MediaType;
+use shared::settings::Env;
+
+use crate::arr::{App, ArrClient};
+use crate::jellyfin::JellyfinClient;
+
+#[derive(Debug, Clone, Default)]
+pub struct Peers {
+    pub radarr: Option<ArrClient>,
+    pub sonarr: Option<ArrClient>,
+    pub jellyfin: Option<Arc<JellyfinClient>>,
+}
+
+impl Peers {
+    pub fn from_env(env: &Env) -> Self {
+        let arr = |app, url: &str, key: &str| Some(ArrClient::new(app, &env.get(url)?, env.secret(key)?));
+        Self {
+            radarr: arr(App::Radarr, "RADARR_URL", "RADARR_API_KEY"),
+            sonarr: arr(App::Sonarr, "SONARR_URL", "SONARR_API_KEY"),
+            jellyfin: env
+                .get("JELLYFIN_URL")
+                .map(|url| Arc::new(JellyfinClient::new(&url, env.secret("JELLYFIN_API_KEY")))),
+        }
+    }
+
+    /// Radarr for films, Sonarr for series.
+    pub fn arr(&self, media_type: MediaType) -> Option<&ArrClient> {
+        match media_type {
+            MediaType::Movie => self.radarr.as_ref(),
+            MediaType::Tv => self.sonarr.as_ref(),
+        }
+    }
+
+    /// The setting to set for the *arr of this media type, for messages.
+    pub fn arr_setting(media_type: MediaType) -> &'static str {
+        match media_type {
+            MediaType::Movie => "RADARR_URL and RADARR_API_KEY",
+            MediaType::Tv => "SONARR_URL and SONARR_API_KEY",
+        }
+    }
+}

@@ -1,0 +1,291 @@
+//! The watchdog: every `TRACKER_WATCH_INTERVAL` it looks at requests that sit in one state and
+//! says why, checks the library for media whose webhook never came, and archives what has
+//! been available long enough. What it finds is published as `media.tracker.*` facts, applied
+//! like any other (and replayed by a rebuild).
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use shared::Bus;
+use shared::envelope::{Envelope, content_id};
+use shared::events::arr::EpisodeRef;
+use shared::events::tracker::TrackerEvent;
+use shared::events::{EventData, Fact, MediaType};
+use shared::ids::RequestId;
+use shared::model::State;
+use shared::settings::{Env, SettingError};
+use time::OffsetDateTime;
+use tokio_util::sync::CancellationToken;
+
+use crate::lifecycle::Request;
+use crate::peers::Peers;
+use crate::store::{self, Store};
+
+/// How long each state may last before it is called stalled.
+#[derive(Debug, Clone)]
+pub struct Thresholds {
+    pub searching: Duration,
+    pub import: Duration,
+    pub library: Duration,
+    pub matching: Duration,
+    pub archive_after: Duration,
+    /// Time between two library checks of one request.
+    pub verify_every: Duration,
+}
+
+impl Thresholds {
+    pub fn from_env(env: &Env) -> Result<Self, SettingError> {
+        let get = |name, default| Ok::<_, SettingError>(env.duration(name)?.unwrap_or(default));
+        Ok(Self {
+            searching: get("TRACKER_STALL_SEARCHING", Duration::from_secs(6 * 3600))?,
+            import: get("TRACKER_STALL_IMPORT", Duration::from_secs(15 * 60))?,
+            library: get("TRACKER_STALL_LIBRARY", Duration::from_secs(3600))?,
+            matching: get("TRACKER_STALL_MATCHING", Duration::from_secs(3600))?,
+            archive_after: get("TRACKER_ARCHIVE_AFTER", Duration::from_secs(7 * 86400))?,
+            verify_every: Duration::from_secs(5 * 60),
+        })
+    }
+}
+
+pub struct Watchdog {
+    store: Store,
+    bus: Bus,
+    thresholds: Thresholds,
+    peers: Peers,
+    /// When each request was last looked up in a library (lookups cost a call each).
+    looked_up: Mutex<HashMap<RequestId, OffsetDateTime>>,
+}
+
+/// Wall-clock time derived from tokio's clock, so that tests can run the loop with paused time.
+struct Clock {
+    wall: OffsetDateTime,
+    instant: tokio::time::Instant,
+}
+
+impl Clock {
+    fn start() -> Self {
+        Self { wall: OffsetDateTime::now_utc(), instant: tokio::time::Instant::now() }
+    }
+
+    fn now(&self) -> OffsetDateTime {
+        self.wall + self.instant.elapsed()
+    }
+}
+
+impl Watchdog {
+    pub fn new(store: Store, bus: Bus, thresholds: Thresholds, peers: Peers) -> Self {
+        Self { store, bus, thresholds, peers, looked_up: Mutex::new(HashMap::new()) }
+    }
+
+    /// Looks every `interval` until `cancel` fires.
+    pub async fn run(self, interval: Duration, cancel: CancellationToken) -> anyhow::Result<()> {
+        let clock = Clock::start();
+        let mut tick = tokio::time::interval(interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = cancel.cancelled() => return Ok(()),
+                _ = tick.tick() => {}
+            }
+            match self.tick(clock.now()).await {
+                Ok(found) if !found.is_empty() => tracing::info!(facts = found.len(), "watchdog findings published"),
+                Ok(_) => {}
+                Err(error) => tracing::warn!(%error, "watchdog round failed"),
+            }
+        }
+    }
+
+    /// One round at time `now`: publishes and returns what it found.
+    pub async fn tick(&self, now: OffsetDateTime) -> anyhow::Result<Vec<TrackerEvent>> {
+        let mut conn = self.store.pool().acquire().await?;
+        let requests = store::watched(&mut conn).await?;
+        drop(conn);
+        let mut found = Vec::new();
+        for req in requests {
+            if let Some(fact) = self.look_at(&req, now).await {
+                let subject = Fact::Tracker(fact.clone()).subject();
+                let id = content_id(
+                    "tracker",
+                    &[
+                        fact.event_name().as_bytes(),
+                        &req.id.0.to_be_bytes(),
+                        &req.state_since.unix_timestamp_nanos().to_be_bytes(),
+                        format!("{fact:?}").as_bytes(),
+                    ],
+                );
+                let data = EventData { event: Fact::Tracker(fact.clone()), raw: None };
+                let envelope = Envelope::new(id, "/status-tracker/correlator/watchdog", &subject, data)
+                    .with_time(now)
+                    .with_subject(Some(format!("request:{}", req.id)));
+                self.bus.publish_event(&subject, &envelope).await?;
+                found.push(fact);
+            }
+        }
+        Ok(found)
+    }
+
+    /// What to say about one request, if anything.
+    async fn look_at(&self, req: &Request, now: OffsetDateTime) -> Option<TrackerEvent> {
+        let state = req.state();
+        let waited = now - req.state_since;
+        let over = |limit: Duration| waited > limit;
+        let stall = |reason: String| {
+            let already = req.stall.as_ref().is_some_and(|s| s.state == state && s.reason == reason);
+            (!already).then_some(TrackerEvent::Stalled { request_id: req.id, state, reason, since: req.state_since })
+        };
+        match state {
+            State::Requested | State::Approved | State::Searching => {
+                if req.source == "jellyseerr"
+                    && self.due(req.id, now, true)
+                    && let Some(fact) = self.already_in_arr(req).await
+                {
+                    return Some(fact);
+                }
+                let hours = self.thresholds.searching.as_secs_f64() / 3600.0;
+                let searching = matches!(state, State::Approved | State::Searching);
+                (searching && over(self.thresholds.searching))
+                    .then(|| {
+                        format!(
+                            "No release found yet after {hours:.0} h: releases may be rejected by the quality profile"
+                        )
+                    })
+                    .and_then(stall)
+            }
+            State::Downloaded | State::Importing | State::Matching => {
+                if over(self.thresholds.verify_every.min(self.thresholds.library))
+                    && self.due(req.id, now, false)
+                    && let Some(fact) = self.in_jellyfin(req).await
+                {
+                    return Some(fact);
+                }
+                match state {
+                    State::Downloaded if over(self.thresholds.import) => stall(self.import_reason(req).await),
+                    State::Importing if over(self.thresholds.library) => stall(
+                        "Imported, but Jellyfin does not show it yet: is the library scanned, and does its path match?"
+                            .into(),
+                    ),
+                    State::Matching if over(self.thresholds.matching) => {
+                        stall("Shoko has not matched the file yet: it may need a manual link in Shoko".into())
+                    }
+                    _ => None,
+                }
+            }
+            State::Available if over(self.thresholds.archive_after) => {
+                Some(TrackerEvent::Archived { request_id: req.id })
+            }
+            _ => None,
+        }
+    }
+
+    /// True when this request was not looked up recently (`once`: never) and records it.
+    fn due(&self, id: RequestId, now: OffsetDateTime, once: bool) -> bool {
+        let mut seen = self.looked_up.lock().unwrap_or_else(|e| e.into_inner());
+        let due = match seen.get(&id) {
+            None => true,
+            Some(_) if once => false,
+            Some(at) => now - *at > self.thresholds.verify_every,
+        };
+        if due {
+            seen.insert(id, now);
+        }
+        due
+    }
+
+    /// A re-request of media Radarr/Sonarr already has goes straight to available.
+    async fn already_in_arr(&self, req: &Request) -> Option<TrackerEvent> {
+        let arr = self.peers.arr(req.media_type)?;
+        let by = arr.app.name().to_lowercase();
+        let verified = |episodes| TrackerEvent::Verified {
+            request_id: req.id,
+            by: by.clone(),
+            episodes,
+            item_id: None,
+            server_id: None,
+        };
+        let result = match req.media_type {
+            MediaType::Movie => arr.movie(req.tmdb_id?).await.map(|m| m.is_some_and(|(_, has_file)| has_file)),
+            MediaType::Tv => arr.series(req.tvdb_id?).await.map(|s| {
+                s.is_some_and(|s| {
+                    !req.requested_seasons.is_empty()
+                        && req.requested_seasons.iter().all(|n| s.complete_seasons.contains(n))
+                })
+            }),
+        };
+        match result {
+            Ok(true) => Some(verified(Vec::new())),
+            Ok(false) => None,
+            Err(error) => {
+                tracing::warn!(request = %req.id, %error, "library check skipped");
+                None
+            }
+        }
+    }
+
+    /// Requests whose webhook never came still reach available: Jellyfin is asked directly
+    /// (an exact provider-id match on an item with a file).
+    async fn in_jellyfin(&self, req: &Request) -> Option<TrackerEvent> {
+        let jf = self.peers.jellyfin.as_ref()?;
+        let result = match req.media_type {
+            MediaType::Movie => jf.movie(req.tmdb_id?.0, &req.title).await.map(|m| m.map(|i| (i, Vec::new()))),
+            MediaType::Tv => jf.series_episodes(req.tvdb_id?.0, &req.title).await.map(|found| {
+                found.and_then(|(series, episodes)| {
+                    let present: Vec<EpisodeRef> = episodes
+                        .iter()
+                        .filter_map(|e| Some(EpisodeRef { season: e.season?, episode: e.episode? }))
+                        .filter(|e| req.items.get(&(e.season, e.episode)).is_some_and(|i| i.stage < State::Available))
+                        .collect();
+                    (!present.is_empty()).then_some((series, present))
+                })
+            }),
+        };
+        match result {
+            Ok(Some((item, episodes))) => Some(TrackerEvent::Verified {
+                request_id: req.id,
+                by: "jellyfin".into(),
+                episodes,
+                item_id: Some(item.id),
+                server_id: item.server_id,
+            }),
+            Ok(None) => None,
+            Err(error) => {
+                tracing::warn!(request = %req.id, %error, "Jellyfin check skipped");
+                None
+            }
+        }
+    }
+
+    /// Why a finished download is not imported, from the *arr's queue when it can be asked.
+    async fn import_reason(&self, req: &Request) -> String {
+        let app = match req.media_type {
+            MediaType::Movie => "Radarr",
+            MediaType::Tv => "Sonarr",
+        };
+        let waiting = format!("Downloaded, waiting for {app} to import");
+        let (Some(arr), Some(id)) = (self.peers.arr(req.media_type), newest_download(req)) else { return waiting };
+        match arr.queue_state(&id).await {
+            Ok(Some(q)) => {
+                let what = match q.state.as_str() {
+                    "importBlocked" => "import blocked",
+                    "importPending" => "import pending",
+                    "failedPending" => "import failed",
+                    "importing" => return format!("{app} is importing it"),
+                    _ => return waiting,
+                };
+                let why = if q.messages.is_empty() { String::new() } else { format!(": {}", q.messages.join("; ")) };
+                format!("{app}: {what}{why}")
+            }
+            Ok(None) => format!("{waiting} (it is no longer in {app}'s queue)"),
+            Err(error) => format!("{waiting} ({error})"),
+        }
+    }
+}
+
+/// The download of the most recent grab that finished and was not given up on.
+fn newest_download(req: &Request) -> Option<String> {
+    req.downloads
+        .iter()
+        .filter(|(_, d)| d.finished && !d.dropped && !d.upgrade)
+        .max_by_key(|(id, d)| (d.grabbed_at, id.as_str()))
+        .map(|(id, _)| id.clone())
+}

@@ -1,0 +1,496 @@
+//! Issue 9: stalls with reasons, library checks, retries and cancels that reach Radarr and
+//! Sonarr, archiving, statistics. Radarr, Sonarr and Jellyfin are stood in for by local
+//! servers that speak their API (shapes from tests/fixtures) and record what they are asked.
+//! Time-based logic runs at explicit times (and the watchdog's clock under paused time).
+
+mod common;
+mod scenario;
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::extract::{OriginalUri, Request};
+use axum::http::{Method, StatusCode};
+use axum::response::IntoResponse;
+use correlator::peers::Peers;
+use correlator::watchdog::{Thresholds, Watchdog};
+use scenario::{BASE, Step, fx, fx_with};
+use serde_json::{Value, json};
+use shared::events::tracker::TrackerEvent;
+use shared::model::State;
+use shared::subjects::Source::{Jellyseerr, Radarr, Sonarr};
+use time::OffsetDateTime;
+
+/// What a stand-in server was asked: method, path with query, body.
+type Calls = Arc<Mutex<Vec<(Method, String, Value)>>>;
+
+/// A local server answering `routes` (method, path prefix → status and JSON), recording calls.
+async fn stand_in(routes: Vec<(Method, &'static str, StatusCode, Value)>, key: &'static str) -> (String, Calls) {
+    let calls: Calls = Arc::default();
+    let log = calls.clone();
+    let routes = Arc::new(routes);
+    let app = axum::Router::new().fallback(move |OriginalUri(uri): OriginalUri, req: Request| {
+        let (log, routes) = (log.clone(), routes.clone());
+        async move {
+            let (parts, body) = req.into_parts();
+            let bytes = axum::body::to_bytes(body, 1 << 20).await.unwrap_or_default();
+            let body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+            let path = uri.path_and_query().map(|p| p.to_string()).unwrap_or_default();
+            log.lock().unwrap().push((parts.method.clone(), path.clone(), body));
+            let authorized = parts.headers.get("x-api-key").is_some_and(|v| v == key)
+                || parts.headers.get("authorization").is_some_and(|v| v.to_str().unwrap_or("").contains(key));
+            if !authorized {
+                return (StatusCode::UNAUTHORIZED, axum::Json(json!({"error": "Unauthorized"}))).into_response();
+            }
+            match routes.iter().find(|(m, p, _, _)| *m == parts.method && path.starts_with(p)) {
+                Some((_, _, status, v)) => (*status, axum::Json(v.clone())).into_response(),
+                None => (StatusCode::NOT_FOUND, axum::Json(json!({"error": "not here"}))).into_response(),
+            }
+        }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (url, calls)
+}
+
+fn fixture(name: &str) -> Value {
+    serde_json::from_slice(&scenario::fixture(name)).unwrap()
+}
+
+/// NATS, the correlator running in this process, and its database to read.
+struct Stack {
+    bus: shared::Bus,
+    db: std::path::PathBuf,
+    cancel: tokio_util::sync::CancellationToken,
+    _nats: shared::nats_server::EmbeddedNats,
+    _dir: tempfile::TempDir,
+}
+
+impl Stack {
+    async fn start(env: &[(&str, &str)]) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let nats = shared::nats_server::EmbeddedNats::start(&dir.path().join("nats"), "nats-server").await.unwrap();
+        let bus = shared::Bus::connect(&nats.url(), "test").await.unwrap();
+        let mut pairs = vec![("TRACKER_DATA_DIR", dir.path().to_str().unwrap()), ("TRACKER_WATCH_INTERVAL", "1h")];
+        pairs.extend_from_slice(env);
+        let env = shared::Env::from_pairs(pairs);
+        let correlator =
+            correlator::Correlator::build(correlator::CorrelatorSettings::from_env(&env).unwrap(), bus.clone())
+                .await
+                .unwrap();
+        let cancel = tokio_util::sync::CancellationToken::new();
+        tokio::spawn(correlator.run(cancel.clone()));
+        Self { bus, db: dir.path().join("tracker.db"), cancel, _nats: nats, _dir: dir }
+    }
+
+    /// A watchdog over the correlator's database (through its own pool), not running: the
+    /// tests call `tick` with the time they want.
+    async fn watchdog(&self, env: &[(&str, &str)]) -> Watchdog {
+        let env = shared::Env::from_pairs(env.iter().copied());
+        let store = correlator::Store::open(&self.db).await.unwrap();
+        Watchdog::new(store, self.bus.clone(), Thresholds::from_env(&env).unwrap(), Peers::from_env(&env))
+    }
+
+    async fn publish(&self, steps: &[Step]) {
+        scenario::publish_all(&self.bus, steps).await;
+    }
+
+    /// Waits until the only request satisfies `pred`.
+    async fn wait(
+        &self,
+        what: &str,
+        pred: impl Fn(&shared::model::RequestDetail) -> bool,
+    ) -> shared::model::RequestDetail {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let store = correlator::Store::open(&self.db).await.unwrap();
+            let list = correlator::store::list(store.pool(), &Default::default()).await.unwrap();
+            let mut found = None;
+            for r in list.requests {
+                let d = correlator::store::detail(store.pool(), r.id, None).await.unwrap().unwrap();
+                if pred(&d) {
+                    found = Some(d);
+                }
+            }
+            store.close().await;
+            if let Some(d) = found {
+                return d;
+            }
+            assert!(Instant::now() < deadline, "timed out waiting for {what}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+impl Drop for Stack {
+    fn drop(&mut self) {
+        self.cancel.cancel();
+    }
+}
+
+fn at(minutes: i64) -> OffsetDateTime {
+    BASE + time::Duration::minutes(minutes)
+}
+
+const HOURS: i64 = 60;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_request_with_no_grab_after_6_hours_says_no_release_found_and_recovers_with_the_grab() {
+    let stack = Stack::start(&[]).await;
+    stack.publish(&[fx(Jellyseerr, "jellyseerr/webhook_media_approved_movie_the_batman_req42.json", 1)]).await;
+    stack.wait("approved", |r| r.summary.state == State::Approved).await;
+    let watchdog = stack.watchdog(&[]).await;
+    assert!(watchdog.tick(at(5 * HOURS)).await.unwrap().is_empty(), "5 h is not yet stalled");
+    let found = watchdog.tick(at(6 * HOURS + 2)).await.unwrap();
+    assert!(matches!(&found[..], [TrackerEvent::Stalled { state: State::Approved, .. }]), "{found:?}");
+    let r = stack.wait("stalled", |r| r.summary.stalled).await;
+    assert_eq!(
+        r.summary.reason.as_deref(),
+        Some("No release found yet after 6 h: releases may be rejected by the quality profile")
+    );
+    assert!(watchdog.tick(at(6 * HOURS + 3)).await.unwrap().is_empty(), "said once");
+    stack.publish(&[fx(Radarr, "radarr/webhook_grab_the_batman.json", 7 * HOURS)]).await;
+    let r = stack.wait("found", |r| r.summary.state == State::Indexed).await;
+    assert!(!r.summary.stalled && r.summary.reason.is_none(), "recovers by itself: {:?}", r.summary.reason);
+    assert!(r.timeline.iter().any(|e| e.message.starts_with("Stalled: No release found yet")));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_download_radarr_does_not_import_shows_the_queue_status_messages() {
+    let mut queue = fixture("radarr/api_v3_queue.json");
+    queue["records"][0]["trackedDownloadState"] = json!("importBlocked");
+    queue["records"][0]["trackedDownloadStatus"] = json!("warning");
+    queue["records"][0]["statusMessages"] =
+        json!([{"title": "The.Batman.2022.1080p.BluRay.x264-FICTION", "messages": ["Unable to parse file"]}]);
+    let (radarr, calls) = stand_in(vec![(Method::GET, "/api/v3/queue", StatusCode::OK, queue)], "rk").await;
+    let env = [("RADARR_URL", radarr.as_str()), ("RADARR_API_KEY", "rk")];
+    let stack = Stack::start(&env).await;
+    stack
+        .publish(&[
+            fx(Radarr, "radarr/webhook_grab_the_batman.json", 3),
+            scenario::finished("5e3f9a1c7b2d4e6f8091a2b3c4d5e6f708192a3b", 10),
+        ])
+        .await;
+    stack.wait("downloaded", |r| r.summary.state == State::Downloaded).await;
+    let watchdog = stack.watchdog(&env).await;
+    assert!(watchdog.tick(at(10 + 14)).await.unwrap().is_empty(), "14 min is still fine");
+    watchdog.tick(at(10 + 16)).await.unwrap();
+    let r = stack.wait("stalled", |r| r.summary.stalled).await;
+    assert_eq!(r.summary.reason.as_deref(), Some("Radarr: import blocked: Unable to parse file"));
+    let asked: Vec<String> = calls.lock().unwrap().iter().map(|c| c.1.clone()).collect();
+    assert_eq!(asked, ["/api/v3/queue?page=1&pageSize=500"]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_import_whose_jellyfin_webhook_never_came_is_found_through_jellyfins_api() {
+    let items = fixture("jellyfin/api_items_query_movies_with_tmdb.json");
+    let (jellyfin, calls) = stand_in(vec![(Method::GET, "/Items", StatusCode::OK, items)], "jk").await;
+    let env = [("JELLYFIN_URL", jellyfin.as_str()), ("JELLYFIN_API_KEY", "jk")];
+    let stack = Stack::start(&env).await;
+    stack
+        .publish(&[
+            fx(Jellyseerr, "jellyseerr/webhook_media_approved_movie_the_batman_req42.json", 1),
+            fx(Radarr, "radarr/webhook_grab_the_batman.json", 3),
+            fx(Radarr, "radarr/webhook_download_the_batman.json", 11),
+        ])
+        .await;
+    stack.wait("importing", |r| r.summary.state == State::Importing).await;
+    let watchdog = stack.watchdog(&env).await;
+    assert!(watchdog.tick(at(11 + 2)).await.unwrap().is_empty(), "too early to ask");
+    watchdog.tick(at(11 + 6)).await.unwrap();
+    let r = stack.wait("available", |r| r.summary.state == State::Available).await;
+    assert!(
+        r.summary.watch_url.is_none()
+            || r.summary.watch_url.as_deref().unwrap().contains("a1b2c3d4e5f6478899aabbccddeeff00")
+    );
+    assert_eq!(r.timeline.last().unwrap().message, "Available: found in Jellyfin's library");
+    let (_, path, _) = calls.lock().unwrap()[0].clone();
+    assert!(path.starts_with("/Items?Recursive=true&IncludeItemTypes=Movie&HasTmdbId=true"), "{path}");
+    assert!(path.contains("SearchTerm=The+Batman"), "{path}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_metadata_only_jellyfin_item_does_not_count_as_available() {
+    let mut items = fixture("jellyfin/api_items_query_movies_with_tmdb.json");
+    items["Items"][0]["LocationType"] = json!("Virtual");
+    items["Items"][0]["Path"] = Value::Null;
+    let (jellyfin, _) = stand_in(vec![(Method::GET, "/Items", StatusCode::OK, items)], "jk").await;
+    let env = [("JELLYFIN_URL", jellyfin.as_str()), ("JELLYFIN_API_KEY", "jk")];
+    let stack = Stack::start(&env).await;
+    stack.publish(&[fx(Radarr, "radarr/webhook_download_the_batman.json", 11)]).await;
+    stack.wait("importing", |r| r.summary.state == State::Importing).await;
+    let found = stack.watchdog(&env).await.tick(at(11 + 6)).await.unwrap();
+    assert!(found.is_empty(), "{found:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_re_request_of_a_film_radarr_already_has_goes_straight_to_available() {
+    let (radarr, calls) = stand_in(
+        vec![(Method::GET, "/api/v3/movie", StatusCode::OK, json!([{"id": 7, "tmdbId": 414906, "hasFile": true}]))],
+        "rk",
+    )
+    .await;
+    let env = [("RADARR_URL", radarr.as_str()), ("RADARR_API_KEY", "rk")];
+    let stack = Stack::start(&env).await;
+    stack.publish(&[fx(Jellyseerr, "jellyseerr/webhook_media_pending_movie_the_batman_req42.json", 0)]).await;
+    stack.wait("requested", |r| r.summary.state == State::Requested).await;
+    stack.watchdog(&env).await.tick(at(1)).await.unwrap();
+    let r = stack.wait("available", |r| r.summary.state == State::Available).await;
+    assert_eq!(r.timeline.last().unwrap().message, "Already in Radarr's library");
+    assert_eq!(calls.lock().unwrap()[0].1, "/api/v3/movie?tmdbId=414906");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn unmatched_anime_files_say_they_need_a_manual_link_and_available_requests_are_archived() {
+    let stack = Stack::start(&[]).await;
+    let anime_folder = "/data/media/anime/";
+    stack
+        .publish(&[
+            fx(Sonarr, "sonarr/webhook_grab_dan_da_dan_s01_season_pack.json", 2),
+            fx(Sonarr, "sonarr/webhook_download_import_complete_dan_da_dan_s01.json", 20),
+            scenario::shoko("shoko/signalr_file_detected_s01e01.json", anime_folder, 21),
+        ])
+        .await;
+    stack.wait("importing", |r| r.summary.state == State::Importing).await;
+    let watchdog = stack.watchdog(&[("TRACKER_STALL_LIBRARY", "10h")]).await;
+    // The rest of the season: Shoko saw them all, matched none.
+    let mut more = Vec::new();
+    for e in 2..=12 {
+        let mut s = scenario::shoko("shoko/signalr_file_detected_s01e01.json", anime_folder, 21);
+        if let shared::events::Fact::Shoko(f) = &mut s.fact {
+            let p = f.path.clone().unwrap().replace("S01E01", &format!("S01E{e:02}"));
+            f.relative_path = f.relative_path.replace("S01E01", &format!("S01E{e:02}"));
+            f.path = Some(p);
+        }
+        s.raw = json!([e]);
+        more.push(s);
+    }
+    stack.publish(&more).await;
+    stack.wait("matching", |r| r.summary.state == State::Matching).await;
+    watchdog.tick(at(21 + 61)).await.unwrap();
+    let r = stack.wait("stalled", |r| r.summary.stalled).await;
+    assert_eq!(
+        r.summary.reason.as_deref(),
+        Some("Shoko has not matched the file yet: it may need a manual link in Shoko")
+    );
+
+    stack.publish(&[fx(Jellyseerr, "jellyseerr/webhook_media_available_tv_dan_da_dan_req43.json", 3 * HOURS)]).await;
+    stack.wait("available", |r| r.summary.state == State::Available).await;
+    assert!(watchdog.tick(at(3 * HOURS + 6 * 24 * HOURS)).await.unwrap().is_empty());
+    watchdog.tick(at(3 * HOURS + 7 * 24 * HOURS + 1)).await.unwrap();
+    let r = stack.wait("archived", |r| r.summary.state == State::Completed).await;
+    assert_eq!(r.timeline.last().unwrap().message, "Archived");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_download_client_problem_shows_on_requests_in_flight_until_health_is_restored() {
+    let stack = Stack::start(&[]).await;
+    let health = |event: &str, minute| {
+        fx_with(
+            Radarr,
+            "radarr/webhook_health.json",
+            minute,
+            &[
+                ("/eventType", json!(event)),
+                ("/type", json!("DownloadClientCheck")),
+                ("/message", json!("Unable to communicate with qBittorrent")),
+            ],
+        )
+    };
+    stack.publish(&[fx(Radarr, "radarr/webhook_grab_the_batman.json", 3), health("Health", 4)]).await;
+    let r = stack.wait("alert", |r| r.summary.stalled).await;
+    assert_eq!(r.summary.reason.as_deref(), Some("Radarr reports: Unable to communicate with qBittorrent"));
+    stack.publish(&[health("HealthRestored", 9)]).await;
+    let r = stack.wait("restored", |r| !r.summary.stalled).await;
+    assert!(r.timeline.iter().any(|e| e.message.starts_with("Radarr is fine again")));
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_watchdog_clock_follows_tokio_time_so_intervals_can_be_tested_paused() {
+    // The loop's notion of "now" is wall time at start plus tokio's elapsed time: with paused
+    // time, six hours pass in no time and the thresholds see them.
+    let start = OffsetDateTime::now_utc();
+    let instant = tokio::time::Instant::now();
+    tokio::time::advance(Duration::from_secs(6 * 3600)).await;
+    let now = start + instant.elapsed();
+    assert!((now - start - time::Duration::hours(6)).abs() < time::Duration::seconds(1));
+    let mut tick = tokio::time::interval(Duration::from_secs(60));
+    tick.tick().await;
+    let before = tokio::time::Instant::now();
+    tick.tick().await;
+    assert_eq!(before.elapsed(), Duration::from_secs(60));
+}
+
+// ------------------------------------------------------------- retry, cancel ---
+
+fn radarr_routes() -> Vec<(Method, &'static str, StatusCode, Value)> {
+    vec![
+        (Method::GET, "/api/v3/movie", StatusCode::OK, json!([{"id": 11, "tmdbId": 693134, "hasFile": false}])),
+        (Method::POST, "/api/v3/command", StatusCode::CREATED, fixture("sonarr/api_v3_command_response.json")),
+    ]
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn retry_asks_radarr_to_search_again_and_moves_the_request_back_to_searching() {
+    let (radarr, calls) = stand_in(radarr_routes(), "rk").await;
+    let app = common::App::start_with(&[("RADARR_URL", radarr.as_str()), ("RADARR_API_KEY", "rk")]).await;
+    app.post_fixture("jellyseerr", "jellyseerr/webhook_media_failed_movie_dune_part_two_req45.json").await;
+    app.wait_state(1, "failed").await;
+    let r = app.http.post(app.url("/api/requests/1/retry")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let answer: Value = r.json().await.unwrap();
+    assert_eq!(answer["message"], "Searching again: Radarr MoviesSearch for movie 11 (command 5521)");
+    let detail = app.wait_state(1, "searching").await;
+    assert!(detail["reason"].is_null());
+    let last = detail["timeline"].as_array().unwrap().last().unwrap().clone();
+    assert_eq!(last["message"], "Retry by someone: Radarr MoviesSearch for movie 11 (command 5521)");
+    let calls = calls.lock().unwrap().clone();
+    assert_eq!(calls[0].1, "/api/v3/movie?tmdbId=693134");
+    assert_eq!((calls[1].0.clone(), calls[1].1.as_str()), (Method::POST, "/api/v3/command"));
+    let mut expected = fixture("radarr/api_v3_command_movies_search_request.json");
+    expected["movieIds"] = json!([11]);
+    assert_eq!(calls[1].2, expected, "the body Radarr's API takes");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn retry_without_radarr_configured_says_what_to_set_and_changes_nothing() {
+    let app = common::App::start().await;
+    app.post_fixture("jellyseerr", "jellyseerr/webhook_media_failed_movie_dune_part_two_req45.json").await;
+    app.wait_state(1, "failed").await;
+    let r = app.http.post(app.url("/api/requests/1/retry")).send().await.unwrap();
+    assert_eq!(r.status(), 502, "nothing could be sent");
+    let answer: Value = r.json().await.unwrap();
+    assert_eq!(
+        answer["error"],
+        "Could not search again: RADARR_URL and RADARR_API_KEY is not set, so status-tracker cannot ask for a search"
+    );
+    let detail = app
+        .wait_for("/api/requests/1", "the failed retry on the timeline", |v| {
+            v["timeline"].as_array().is_some_and(|t| t.len() == 2)
+        })
+        .await;
+    assert_eq!(detail["state"], "failed");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn retry_of_a_series_searches_only_the_missing_episodes() {
+    let episodes = json!([
+        {"id": 2301, "seasonNumber": 2, "episodeNumber": 1, "hasFile": true},
+        {"id": 2302, "seasonNumber": 2, "episodeNumber": 2, "hasFile": false},
+        {"id": 2303, "seasonNumber": 2, "episodeNumber": 3, "hasFile": false}
+    ]);
+    let routes = vec![
+        (Method::GET, "/api/v3/episode", StatusCode::OK, episodes),
+        (Method::POST, "/api/v3/command", StatusCode::CREATED, fixture("sonarr/api_v3_command_response.json")),
+    ];
+    let (sonarr, calls) = stand_in(routes, "sk").await;
+    let app = common::App::start_with(&[("SONARR_URL", sonarr.as_str()), ("SONARR_API_KEY", "sk")]).await;
+    for name in [
+        "jellyseerr/webhook_media_approved_tv_severance_req44.json",
+        "sonarr/webhook_grab_severance_s02e01.json",
+        "sonarr/webhook_grab_severance_s02e02.json",
+    ] {
+        let source = name.split('/').next().unwrap();
+        app.post_fixture(source, name).await;
+    }
+    app.post(
+        "jellyfin",
+        "application/json",
+        json!({"NotificationType": "ItemAdded", "ItemId": "e0000001d4da4c0a9b1c2d3e4f5a6b7c",
+        "ItemType": "Episode", "SeriesName": "Severance", "SeasonNumber": 2, "EpisodeNumber": 1})
+        .to_string(),
+    )
+    .await;
+    app.wait_for("/api/requests/1", "E01 available", |v| v["episodes"][0]["state"] == "available").await;
+    let answer: Value = app.http.post(app.url("/api/requests/1/retry")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(answer["message"], "Searching again: Sonarr EpisodeSearch for 1 episode (command 5521)");
+    let command = calls.lock().unwrap().iter().find(|c| c.0 == Method::POST).unwrap().2.clone();
+    assert_eq!(command, json!({"name": "EpisodeSearch", "episodeIds": [2302]}));
+    let detail =
+        app.wait_for("/api/requests/1", "E02 searching again", |v| v["episodes"][1]["state"] == "searching").await;
+    assert_eq!(detail["episodes"][0]["state"], "available", "what is there stays");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn behind_a_reverse_proxy_only_the_requester_or_an_admin_may_act() {
+    let (radarr, _) = stand_in(radarr_routes(), "rk").await;
+    let env = [
+        ("TRACKER_AUTH", "proxy"),
+        ("TRACKER_TRUSTED_PROXIES", "127.0.0.1/32"),
+        ("TRACKER_ADMINS", "admin"),
+        ("RADARR_URL", radarr.as_str()),
+        ("RADARR_API_KEY", "rk"),
+    ];
+    let app = common::App::start_with(&env).await;
+    app.post_fixture("jellyseerr", "jellyseerr/webhook_media_failed_movie_dune_part_two_req45.json").await;
+    let as_user = |user: Option<&'static str>, path: &'static str, post: bool| {
+        let mut req = if post { app.http.post(app.url(path)) } else { app.http.get(app.url(path)) };
+        if let Some(u) = user {
+            req = req.header("Remote-User", u);
+        }
+        req.send()
+    };
+    assert_eq!(as_user(None, "/api/requests", false).await.unwrap().status(), 401, "no user, no list");
+    assert_eq!(as_user(None, "/", false).await.unwrap().status(), 401, "no user, no page");
+    assert_eq!(as_user(None, "/api/health", false).await.unwrap().status(), 200, "health stays open");
+    assert_eq!(as_user(None, "/api/summary", false).await.unwrap().status(), 200, "counts stay open");
+    let list = as_user(Some("bob"), "/api/requests", false).await.unwrap();
+    assert_eq!(list.status(), 200);
+    app.http.get(app.url("/api/requests/1")).header("Remote-User", "bob").send().await.unwrap();
+    let refused = as_user(Some("bob"), "/api/requests/1/retry", true).await.unwrap();
+    assert_eq!(refused.status(), 403, "bob did not request Dune");
+    let answer: Value = refused.json().await.unwrap();
+    assert_eq!(answer["error"], "bob may not retry this request: ask its requester or an admin");
+    assert_eq!(as_user(Some("alice"), "/api/requests/1/retry", true).await.unwrap().status(), 200);
+    let r = app.http.get(app.url("/api/requests/1")).header("Remote-User", "alice").send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(as_user(Some("admin"), "/api/requests/1/cancel", true).await.unwrap().status(), 200);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let v: Value = as_user(Some("admin"), "/api/requests/1", false).await.unwrap().json().await.unwrap();
+        if v["state"] == "cancelled" {
+            assert_eq!(v["reason"], "Cancelled by admin");
+            let messages: Vec<&str> =
+                v["timeline"].as_array().unwrap().iter().map(|e| e["message"].as_str().unwrap()).collect();
+            assert!(messages.iter().any(|m| m.starts_with("Retry by alice")), "{messages:?}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "{v:#}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn statistics_and_the_summary_count_what_happened() {
+    let app = common::App::start().await;
+    for (source, name) in [
+        ("jellyseerr", "jellyseerr/webhook_media_pending_movie_the_batman_req42.json"),
+        ("jellyseerr", "jellyseerr/webhook_media_approved_movie_the_batman_req42.json"),
+        ("radarr", "radarr/webhook_grab_the_batman.json"),
+        ("radarr", "radarr/webhook_download_the_batman.json"),
+        ("jellyfin", "jellyfin/item_added_movie_the_batman.json"),
+        ("jellyseerr", "jellyseerr/webhook_media_failed_movie_dune_part_two_req45.json"),
+        ("jellyseerr", "jellyseerr/webhook_media_auto_approved_tv_dan_da_dan_req43.json"),
+    ] {
+        app.post_fixture(source, name).await;
+    }
+    app.wait_state(1, "available").await;
+    app.wait_state(3, "approved").await;
+    let summary = app.get("/api/summary").await;
+    assert_eq!(summary["total"], 3);
+    assert_eq!(
+        (summary["available"].as_u64(), summary["failed"].as_u64(), summary["active"].as_u64()),
+        (Some(1), Some(1), Some(1))
+    );
+    assert_eq!(summary["by_state"]["approved"], 1);
+    let stats = app.get("/api/stats").await;
+    assert_eq!(stats["requests"], 3);
+    assert_eq!(stats["success_rate"], 0.5);
+    assert_eq!(stats["to_available"]["count"], 1);
+    let stages: Vec<&str> = stats["stages"].as_array().unwrap().iter().map(|s| s["stage"].as_str().unwrap()).collect();
+    assert_eq!(stages, ["requested", "approved", "indexed", "importing"]);
+    assert_eq!(stats["by_source"]["jellyseerr"]["requests"], 3);
+    let page = app.http.get(app.url("/stats")).send().await.unwrap().text().await.unwrap();
+    assert!(page.contains("Time in each stage") && page.contains("50 %"), "{page}");
+}
