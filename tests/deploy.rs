@@ -34,11 +34,6 @@ const SPLIT: &str = "compose/docker-compose.yml";
 const ALL_IN_ONE: &str = "compose/docker-compose.all-in-one.yml";
 const TEMPLATE: &str = "compose/.env.template";
 
-/// Settings documented but not read by any code yet (another change is wiring them). The test
-/// fails when a setting outside this list is unused, and says so when one here is wired.
-/// Nothing reads `JELLYSEERR_*` yet (only `doctor` checks them).
-const KNOWN_UNWIRED: &[&str] = &["JELLYSEERR_URL", "JELLYSEERR_API_KEY"];
-
 // ------------------------------------------------------------------------------ helpers ---
 
 fn root() -> &'static Path {
@@ -557,12 +552,7 @@ fn every_setting_is_read_somewhere_in_the_code() {
         collect_sources(&root().join(dir), &mut sources);
     }
     let unused: Vec<&str> = SETTINGS.iter().map(|s| s.name).filter(|n| !is_read(&sources, n)).collect();
-    let unexpected: Vec<&&str> = unused.iter().filter(|n| !KNOWN_UNWIRED.contains(n)).collect();
-    assert!(unexpected.is_empty(), "declared and documented, but read by no code: {unexpected:?}");
-    let wired: Vec<&&str> = KNOWN_UNWIRED.iter().filter(|n| !unused.contains(n)).collect();
-    if !wired.is_empty() {
-        eprintln!("now read by the code, remove from KNOWN_UNWIRED in tests/deploy.rs: {wired:?}");
-    }
+    assert!(unused.is_empty(), "declared and documented, but read by no code: {unused:?}");
 }
 
 /// `"NAME"`, or a format string that builds it (`"TRACKER_WEBHOOK_TOKEN_{}"`).

@@ -242,6 +242,53 @@ async fn a_re_request_of_a_film_radarr_already_has_goes_straight_to_available() 
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn requests_whose_webhook_never_came_are_caught_up_from_jellyseerrs_request_list() {
+    let title = |t: &str, date: &str| json!({"title": t, "releaseDate": date, "posterPath": "/p.jpg"});
+    let (jellyseerr, calls) = stand_in(
+        vec![
+            (Method::GET, "/api/v1/request?", StatusCode::OK, fixture("jellyseerr/api_v1_request_list.json")),
+            (Method::GET, "/api/v1/movie/414906", StatusCode::OK, title("The Batman", "2022-03-01")),
+            (Method::GET, "/api/v1/movie/693134", StatusCode::OK, title("Dune: Part Two", "2024-02-27")),
+            (
+                Method::GET,
+                "/api/v1/tv/240411",
+                StatusCode::OK,
+                json!({"name": "Dan Da Dan", "firstAirDate": "2024-10-03"}),
+            ),
+        ],
+        "jk",
+    )
+    .await;
+    let env = [("JELLYSEERR_URL", jellyseerr.as_str()), ("JELLYSEERR_API_KEY", "jk")];
+    let stack = Stack::start(&env).await;
+    // Severance (request 44) was seen as requested; its approval webhook was lost.
+    stack.publish(&[fx(Jellyseerr, "jellyseerr/webhook_media_pending_tv_severance_req44.json", 0)]).await;
+    stack.wait("requested", |r| r.summary.state == State::Requested).await;
+
+    let now = OffsetDateTime::parse("2025-01-17T00:00:00Z", &time::format_description::well_known::Rfc3339).unwrap();
+    let watchdog = stack.watchdog(&env).await;
+    assert_eq!(watchdog.catch_up(now).await.unwrap(), 4, "three unknown requests and one behind");
+    let by_id = |id: u64| move |r: &shared::model::RequestDetail| r.summary.jellyseerr_id.map(|j| j.0) == Some(id);
+    let batman = stack.wait("The Batman available", |r| by_id(42)(r) && r.summary.state == State::Available).await;
+    assert_eq!((batman.summary.title.as_str(), batman.summary.year), ("The Batman", Some(2022)));
+    assert_eq!(batman.summary.requested_by.as_deref(), Some("alice"));
+    let dune = stack.wait("Dune failed", |r| by_id(45)(r) && r.summary.state == State::Failed).await;
+    assert_eq!(dune.summary.title, "Dune: Part Two");
+    let ddd = stack.wait("Dan Da Dan approved", |r| by_id(43)(r) && r.summary.state == State::Approved).await;
+    assert_eq!(ddd.summary.title, "Dan Da Dan");
+    let severance = stack.wait("Severance approved", |r| by_id(44)(r) && r.summary.state == State::Approved).await;
+    let last = &severance.timeline.last().unwrap().message;
+    assert_eq!(last, "Approved (caught up from Jellyseerr's request list)");
+    let titles_asked = calls.lock().unwrap().iter().filter(|c| !c.1.starts_with("/api/v1/request")).count();
+    assert_eq!(titles_asked, 3, "titles are asked only for requests the tracker did not know");
+
+    assert_eq!(watchdog.catch_up(now).await.unwrap(), 0, "a second round finds nothing new");
+    let later = now + time::Duration::days(30);
+    assert_eq!(stack.watchdog(&env).await.catch_up(later).await.unwrap(), 0, "requests older than the window");
+    assert!(calls.lock().unwrap()[0].1.starts_with("/api/v1/request?take=50&skip=0&sort=added"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn unmatched_anime_files_say_they_need_a_manual_link_and_available_requests_are_archived() {
     let stack = Stack::start(&[]).await;
     let anime_folder = "/data/media/anime/";

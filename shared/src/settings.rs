@@ -243,8 +243,14 @@ pub const SETTINGS: &[Setting] = &[
         "correlator",
         "Jellyfin URL as requesters reach it, for \"Watch now\" links. Default: the `ServerUrl` Jellyfin sends, else `JELLYFIN_URL`.",
     ),
-    s("JELLYSEERR_URL", None, false, "correlator", "Jellyseerr/Overseerr URL."),
-    s("JELLYSEERR_API_KEY", None, true, "correlator", "Jellyseerr/Overseerr API key."),
+    s(
+        "JELLYSEERR_URL",
+        None,
+        false,
+        "correlator",
+        "Jellyseerr/Overseerr URL. When set, its newest requests are read every 5 minutes and those whose webhook never came (tracker down, agent off) are caught up.",
+    ),
+    s("JELLYSEERR_API_KEY", None, true, "correlator", "Jellyseerr/Overseerr API key (Settings → General)."),
     s(
         "OTEL_EXPORTER_OTLP_ENDPOINT",
         None,

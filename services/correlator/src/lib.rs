@@ -7,6 +7,7 @@ mod commands;
 mod consumer;
 pub mod correlate;
 pub mod jellyfin;
+pub mod jellyseerr;
 pub mod lifecycle;
 pub mod peers;
 mod queries;

@@ -1,5 +1,6 @@
 //! The media services the correlator may call: Radarr and Sonarr (searches, lookups, queue),
-//! Jellyfin (series of an episode, availability). Each is optional.
+//! Jellyfin (series of an episode, availability), Jellyseerr (requests whose webhook never
+//! came). Each is optional.
 
 use std::sync::Arc;
 
@@ -8,12 +9,14 @@ use shared::settings::Env;
 
 use crate::arr::{App, ArrClient};
 use crate::jellyfin::JellyfinClient;
+use crate::jellyseerr::JellyseerrClient;
 
 #[derive(Debug, Clone, Default)]
 pub struct Peers {
     pub radarr: Option<ArrClient>,
     pub sonarr: Option<ArrClient>,
     pub jellyfin: Option<Arc<JellyfinClient>>,
+    pub jellyseerr: Option<Arc<JellyseerrClient>>,
 }
 
 impl Peers {
@@ -25,6 +28,9 @@ impl Peers {
             jellyfin: env
                 .get("JELLYFIN_URL")
                 .map(|url| Arc::new(JellyfinClient::new(&url, env.secret("JELLYFIN_API_KEY")))),
+            jellyseerr: env
+                .get("JELLYSEERR_URL")
+                .map(|url| Arc::new(JellyseerrClient::new(&url, env.secret("JELLYSEERR_API_KEY")))),
         }
     }
 

@@ -2,6 +2,7 @@
 //! batch of events, and readers (queries from the dashboard) use their own connections, which
 //! WAL mode lets run beside the writer.
 
+use std::collections::HashMap;
 use std::path::Path;
 use std::str::FromStr;
 use std::time::Duration;
@@ -614,6 +615,18 @@ pub async fn watched(conn: &mut SqliteConnection) -> Result<Vec<Request>> {
         }
     }
     Ok(out)
+}
+
+/// The state of each known request with one of these Jellyseerr request ids.
+pub async fn states_by_jellyseerr_id(conn: &mut SqliteConnection, ids: &[u64]) -> Result<HashMap<u64, State>> {
+    let ids = format!("[{}]", ids.iter().map(u64::to_string).collect::<Vec<_>>().join(","));
+    let rows: Vec<(i64, String)> = sqlx::query_as(
+        "SELECT jellyseerr_id, state FROM requests WHERE jellyseerr_id IN (SELECT value FROM json_each(?))",
+    )
+    .bind(ids)
+    .fetch_all(&mut *conn)
+    .await?;
+    Ok(rows.into_iter().filter_map(|(id, state)| Some((id as u64, State::parse(&state)?))).collect())
 }
 
 /// How many requests are in each state.

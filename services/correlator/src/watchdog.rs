@@ -1,7 +1,8 @@
 //! The watchdog: every `TRACKER_WATCH_INTERVAL` it looks at requests that sit in one state and
 //! says why, checks the library for media whose webhook never came, and archives what has
 //! been available long enough. What it finds is published as `media.tracker.*` facts, applied
-//! like any other (and replayed by a rebuild).
+//! like any other (and replayed by a rebuild). It also catches up on Jellyseerr requests whose
+//! webhook never came, publishing them on `media.jellyseerr.*` as the webhook would have.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -10,6 +11,7 @@ use std::time::Duration;
 use shared::Bus;
 use shared::envelope::{Envelope, content_id};
 use shared::events::arr::EpisodeRef;
+use shared::events::jellyseerr::Notification;
 use shared::events::tracker::TrackerEvent;
 use shared::events::{EventData, Fact, MediaType};
 use shared::ids::RequestId;
@@ -55,6 +57,8 @@ pub struct Watchdog {
     peers: Peers,
     /// When each request was last looked up in a library (lookups cost a call each).
     looked_up: Mutex<HashMap<RequestId, OffsetDateTime>>,
+    /// When Jellyseerr's request list was last read.
+    caught_up: Mutex<Option<OffsetDateTime>>,
 }
 
 /// Wall-clock time derived from tokio's clock, so that tests can run the loop with paused time.
@@ -75,7 +79,7 @@ impl Clock {
 
 impl Watchdog {
     pub fn new(store: Store, bus: Bus, thresholds: Thresholds, peers: Peers) -> Self {
-        Self { store, bus, thresholds, peers, looked_up: Mutex::new(HashMap::new()) }
+        Self { store, bus, thresholds, peers, looked_up: Mutex::new(HashMap::new()), caught_up: Mutex::new(None) }
     }
 
     /// Looks every `interval` until `cancel` fires.
@@ -88,7 +92,15 @@ impl Watchdog {
                 _ = cancel.cancelled() => return Ok(()),
                 _ = tick.tick() => {}
             }
-            match self.tick(clock.now()).await {
+            let now = clock.now();
+            if self.catch_up_due(now) {
+                match self.catch_up(now).await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(requests = n, "caught up on Jellyseerr requests whose webhook never came"),
+                    Err(error) => tracing::warn!(%error, "Jellyseerr catch-up skipped"),
+                }
+            }
+            match self.tick(now).await {
                 Ok(found) if !found.is_empty() => tracing::info!(facts = found.len(), "watchdog findings published"),
                 Ok(_) => {}
                 Err(error) => tracing::warn!(%error, "watchdog round failed"),
@@ -123,6 +135,72 @@ impl Watchdog {
             }
         }
         Ok(found)
+    }
+
+    /// True when Jellyseerr is configured and its list was not read in the last `verify_every`.
+    fn catch_up_due(&self, now: OffsetDateTime) -> bool {
+        let mut last = self.caught_up.lock().unwrap_or_else(|e| e.into_inner());
+        let due = self.peers.jellyseerr.is_some() && last.is_none_or(|at| now - at >= self.thresholds.verify_every);
+        if due {
+            *last = Some(now);
+        }
+        due
+    }
+
+    /// Reads Jellyseerr's newest requests and publishes, for each one changed within the
+    /// archive window, the fact its status implies when the tracker does not know it yet (or
+    /// knows it as only requested while Jellyseerr has approved or declined it). Returns how
+    /// many facts were published. Ids are derived from the request's status and change time, so
+    /// a round repeated before the correlator applied the last one changes nothing.
+    pub async fn catch_up(&self, now: OffsetDateTime) -> anyhow::Result<usize> {
+        let Some(js) = &self.peers.jellyseerr else { return Ok(0) };
+        let listed = js.recent_requests().await.map_err(anyhow::Error::msg)?;
+        let window = self.thresholds.archive_after;
+        let recent: Vec<_> = listed.into_iter().filter(|r| now - r.changed_at() < window).collect();
+        let ids: Vec<u64> = recent.iter().map(|r| r.id).collect();
+        let mut conn = self.store.pool().acquire().await?;
+        let known = store::states_by_jellyseerr_id(&mut conn, &ids).await?;
+        drop(conn);
+        let mut published = 0;
+        for listed in recent {
+            let Some(notification) = listed.notification() else { continue };
+            let behind = match known.get(&listed.id) {
+                None => true,
+                Some(State::Requested) => {
+                    matches!(notification, Notification::MediaApproved | Notification::MediaDeclined)
+                }
+                Some(_) => false,
+            };
+            if !behind {
+                continue;
+            }
+            let title = match known.contains_key(&listed.id) {
+                true => None,
+                false => js.title(&listed.media).await.unwrap_or_else(|error| {
+                    tracing::debug!(request = listed.id, %error, "no title from Jellyseerr");
+                    None
+                }),
+            };
+            let Some(event) = listed.to_event(title.as_ref()) else { continue };
+            let fact = Fact::Jellyseerr(event);
+            let subject = fact.subject();
+            let id = content_id(
+                "jellyseerr-catch-up",
+                &[&listed.id.to_be_bytes(), &[listed.status], &listed.changed_at().unix_timestamp().to_be_bytes()],
+            );
+            let key = fact.media_key();
+            let envelope = Envelope::new(
+                id,
+                "/status-tracker/correlator/catch-up",
+                &subject,
+                EventData { event: fact, raw: None },
+            )
+            .with_time(listed.changed_at())
+            .with_subject(key);
+            self.bus.publish_event(&subject, &envelope).await?;
+            published += 1;
+        }
+        Ok(published)
     }
 
     /// What to say about one request, if anything.

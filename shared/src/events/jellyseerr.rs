@@ -32,6 +32,10 @@ impl Notification {
     }
 }
 
+/// [`RequestEvent::event`] of a request the correlator caught up on from Jellyseerr's API
+/// because its webhook never came.
+pub const CAUGHT_UP: &str = "Caught up from Jellyseerr's request list";
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RequestEvent {
     pub notification: Notification,

@@ -2,7 +2,7 @@
 
 use serde_json::json;
 use shared::events::arr::EpisodeRef;
-use shared::events::jellyseerr::{Notification, RequestEvent};
+use shared::events::jellyseerr::{CAUGHT_UP, Notification, RequestEvent};
 use shared::model::State;
 
 use super::Step;
@@ -12,38 +12,42 @@ impl Step<'_> {
     pub(super) fn jellyseerr(&mut self, e: &RequestEvent) {
         self.merge_jellyseerr(e);
         let user = e.requested_by.clone().unwrap_or_else(|| "someone".into());
+        let via = match e.event.as_deref() {
+            Some(CAUGHT_UP) => " (caught up from Jellyseerr's request list)",
+            _ => "",
+        };
         let details =
             json!({ "requested_by": e.requested_by, "jellyseerr_id": e.request_id, "seasons": e.requested_seasons });
         match e.notification {
             Notification::MediaPending => {
                 self.evidence();
                 self.raise_stage(State::Requested);
-                self.note(State::Requested, format!("Requested by {user}"), details, None);
+                self.note(State::Requested, format!("Requested by {user}{via}"), details, None);
             }
             Notification::MediaApproved => {
                 self.evidence();
                 self.raise_stage(State::Approved);
-                self.note(State::Approved, "Approved".into(), details, None);
+                self.note(State::Approved, format!("Approved{via}"), details, None);
             }
             Notification::MediaAutoApproved => {
                 self.evidence();
                 self.raise_stage(State::Approved);
-                self.note(State::Approved, format!("Requested by {user}, approved automatically"), details, None);
+                self.note(State::Approved, format!("Requested by {user}, approved automatically{via}"), details, None);
             }
             Notification::MediaAvailable => {
                 self.evidence();
                 self.raise_stage(State::Available);
                 self.req.available_at = Some(self.req.available_at.map_or(self.at, |t| t.max(self.at)));
-                self.note(State::Available, "Available (Jellyseerr)".into(), details, None);
+                self.note(State::Available, format!("Available (Jellyseerr){via}"), details, None);
             }
             Notification::MediaFailed => {
                 let reason = "Jellyseerr could not send the request to Radarr/Sonarr (see Jellyseerr's log)";
                 self.set_outcome(State::Failed, Some(reason.into()));
-                self.note(State::Failed, reason.into(), details, None);
+                self.note(State::Failed, format!("{reason}{via}"), details, None);
             }
             Notification::MediaDeclined => {
                 self.set_outcome(State::Declined, Some("Declined in Jellyseerr".into()));
-                self.note(State::Declined, "Declined".into(), details, None);
+                self.note(State::Declined, format!("Declined{via}"), details, None);
             }
             Notification::IssueCreated
             | Notification::IssueComment
