@@ -4,13 +4,16 @@
 //! `traceparent`/`tracestate` repeat the W3C trace context of the NATS headers (the CloudEvents
 //! distributed-tracing extension), so the trace survives a copy of the body into another system.
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
 pub const SPEC_VERSION: &str = "1.0";
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+/// A CloudEvents 1.0 JSON envelope: the body of every message status-tracker publishes.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, JsonSchema)]
 pub struct Envelope<T> {
+    /// Always `1.0`.
     pub specversion: String,
     /// Unique per fact. Ingress derives it from the source and the body, so the same webhook
     /// posted twice gets the same id.
@@ -20,16 +23,22 @@ pub struct Envelope<T> {
     /// The subject the message is published on, e.g. `media.radarr.grab`.
     #[serde(rename = "type")]
     pub kind: String,
+    /// When the fact happened or was received (RFC 3339).
     #[serde(with = "time::serde::rfc3339")]
+    #[schemars(with = "crate::schema::Timestamp")]
     pub time: OffsetDateTime,
     /// The media key, e.g. `tmdb:414906`, when the fact names one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub subject: Option<String>,
+    /// Always `application/json`.
     pub datacontenttype: String,
+    /// W3C trace context of the message (the CloudEvents distributed-tracing extension), when
+    /// the publisher put it in the body as well as in the NATS headers.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub traceparent: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tracestate: Option<String>,
+    /// The payload: what the subject carries.
     pub data: T,
 }
 

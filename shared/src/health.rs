@@ -4,6 +4,7 @@
 use std::sync::{Arc, RwLock};
 
 use futures_util::StreamExt;
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use tokio_util::sync::CancellationToken;
@@ -12,7 +13,7 @@ use crate::bus::{Bus, reply_bytes};
 use crate::model::Reply;
 use crate::subjects;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum HealthStatus {
     /// Working.
@@ -23,7 +24,7 @@ pub enum HealthStatus {
     Degraded,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct ServiceHealth {
     pub service: String,
     pub status: HealthStatus,

@@ -8,13 +8,14 @@
 
 use std::fmt;
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::Value;
 
 macro_rules! numeric_id {
     ($(#[$doc:meta])* $name:ident) => {
         $(#[$doc])*
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
         #[serde(transparent)]
         pub struct $name(pub u64);
 
@@ -52,7 +53,7 @@ numeric_id!(
 );
 
 /// status-tracker's own request id (SQLite rowid).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
 #[serde(transparent)]
 pub struct RequestId(pub i64);
 
@@ -130,10 +131,26 @@ impl<'de> Deserialize<'de> for InfoHash {
     }
 }
 
+/// Written as the lower-case hex string; the schema says so, because the hand-written
+/// `Deserialize` above accepts upper case too but nothing is ever published that way.
+impl JsonSchema for InfoHash {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "InfoHash".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "description": "A BitTorrent info-hash in lower case: 40 hex digits (v1, or the truncated v2 hash of a hybrid torrent) or 64 (full v2).",
+            "type": "string",
+            "pattern": "^([0-9a-f]{40}|[0-9a-f]{64})$"
+        })
+    }
+}
+
 /// The `downloadId` Sonarr/Radarr give a grab: a torrent hash for torrent clients, an
 /// `SABnzbd_nzo_…` id for SABnzbd, a number for NZBGet. Only torrents have progress from
 /// qBittorrent; the others are still tracked through the *arr events.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 #[serde(tag = "kind", content = "id", rename_all = "snake_case")]
 pub enum DownloadId {
     Torrent(InfoHash),

@@ -12,6 +12,7 @@ pub mod metrics;
 pub mod model;
 pub mod nats_server;
 pub mod paths;
+pub mod schema;
 pub mod settings;
 pub mod subjects;
 pub mod telemetry;

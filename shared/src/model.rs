@@ -3,6 +3,7 @@
 
 use std::fmt;
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use time::OffsetDateTime;
@@ -15,7 +16,7 @@ use crate::ids::{ArrId, JellyseerrRequestId, RequestId, TmdbId, TvdbId};
 /// The path states are ordered; an event that proves a later one moves a request forward from
 /// any earlier one, and nothing but a retry moves it back. `Failed`, `Declined` and `Cancelled`
 /// are off the path.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum State {
     Requested,
@@ -131,11 +132,12 @@ impl fmt::Display for State {
 }
 
 /// One line of a request's timeline.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct TimelineEntry {
     /// The stage this entry belongs to.
     pub state: State,
     #[serde(with = "time::serde::rfc3339")]
+    #[schemars(with = "crate::schema::Timestamp")]
     pub at: OffsetDateTime,
     /// `jellyseerr`, `radarr`, …, or `tracker` for the tracker's own notes.
     pub source: String,
@@ -153,7 +155,7 @@ pub struct TimelineEntry {
 }
 
 /// One torrent or usenet download of a request.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct DownloadView {
     pub download_id: String,
     /// `torrent` or `usenet`.
@@ -181,7 +183,7 @@ pub struct DownloadView {
 }
 
 /// One tracked episode of a series request.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct EpisodeView {
     pub season: u32,
     pub episode: u32,
@@ -193,11 +195,12 @@ pub struct EpisodeView {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
     #[serde(with = "time::serde::rfc3339")]
+    #[schemars(with = "crate::schema::Timestamp")]
     pub updated_at: OffsetDateTime,
 }
 
 /// Counts of a series request's episodes.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct EpisodeCounts {
     pub total: u32,
     pub downloading: u32,
@@ -206,7 +209,7 @@ pub struct EpisodeCounts {
 }
 
 /// A request as listed: everything a card shows.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct RequestSummary {
     pub id: RequestId,
     pub title: String,
@@ -259,13 +262,15 @@ pub struct RequestSummary {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub trace_id: Option<String>,
     #[serde(with = "time::serde::rfc3339")]
+    #[schemars(with = "crate::schema::Timestamp")]
     pub created_at: OffsetDateTime,
     #[serde(with = "time::serde::rfc3339")]
+    #[schemars(with = "crate::schema::Timestamp")]
     pub updated_at: OffsetDateTime,
 }
 
 /// A request with everything: what `GET /api/requests/{id}` answers.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct RequestDetail {
     #[serde(flatten)]
     pub summary: RequestSummary,
@@ -278,7 +283,7 @@ pub struct RequestDetail {
 }
 
 /// Payload of `tracker.request.<id>.<state>`: the full snapshot and what changed.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct RequestChange {
     pub request: RequestDetail,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -291,7 +296,7 @@ pub struct RequestChange {
 }
 
 /// Payload of `tracker.request.<id>.progress`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct ProgressUpdate {
     pub id: RequestId,
     pub state: State,
@@ -308,7 +313,7 @@ pub struct ProgressUpdate {
 }
 
 /// `tracker.query.list`: filters for listing requests.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct ListQuery {
     /// Only these states (comma-separated in the HTTP API).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -321,27 +326,30 @@ pub struct ListQuery {
     /// Title search, case-insensitive substring.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub q: Option<String>,
+    /// Page size: the correlator answers 50 when it is not given, and at most 1000.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub limit: Option<u32>,
+    /// How many matching requests to skip (0 when not given).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub offset: Option<u32>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// The answer of `tracker.query.list`: one page of requests, most recently updated first.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct ListReply {
     pub requests: Vec<RequestSummary>,
     /// How many match the filters, before `limit`/`offset`.
     pub total: u64,
 }
 
-/// `tracker.query.get`.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+/// `tracker.query.get` and `tracker.query.timeline`: which request.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct GetQuery {
     pub id: RequestId,
 }
 
 /// `tracker.cmd.retry` / `tracker.cmd.cancel`: act on a request.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct CommandRequest {
     pub id: RequestId,
     /// Who asked (the authenticated user, when there is one).
@@ -350,20 +358,26 @@ pub struct CommandRequest {
 }
 
 /// What a command did, in words for the person who asked.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct CommandReply {
     pub message: String,
 }
 
+/// The answer of `tracker.query.timeline`: a request's timeline, oldest first.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct TimelineReply {
+    pub timeline: Vec<TimelineEntry>,
+}
+
 /// `tracker.query.tracked`: what the poller should watch.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct TrackedReply {
     /// Lower-case info-hashes of unfinished torrent downloads of open requests.
     pub hashes: Vec<String>,
 }
 
 /// How long something took, over many requests.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Durations {
     pub count: u64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -373,7 +387,7 @@ pub struct Durations {
 }
 
 /// Time spent in one stage, from entering it to entering the next one reached.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct StageDurations {
     pub stage: State,
     pub label: String,
@@ -382,7 +396,7 @@ pub struct StageDurations {
 }
 
 /// Figures for one group of requests (all, one source, one media type).
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct GroupStats {
     pub requests: u64,
     pub available: u64,
@@ -395,7 +409,7 @@ pub struct GroupStats {
 }
 
 /// `GET /api/stats` and `tracker.query.stats`.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Stats {
     #[serde(flatten)]
     pub all: GroupStats,
@@ -406,7 +420,7 @@ pub struct Stats {
 }
 
 /// `GET /api/summary` and `tracker.query.summary`: counts for dashboard widgets.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Summary {
     pub total: u64,
     /// Not yet available and not failed, declined or cancelled.
@@ -419,10 +433,12 @@ pub struct Summary {
 }
 
 /// Every request–reply answer: `{"ok": …}` or `{"error": "…"}`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Reply<T> {
+    /// The answer.
     Ok(T),
+    /// Why there is no answer, in words (`no request 7`, `bad query: …`).
     Error(String),
 }
 

@@ -6,6 +6,7 @@
 
 use std::fmt;
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 /// The durable stream of facts from the outside world (`media.*.*`, `media.rejected.*`).
@@ -21,7 +22,7 @@ pub const CONSUMER_CORRELATOR: &str = "correlator";
 pub const CONSUMER_CORRELATOR_PROGRESS: &str = "correlator-progress";
 
 /// A service that sends facts to status-tracker.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Source {
     Jellyseerr,

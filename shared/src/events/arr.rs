@@ -2,6 +2,7 @@
 //! serializer and the correlator treats a film as a request with one item and a series as a
 //! request with one item per episode.
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::MediaType;
@@ -9,7 +10,7 @@ use crate::ids::{ArrId, DownloadId, TmdbId, TvdbId};
 use crate::subjects::Source;
 
 /// The film or series an event is about.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct ArrMedia {
     pub media_type: MediaType,
     /// Radarr `movie.id` or Sonarr `series.id`.
@@ -49,13 +50,13 @@ impl ArrMedia {
 }
 
 /// One episode named by an event.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
 pub struct EpisodeRef {
     pub season: u32,
     pub episode: u32,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Release {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub quality: Option<String>,
@@ -73,7 +74,7 @@ pub struct Release {
 }
 
 /// A file Sonarr/Radarr imported into the library.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct ImportedFile {
     /// Library path (for Sonarr v3 / Radarr v4 this is the source path: see WIRE-FORMATS).
     pub path: String,
@@ -93,14 +94,14 @@ pub struct ImportedFile {
     pub episodes: Vec<EpisodeRef>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct RenamedFile {
     pub path: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub previous_path: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum ArrEvent {
     /// A release was found and sent to the download client.
@@ -202,7 +203,7 @@ pub enum ArrEvent {
     },
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Health {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub level: Option<String>,

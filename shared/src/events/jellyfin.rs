@@ -1,8 +1,9 @@
 //! Jellyfin webhook plugin notifications (the documented template or "Send All Properties").
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct JellyfinEvent {
     /// `ItemAdded`, `ItemDeleted`, `PlaybackStart`…
     pub notification_type: String,

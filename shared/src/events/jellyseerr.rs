@@ -1,5 +1,6 @@
 //! Jellyseerr/Overseerr notifications (their webhook agent's default template).
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::MediaType;
@@ -7,7 +8,7 @@ use crate::ids::{JellyseerrRequestId, TmdbId, TvdbId};
 
 /// `notification_type` of the webhook. Unknown types are kept as `Unknown` with the raw
 /// name in [`RequestEvent::notification_type`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum Notification {
     MediaPending,
@@ -36,7 +37,7 @@ impl Notification {
 /// because its webhook never came.
 pub const CAUGHT_UP: &str = "Caught up from Jellyseerr's request list";
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct RequestEvent {
     pub notification: Notification,
     /// As sent, e.g. `MEDIA_PENDING`.
@@ -77,7 +78,7 @@ pub struct RequestEvent {
     pub issue: Option<Issue>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Issue {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub id: Option<u64>,

@@ -14,6 +14,7 @@ pub mod tracker;
 
 use std::collections::BTreeMap;
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -28,7 +29,7 @@ pub use shoko::FileEvent;
 pub use tracker::TrackerEvent;
 
 /// Movie or series, in Jellyseerr's words.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum MediaType {
     Movie,
@@ -53,7 +54,7 @@ impl MediaType {
 }
 
 /// A normalized fact, tagged by its source.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(tag = "source", rename_all = "lowercase")]
 pub enum Fact {
     Jellyseerr(RequestEvent),
@@ -133,7 +134,7 @@ impl Fact {
 }
 
 /// The `data` of a `media.>` envelope.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct EventData {
     pub event: Fact,
     /// The payload as received (JSON as JSON, a form as an object, other text as a string).
@@ -144,7 +145,7 @@ pub struct EventData {
 pub type MediaEnvelope = Envelope<EventData>;
 
 /// What ingress keeps of input it could not parse.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Rejected {
     pub from: Source,
     pub reason: String,
@@ -160,7 +161,7 @@ pub struct Rejected {
     pub headers: BTreeMap<String, String>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum BodyEncoding {
     Utf8,

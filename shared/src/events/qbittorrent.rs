@@ -1,6 +1,7 @@
 //! qBittorrent facts: a torrent finished (run-on-finish hook or the poller) and the progress
 //! of a tracked torrent (the poller).
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::ids::InfoHash;
@@ -8,7 +9,7 @@ use crate::ids::InfoHash;
 /// qBittorrent's `eta` value for "unknown / infinite".
 pub const ETA_INFINITE: u64 = 8_640_000;
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum TorrentEvent {
     Finished(Finished),
@@ -32,7 +33,7 @@ impl TorrentEvent {
 }
 
 /// Who noticed the completion.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum FinishedVia {
     /// qBittorrent's "Run external program on torrent finished" posting to ingress.
@@ -41,7 +42,7 @@ pub enum FinishedVia {
     Poller,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Finished {
     pub hash: InfoHash,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -60,7 +61,7 @@ pub struct Finished {
     pub via: FinishedVia,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Progress {
     pub hash: InfoHash,
     #[serde(default, skip_serializing_if = "Option::is_none")]

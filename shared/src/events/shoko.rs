@@ -1,9 +1,10 @@
 //! Shoko Server file events from its SignalR hub (`ShokoEvent:File*`), normalized across the
 //! v5 PascalCase and v4.2 camelCase shapes, with the absolute path resolved by the bridge.
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum FileEventKind {
     Detected,
@@ -44,7 +45,7 @@ impl FileEventKind {
     }
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct CrossRef {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub anidb_anime_id: Option<u64>,
@@ -59,7 +60,7 @@ pub struct CrossRef {
     pub shoko_group_id: Option<u64>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct FileEvent {
     pub kind: FileEventKind,
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -3,6 +3,7 @@
 //! cancel) and what the correlator's watchdog found (a stall, media already in the library,
 //! a request old enough to archive).
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
@@ -10,7 +11,7 @@ use super::arr::EpisodeRef;
 use crate::ids::RequestId;
 use crate::model::State;
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum TrackerEvent {
     /// Someone asked Radarr/Sonarr to search again.
@@ -37,6 +38,7 @@ pub enum TrackerEvent {
         state: State,
         reason: String,
         #[serde(with = "time::serde::rfc3339")]
+        #[schemars(with = "crate::schema::Timestamp")]
         since: OffsetDateTime,
     },
     /// The media is in the library after all: found through Jellyfin's API, or Radarr/Sonarr
