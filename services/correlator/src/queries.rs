@@ -1,13 +1,13 @@
 //! Request–reply answers for the dashboard and anyone else: `tracker.query.list`, `.get`,
-//! `.timeline`, `.tracked`. The dashboard never opens the database; it asks here.
+//! `.timeline`, `.tracked`, `.stats`, `.summary`. The dashboard never opens the database; it
+//! asks here.
 
 use futures_util::StreamExt;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use serde_json::json;
 use shared::Bus;
 use shared::bus::reply_bytes;
-use shared::model::{GetQuery, ListQuery, Reply, TrackedReply};
+use shared::model::{GetQuery, ListQuery, Reply, TimelineReply, TrackedReply};
 use tokio_util::sync::CancellationToken;
 
 use crate::store::{self, Store};
@@ -68,12 +68,12 @@ async fn answer(store: &Store, what: &str, payload: &[u8], public: Option<&str>)
     }
 }
 
-async fn timeline(store: &Store, q: GetQuery) -> Result<serde_json::Value, String> {
+async fn timeline(store: &Store, q: GetQuery) -> Result<TimelineReply, String> {
     let mut conn = store.pool().acquire().await.map_err(|e| e.to_string())?;
     match store::load(&mut conn, q.id).await.map_err(|e| e.to_string())? {
         Some(_) => {
             let timeline = store::timeline(&mut conn, q.id).await.map_err(|e| e.to_string())?;
-            Ok(json!({ "timeline": timeline }))
+            Ok(TimelineReply { timeline })
         }
         None => Err(not_found(q)),
     }
