@@ -122,6 +122,7 @@ async fn run_services(
     if mode.runs(Mode::Dashboard) {
         let dashboard = dashboard::Dashboard::new(bus.clone(), dashboard::DashboardSettings::from_env(env)?);
         router = router.merge(dashboard.router());
+        dashboard.end_streams_on(shutdown.clone());
         tasks.spawn(dashboard.run(stop_services.clone()));
     }
 

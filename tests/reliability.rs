@@ -473,3 +473,20 @@ async fn secrets_never_reach_logs_errors_or_health() {
     println!("secrets: {} secrets set, {} log bytes and the health answer searched, 0 found", secrets.len(), log.len());
     let _ = json!(null);
 }
+
+/// Browsers keep `/api/sse` open forever: a stop must end their streams rather than wait for
+/// them (`docker stop` would SIGKILL after 10 s and leave the embedded nats-server behind).
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_with_browsers_following_sse_stops_at_once_and_stops_nats() {
+    let mut app = App::start().await;
+    let _browsers = [common::SseClient::connect(&app, "").await, common::SseClient::connect(&app, "?request=1").await];
+    let pid_file = app.data_dir.join("nats/nats-server.pid");
+    let nats_pid = std::fs::read_to_string(pid_file).unwrap().trim().to_owned();
+    let started = Instant::now();
+    let status = app.terminate().await;
+    let took = started.elapsed();
+    println!("SIGTERM with 2 SSE clients: exited in {took:?}");
+    assert!(status.success(), "{status}");
+    assert!(took < Duration::from_secs(5), "the stop waited {took:?} for SSE clients");
+    assert!(!Path::new(&format!("/proc/{nats_pid}")).exists(), "the embedded nats-server was stopped");
+}

@@ -114,6 +114,17 @@ impl Dashboard {
             .with_state(self.clone())
     }
 
+    /// Ends every SSE stream when `shutdown` fires. Graceful HTTP shutdown waits for open
+    /// connections, and a browser never closes its event stream by itself, so the process
+    /// calls this with its shutdown signal before the server starts draining.
+    pub fn end_streams_on(&self, shutdown: CancellationToken) {
+        let hub = self.hub.clone();
+        tokio::spawn(async move {
+            shutdown.cancelled().await;
+            hub.close_streams();
+        });
+    }
+
     /// Feeds the SSE hub from `tracker.request.>` and answers health until `cancel` fires.
     pub async fn run(self, cancel: CancellationToken) -> anyhow::Result<()> {
         let health = tokio::spawn(self.health.clone().serve(self.bus.clone(), cancel.clone()));

@@ -48,6 +48,9 @@ pub struct Hub {
     seq: AtomicU64,
     epoch: u64,
     clients: AtomicUsize,
+    /// Fired when the dashboard stops: every stream ends, so that a graceful shutdown does
+    /// not wait for browsers that would stay connected forever.
+    closing: CancellationToken,
 }
 
 impl Default for Hub {
@@ -65,6 +68,7 @@ impl Hub {
             seq: AtomicU64::new(0),
             epoch,
             clients: AtomicUsize::new(0),
+            closing: CancellationToken::new(),
         }
     }
 
@@ -108,8 +112,14 @@ impl Hub {
         Event::default().id(format!("{}-{}", self.epoch, m.seq)).event(m.event).data(&m.data)
     }
 
+    /// Ends every stream (clients reconnect with `Last-Event-ID` to whoever serves next).
+    pub fn close_streams(&self) {
+        self.closing.cancel();
+    }
+
     /// Subscribes to `tracker.request.>` and publishes every change until `cancel` fires.
     pub async fn follow(self: Arc<Self>, bus: Bus, cancel: CancellationToken) -> anyhow::Result<()> {
+        let _close_streams = self.closing.clone().drop_guard();
         let mut sub = bus.client.subscribe(shared::subjects::REQUEST_ALL).await?;
         loop {
             let msg = tokio::select! {
@@ -197,7 +207,8 @@ pub(crate) async fn stream(
             }
         }
     });
-    Sse::new(stream::iter(first.into_iter().map(Ok)).chain(live)).keep_alive(KeepAlive::new().interval(KEEP_ALIVE))
+    let events = stream::iter(first.into_iter().map(Ok)).chain(live).take_until(hub.closing.clone().cancelled_owned());
+    Sse::new(events).keep_alive(KeepAlive::new().interval(KEEP_ALIVE))
 }
 
 #[cfg(test)]
