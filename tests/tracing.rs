@@ -1,5 +1,6 @@
-//! Issue 8: one webhook is one trace across ingress → NATS → correlator, spans carry the
-//! request, and spans reach an OTLP/HTTP receiver under each service's name.
+//! Issue 8: one webhook is one trace across ingress → NATS → correlator → dashboard, spans
+//! carry the request, facts from the poller start their own traces, and spans reach an
+//! OTLP/HTTP receiver under each service's name.
 
 mod common;
 
@@ -23,11 +24,13 @@ fn module(span: &SpanData) -> String {
     attr(span, "code.module.name").unwrap_or_default()
 }
 
-/// Ingress and correlator in this process, with spans going to an in-memory exporter.
+/// Ingress, correlator and dashboard in this process, with spans going to an in-memory
+/// exporter.
 struct Pipeline {
     exporter: InMemorySpanExporter,
     provider: SdkTracerProvider,
     url: String,
+    bus: shared::Bus,
     cancel: CancellationToken,
     _nats: shared::nats_server::EmbeddedNats,
     _dir: tempfile::TempDir,
@@ -54,10 +57,12 @@ impl Pipeline {
                 .unwrap();
         let cancel = CancellationToken::new();
         tokio::spawn(correlator.run(cancel.clone()));
+        let dashboard = dashboard::Dashboard::new(bus.clone(), dashboard::DashboardSettings::open());
+        tokio::spawn(dashboard.run(cancel.clone()));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
         tokio::spawn(async move { axum::serve(listener, ingress.router()).await.unwrap() });
-        Self { exporter, provider, url, cancel, _nats: nats, _dir: dir }
+        Self { exporter, provider, url, bus, cancel, _nats: nats, _dir: dir }
     }
 
     async fn post(&self, source: &str, fixture: &str) {
@@ -97,21 +102,22 @@ impl Drop for Pipeline {
 }
 
 #[tokio::test]
-async fn one_webhook_is_one_trace_from_ingress_through_nats_to_the_correlator() {
+async fn one_webhook_is_one_trace_from_ingress_through_nats_to_the_correlator_and_the_sse_push() {
     let pipeline = Pipeline::start().await;
     let subscriber = tracing_subscriber::registry().with(shared::telemetry::otel_layer(&pipeline.provider, true));
     let _guard = tracing::subscriber::set_default(subscriber);
 
     pipeline.post("jellyseerr", "jellyseerr/webhook_media_pending_movie_the_batman_req42.json").await;
-    let spans = pipeline.wait_for("publish state", 1).await;
+    let spans = pipeline.wait_for("sse push", 1).await;
     let by_name: HashMap<&str, &SpanData> = spans.iter().map(|s| (s.name.as_ref(), s)).collect();
     let get = |name: &str| *by_name.get(name).unwrap_or_else(|| panic!("no span {name}: {:?}", by_name.keys()));
     let (webhook, parse, publish) = (get(WEBHOOK), get("parse"), get("publish"));
     let (consume, correlate, commit, state) = (get("consume"), get("correlate"), get("commit"), get("publish state"));
+    let push = get("sse push");
 
     let trace = webhook.span_context.trace_id();
     assert_ne!(trace, TraceId::INVALID);
-    for s in [parse, publish, consume, correlate, commit, state] {
+    for s in [parse, publish, consume, correlate, commit, state, push] {
         assert_eq!(s.span_context.trace_id(), trace, "{} is in the webhook's trace", s.name);
     }
     assert_eq!(webhook.parent_span_id, SpanId::INVALID, "the webhook starts the trace");
@@ -126,6 +132,9 @@ async fn one_webhook_is_one_trace_from_ingress_through_nats_to_the_correlator() 
     assert_eq!(correlate.parent_span_id, consume.span_context.span_id());
     assert_eq!(commit.parent_span_id, consume.span_context.span_id());
     assert_eq!(state.parent_span_id, correlate.span_context.span_id(), "the state message continues the change");
+    assert_eq!(push.parent_span_id, state.span_context.span_id(), "the SSE push continues the state message");
+    assert!(module(push).starts_with("dashboard"), "the SSE push comes from the dashboard");
+    assert_eq!(attr(push, "request.id").as_deref(), Some("1"));
 
     for s in [webhook, parse, publish] {
         assert!(module(s).starts_with("ingress"), "{} comes from ingress", s.name);
@@ -138,6 +147,44 @@ async fn one_webhook_is_one_trace_from_ingress_through_nats_to_the_correlator() 
     assert_eq!(attr(correlate, "tmdb.id").as_deref(), Some("414906"));
     assert_eq!(attr(consume, "request.id").as_deref(), Some("1"));
     assert_eq!(attr(correlate, "outcome").as_deref(), Some("applied"));
+}
+
+#[tokio::test]
+async fn a_poller_fact_starts_its_own_trace_that_the_correlator_continues() {
+    use shared::events::qbittorrent::{Finished, FinishedVia, TorrentEvent};
+    use shared::events::{EventData, Fact};
+    let pipeline = Pipeline::start().await;
+    let subscriber = tracing_subscriber::registry().with(shared::telemetry::otel_layer(&pipeline.provider, true));
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    let hash = shared::ids::InfoHash::parse(&"ab".repeat(20)).unwrap();
+    let finished = Finished {
+        hash,
+        name: Some("A film".into()),
+        content_path: None,
+        save_path: None,
+        size: None,
+        category: None,
+        tags: Vec::new(),
+        via: FinishedVia::Poller,
+    };
+    let fact = Fact::Qbittorrent(TorrentEvent::Finished(finished));
+    let subject = fact.subject();
+    let envelope = shared::Envelope::new(
+        "poller-test-1".into(),
+        "/status-tracker/poller",
+        &subject,
+        EventData { event: fact, raw: None },
+    );
+    poller::Sink::publish(&pipeline.bus, &subject, &envelope).await.unwrap();
+    let spans = pipeline.wait_for("consume", 1).await;
+    let publish = spans.iter().find(|s| s.name == "publish").expect("the poller's publish span");
+    let consume = spans.iter().find(|s| s.name == "consume").unwrap();
+    assert!(module(publish).starts_with("poller"), "exported under the poller's service name");
+    assert_eq!(publish.parent_span_id, SpanId::INVALID, "a poller fact starts a trace");
+    assert_eq!(attr(publish, "event.id").as_deref(), Some("poller-test-1"));
+    assert_eq!(consume.span_context.trace_id(), publish.span_context.trace_id());
+    assert_eq!(consume.parent_span_id, publish.span_context.span_id(), "the correlator continues it");
 }
 
 #[tokio::test]

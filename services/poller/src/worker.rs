@@ -12,6 +12,7 @@ use shared::health::{HealthCell, HealthStatus};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 use tokio::time::Instant;
+use tracing::Instrument;
 
 use crate::client::{Qbit, QbitError};
 use crate::maindata::Maindata;
@@ -40,7 +41,16 @@ pub trait Sink: Send + Sync {
 
 impl Sink for Bus {
     async fn publish(&self, subject: &str, envelope: &MediaEnvelope) -> Result<(), String> {
-        self.publish_event(subject, envelope).await.map(drop).map_err(|e| e.to_string())
+        // A poller fact starts its own trace, under the poller's service name.
+        let span = tracing::info_span!(
+            "publish",
+            otel.kind = "producer",
+            messaging.system = "nats",
+            messaging.destination.name = %subject,
+            event.id = %envelope.id,
+        );
+        let published = self.publish_event(subject, envelope).instrument(span).await;
+        published.map(drop).map_err(|e| e.to_string())
     }
 }
 

@@ -12,6 +12,7 @@ use shared::events::{BodyEncoding, EventData, Fact, Rejected};
 use shared::subjects::Source;
 use tokio::sync::mpsc::UnboundedReceiver;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use crate::folders::ImportFolders;
 use crate::normalize;
@@ -86,8 +87,17 @@ async fn publish(bus: &Bus, invocation: &Invocation, fact: Fact, raw: Value, can
     let envelope =
         Envelope::new(id.clone(), SOURCE, &subject, EventData { event: fact, raw: Some(raw) }).with_subject(key);
     let mut delay = Duration::from_millis(200);
+    // A Shoko fact starts its own trace, under the bridge's service name.
+    let span = tracing::info_span!(
+        "publish",
+        otel.kind = "producer",
+        messaging.system = "nats",
+        messaging.destination.name = %subject,
+        event.id = %id,
+        shoko.event = %invocation.target,
+    );
     loop {
-        match bus.publish_event(&subject, &envelope).await {
+        match bus.publish_event(&subject, &envelope).instrument(span.clone()).await {
             Ok(duplicate) => {
                 tracing::debug!(%subject, %id, duplicate, "Shoko event stored");
                 return true;
