@@ -140,6 +140,71 @@ async fn anime_season_pack_tracks_every_episode_through_matching() {
     assert_eq!(found.details["download_id"], DANDADAN);
 }
 
+/// Shoko's FileMatched and Jellyfin's ItemAdded for every episode of the DAN DA DAN pack,
+/// each file as the "import complete" Download lists it.
+fn anime_matched_and_in_jellyfin() -> Vec<Step> {
+    let import: serde_json::Value =
+        serde_json::from_slice(&fixture("sonarr/webhook_download_import_complete_dan_da_dan_s01.json")).unwrap();
+    let files = import["episodeFiles"].as_array().unwrap();
+    let episodes = import["episodes"].as_array().unwrap();
+    let mut steps = Vec::new();
+    for (n, (file, episode)) in files.iter().zip(episodes).enumerate() {
+        let n = n as u64 + 1;
+        let path = file["path"].as_str().unwrap();
+        let mut matched = shoko("shoko/signalr_file_matched_s01e01.json", ANIME_FOLDER, 40 + n as i64);
+        let shared::events::Fact::Shoko(event) = &mut matched.fact else { unreachable!() };
+        event.relative_path = path.strip_prefix(ANIME_FOLDER).unwrap().to_owned();
+        event.path = Some(path.to_owned());
+        event.file_id = Some(3300 + n);
+        event.cross_refs[0].anidb_episode_id = Some(290_100 + n);
+        matched.raw[0]["RelativePath"] = json!(event.relative_path);
+        matched.raw[0]["FileID"] = json!(3300 + n);
+        matched.name = format!("matched E{n:02}");
+        steps.push(matched);
+        let item = [
+            ("/item_id", json!(format!("e00000{n:02}-d4da-4c0a-9b1c-2d3e4f5a6b7c"))),
+            ("/name", episode["title"].clone()),
+            ("/episode_number", json!(format!("{n:02}"))),
+            ("/tvdb_id", json!(episode["tvdbId"].to_string())),
+        ];
+        steps.push(fx_with(Jellyfin, "jellyfin/item_added_episode_dan_da_dan_s01e01.json", 60 + n as i64, &item));
+    }
+    steps
+}
+
+#[tokio::test]
+async fn anime_pack_ends_available_when_shoko_matched_and_jellyfin_has_every_episode() {
+    let world = World::new().await;
+    let steps: Vec<Step> = anime().into_iter().chain(anime_matched_and_in_jellyfin()).collect();
+    world.replay(&steps).await;
+    let r = world.only().await;
+    let eps = episode_states(&r);
+    assert_eq!(eps.len(), 12);
+    assert!(eps.iter().all(|(_, s)| *s == State::Available), "every episode available: {eps:?}");
+    assert_eq!(r.summary.state, State::Available);
+    let counts = r.summary.episodes_summary.clone().unwrap();
+    assert_eq!(counts.available, 12);
+    let states: Vec<State> = r.timeline.iter().map(|e| e.state).collect();
+    let first = |s: State| states.iter().position(|x| *x == s).unwrap_or_else(|| panic!("no {s:?} step"));
+    assert!(first(State::Importing) < first(State::Matching), "matching follows the import");
+    assert!(first(State::Matching) < first(State::Available), "and precedes availability");
+    let matched: std::collections::BTreeSet<_> = r
+        .timeline
+        .iter()
+        .filter(|e| e.message.starts_with("Matched by Shoko"))
+        .filter_map(|e| e.episode.clone())
+        .collect();
+    assert_eq!(matched.len(), 12, "a match on the timeline for every episode: {matched:?}");
+    assert!(matched.contains("S01E12"));
+    // Shuffled, it ends the same.
+    let world = World::new().await;
+    let reversed: Vec<Step> = steps.iter().rev().cloned().collect();
+    world.replay(&reversed).await;
+    let again = world.only().await;
+    assert!(episode_states(&again).iter().all(|(_, s)| *s == State::Available));
+    assert_eq!(again.summary.state, State::Available);
+}
+
 #[tokio::test]
 async fn jellyseerr_available_completes_every_episode_of_the_season() {
     let world = World::new().await;
