@@ -205,6 +205,35 @@ async fn anime_pack_ends_available_when_shoko_matched_and_jellyfin_has_every_epi
     assert_eq!(again.summary.state, State::Available);
 }
 
+/// The correlator keeps the requests it touched in memory; what it holds must be exactly what
+/// the database holds, or a cache hit and a miss would correlate differently.
+#[tokio::test]
+async fn the_processors_cache_holds_exactly_what_the_database_holds() {
+    let world = World::new().await;
+    let stories = [film(), anime(), anime_matched_and_in_jellyfin(), severance(), failure()];
+    for steps in &stories {
+        world.replay(steps).await;
+    }
+    let cached = world.processor.cache.snapshot();
+    assert!(cached.len() >= 3, "the scenarios' requests are cached");
+    let mut conn = world.store.pool().acquire().await.unwrap();
+    for (req, timeline) in cached {
+        let stored = correlator::store::load(&mut conn, req.id).await.unwrap();
+        assert_eq!(stored.as_ref(), Some(&req), "request {} differs from the database", req.id);
+        if let Some(timeline) = timeline {
+            let stored = correlator::store::timeline(&mut conn, req.id).await.unwrap();
+            assert_eq!(stored, timeline, "timeline of request {} differs from the database", req.id);
+        }
+    }
+    // And a fresh processor, reading everything from the database, ends the same.
+    let fresh = World::new().await;
+    for step in stories.iter().flatten() {
+        fresh.apply(step).await;
+        fresh.processor.cache.clear();
+    }
+    assert_eq!(fresh.outcome().await, world.outcome().await);
+}
+
 #[tokio::test]
 async fn jellyseerr_available_completes_every_episode_of_the_season() {
     let world = World::new().await;

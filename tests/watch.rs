@@ -410,7 +410,7 @@ async fn retry_without_radarr_configured_says_what_to_set_and_changes_nothing() 
     let answer: Value = r.json().await.unwrap();
     assert_eq!(
         answer["error"],
-        "Could not search again: RADARR_URL and RADARR_API_KEY is not set, so status-tracker cannot ask for a search"
+        "Could not search again: RADARR_URL and RADARR_API_KEY are not set, so status-tracker cannot ask for a search"
     );
     let detail = app
         .wait_for("/api/requests/1", "the failed retry on the timeline", |v| {

@@ -179,7 +179,10 @@ struct NatsInjector<'a>(&'a mut async_nats::HeaderMap);
 
 impl Injector for NatsInjector<'_> {
     fn set(&mut self, key: &str, value: String) {
-        self.0.insert(key, value.as_str());
+        // An empty `tracestate` says nothing; W3C lets it be left out.
+        if !value.is_empty() {
+            self.0.insert(key, value.as_str());
+        }
     }
 }
 

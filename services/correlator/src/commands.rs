@@ -95,7 +95,7 @@ async fn run(bus: &Bus, store: &Store, peers: &Peers, verb: &str, cmd: CommandRe
 /// Asks Radarr/Sonarr to search for what the request still misses; returns what was sent.
 async fn search_again(req: &Request, peers: &Peers) -> Result<Vec<String>, String> {
     let arr = peers.arr(req.media_type).ok_or_else(|| {
-        format!("{} is not set, so status-tracker cannot ask for a search", Peers::arr_setting(req.media_type))
+        format!("{} are not set, so status-tracker cannot ask for a search", Peers::arr_setting(req.media_type))
     })?;
     match req.media_type {
         MediaType::Movie => {

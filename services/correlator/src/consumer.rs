@@ -231,7 +231,22 @@ fn consume_span(msg: &jetstream::Message, decoded: &Decoded) -> Span {
     span
 }
 
+/// Applies the messages in one transaction. When it does not commit, the processor's cache
+/// forgets what the transaction wrote.
 async fn apply_all(
+    store: &Store,
+    processor: &Processor,
+    batch: &[jetstream::Message],
+    decoded: &[Decoded],
+) -> store::Result<()> {
+    let result = apply_in_transaction(store, processor, batch, decoded).await;
+    if result.is_err() {
+        processor.cache.clear();
+    }
+    result
+}
+
+async fn apply_in_transaction(
     store: &Store,
     processor: &Processor,
     batch: &[jetstream::Message],

@@ -20,6 +20,7 @@ use shared::telemetry;
 use sqlx::SqliteConnection;
 use time::OffsetDateTime;
 
+use crate::cache::Cache;
 use crate::jellyfin::JellyfinClient;
 use crate::lifecycle::{self, Context, Request};
 use crate::store::{self, Result};
@@ -94,11 +95,20 @@ pub struct Processor {
     pub public_jellyfin: Option<String>,
     pub jellyfin: Option<std::sync::Arc<JellyfinClient>>,
     pub counters: Counters,
+    /// The requests touched last, as saved. The consumer clears it when a batch rolls back.
+    pub cache: Cache,
 }
 
 impl Processor {
     pub fn new(path_map: PathMap, orphan_ttl: Duration, public_jellyfin: Option<String>) -> Self {
-        Self { ctx: Context { path_map }, orphan_ttl, public_jellyfin, jellyfin: None, counters: Counters::default() }
+        Self {
+            ctx: Context { path_map },
+            orphan_ttl,
+            public_jellyfin,
+            jellyfin: None,
+            counters: Counters::default(),
+            cache: Cache::default(),
+        }
     }
 
     pub fn with_jellyfin(mut self, client: Option<std::sync::Arc<JellyfinClient>>) -> Self {
@@ -152,7 +162,7 @@ impl Processor {
     async fn process_unchecked(&self, conn: &mut SqliteConnection, env: &MediaEnvelope) -> Result<Outcome> {
         let fact = &env.data.event;
         let at = env.time;
-        let ids = match resolve(conn, fact, at, &self.ctx.path_map).await? {
+        let ids = match resolve(conn, &self.cache, fact, at, &self.ctx.path_map).await? {
             Target::Ignore(why) => return Ok(Outcome::Ignored(why)),
             Target::Orphan(keys) => {
                 let text = serde_json::to_string(env).map_err(|e| store::StoreError::Corrupt(e.to_string()))?;
@@ -170,7 +180,7 @@ impl Processor {
             Target::Existing(ids) => {
                 let mut loaded = Vec::with_capacity(ids.len());
                 for id in ids {
-                    if let Some(req) = store::load(conn, id).await? {
+                    if let Some(req) = self.cache.load(conn, id).await? {
                         loaded.push((Some(req.clone()), req));
                     }
                 }
@@ -208,8 +218,9 @@ impl Processor {
                 telemetry::link(&span, first);
             }
             let summary = self.summary(&req);
-            new_keys.extend(store::save(conn, &req, &summary).await?);
+            new_keys.extend(store::save(conn, before.as_ref(), &req, &summary).await?);
             store::add_timeline(conn, req.id, &result.timeline, Some(&env.id)).await?;
+            self.cache.saved(&req, &result.timeline);
             let late = result.timeline.iter().filter(|e| e.late).count() as u64;
             self.counters.late.fetch_add(late, Ordering::Relaxed);
             self.publish_changes(conn, before.as_ref(), &req, summary, &result.timeline, &env.id).await?;
@@ -257,7 +268,7 @@ impl Processor {
         let progress_changed = previous.as_ref().is_none_or(|p| progress_key(p) != progress_key(&summary));
         let other_changed = !added.is_empty() || previous.as_ref().is_none_or(|p| stable(p) != stable(&summary));
         if state_changed || other_changed {
-            let timeline = store::timeline(conn, req.id).await?;
+            let timeline = self.cache.timeline(conn, req.id).await?;
             let mut detail = req.detail(timeline, self.public_jellyfin.as_deref());
             detail.summary = summary.clone();
             let change = RequestChange {
@@ -295,11 +306,16 @@ async fn queue<T: Serialize>(
     id: RequestId,
     data: &T,
 ) -> Result<()> {
-    let envelope = Envelope::new(msg_id.to_owned(), "/status-tracker/correlator", subject, data)
+    let mut envelope = Envelope::new(msg_id.to_owned(), "/status-tracker/correlator", subject, data)
         .with_subject(Some(format!("request:{id}")));
+    // The change's trace, in the body too (the CloudEvents distributed-tracing extension).
+    let context = shared::telemetry::current_traceparent();
+    if let Some((parent, state)) = &context {
+        envelope.traceparent = Some(parent.clone());
+        envelope.tracestate = state.clone();
+    }
     let payload = serde_json::to_vec(&envelope).map_err(|e| store::StoreError::Corrupt(e.to_string()))?;
-    let traceparent = shared::telemetry::current_traceparent().map(|(p, _)| p);
-    store::push_outbox(conn, subject, msg_id, &payload, traceparent.as_deref()).await
+    store::push_outbox(conn, subject, msg_id, &payload, context.as_ref().map(|(p, _)| p.as_str())).await
 }
 
 fn progress_key(s: &RequestSummary) -> (u64, u64, Option<u64>, bool, Option<String>) {
@@ -313,7 +329,13 @@ fn stable(s: &RequestSummary) -> RequestSummary {
 
 // ---------------------------------------------------------------- resolution ---
 
-async fn resolve(conn: &mut SqliteConnection, fact: &Fact, at: OffsetDateTime, path_map: &PathMap) -> Result<Target> {
+async fn resolve(
+    conn: &mut SqliteConnection,
+    cache: &Cache,
+    fact: &Fact,
+    at: OffsetDateTime,
+    path_map: &PathMap,
+) -> Result<Target> {
     Ok(match fact {
         Fact::Jellyseerr(e) => {
             let Some(media_type) = e.media_type else {
@@ -328,7 +350,7 @@ async fn resolve(conn: &mut SqliteConnection, fact: &Fact, at: OffsetDateTime, p
                     | Notification::IssueReopened
             );
             if is_issue {
-                return Ok(match candidates(conn, &keys).await?.first() {
+                return Ok(match candidates(conn, cache, &keys).await?.first() {
                     Some(req) => Target::Existing(vec![req.id]),
                     None => Target::Ignore("issue about media that no request tracks".into()),
                 });
@@ -344,7 +366,7 @@ async fn resolve(conn: &mut SqliteConnection, fact: &Fact, at: OffsetDateTime, p
             {
                 return Ok(Target::Existing(vec![*found]));
             }
-            let adoptable = candidates(conn, &keys).await?.into_iter().find(|r| {
+            let adoptable = candidates(conn, cache, &keys).await?.into_iter().find(|r| {
                 r.jellyseerr_id.is_none()
                     && r.archived_at.is_none()
                     && (!r.state().is_finished() || (r.created_at - at).abs() < ADOPT_WINDOW)
@@ -358,7 +380,7 @@ async fn resolve(conn: &mut SqliteConnection, fact: &Fact, at: OffsetDateTime, p
                 }
             }
         }
-        Fact::Radarr(e) | Fact::Sonarr(e) => resolve_arr(conn, fact.source().as_str(), e, at).await?,
+        Fact::Radarr(e) | Fact::Sonarr(e) => resolve_arr(conn, cache, fact.source().as_str(), e, at).await?,
         Fact::Qbittorrent(e) => {
             let key = format!("dl:{}", e.hash());
             let found = store::find_by_key(conn, &key).await?;
@@ -416,7 +438,7 @@ async fn resolve(conn: &mut SqliteConnection, fact: &Fact, at: OffsetDateTime, p
             match e.item_type.as_deref() {
                 Some("Movie") => {
                     let keys = media_keys(MediaType::Movie, e.tmdb_id, None, e.imdb_id.as_deref());
-                    match best(candidates(conn, &keys).await?) {
+                    match best(candidates(conn, cache, &keys).await?) {
                         Some(id) => Target::Existing(vec![id]),
                         None => Target::Orphan(keys),
                     }
@@ -429,7 +451,7 @@ async fn resolve(conn: &mut SqliteConnection, fact: &Fact, at: OffsetDateTime, p
                         keys.push(format!("series:{}", lifecycle::fold_title(name)));
                     }
                     let season = e.season;
-                    let found: Vec<Request> = candidates(conn, &keys)
+                    let found: Vec<Request> = candidates(conn, cache, &keys)
                         .await?
                         .into_iter()
                         .filter(|r| match season {
@@ -447,7 +469,7 @@ async fn resolve(conn: &mut SqliteConnection, fact: &Fact, at: OffsetDateTime, p
         }
         Fact::Tracker(e) => {
             let id = e.request_id();
-            match store::load(conn, id).await? {
+            match cache.load(conn, id).await? {
                 Some(_) => Target::Existing(vec![id]),
                 None => Target::Ignore(format!("no request {id}")),
             }
@@ -456,7 +478,13 @@ async fn resolve(conn: &mut SqliteConnection, fact: &Fact, at: OffsetDateTime, p
     })
 }
 
-async fn resolve_arr(conn: &mut SqliteConnection, source: &str, e: &ArrEvent, at: OffsetDateTime) -> Result<Target> {
+async fn resolve_arr(
+    conn: &mut SqliteConnection,
+    cache: &Cache,
+    source: &str,
+    e: &ArrEvent,
+    at: OffsetDateTime,
+) -> Result<Target> {
     let media_type = if source == "radarr" { MediaType::Movie } else { MediaType::Tv };
     let Some(media) = e.media() else {
         return Ok(match e {
@@ -503,7 +531,7 @@ async fn resolve_arr(conn: &mut SqliteConnection, source: &str, e: &ArrEvent, at
         | ArrEvent::FileDelete { episodes, .. } => episodes.iter().map(|e| e.season).collect(),
         _ => Vec::new(),
     };
-    let found: Vec<Request> = candidates(conn, &keys)
+    let found: Vec<Request> = candidates(conn, cache, &keys)
         .await?
         .into_iter()
         .filter(|r| {
@@ -573,7 +601,7 @@ fn ancestors(path: &str) -> Vec<String> {
 }
 
 /// Requests found by any of `keys`, newest first, each once.
-async fn candidates(conn: &mut SqliteConnection, keys: &[String]) -> Result<Vec<Request>> {
+async fn candidates(conn: &mut SqliteConnection, cache: &Cache, keys: &[String]) -> Result<Vec<Request>> {
     let mut ids = Vec::new();
     for key in keys {
         for id in store::find_by_key(conn, key).await? {
@@ -584,7 +612,7 @@ async fn candidates(conn: &mut SqliteConnection, keys: &[String]) -> Result<Vec<
     }
     let mut out = Vec::with_capacity(ids.len());
     for id in ids {
-        if let Some(req) = store::load(conn, id).await? {
+        if let Some(req) = cache.load(conn, id).await? {
             out.push(req);
         }
     }

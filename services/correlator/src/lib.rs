@@ -3,6 +3,7 @@
 //! `tracker.request.<id>.<state>`. It answers `tracker.query.*` for the dashboard.
 
 pub mod arr;
+pub mod cache;
 mod commands;
 mod consumer;
 pub mod correlate;

@@ -238,9 +238,15 @@ pub async fn next_id(conn: &mut SqliteConnection) -> Result<RequestId> {
     Ok(RequestId(row.get(0)))
 }
 
-/// Inserts or updates the request with its items and downloads, and records its keys.
-/// Returns the keys that are new for this request (orphans may be waiting on them).
-pub async fn save(conn: &mut SqliteConnection, req: &Request, summary: &RequestSummary) -> Result<Vec<String>> {
+/// Inserts or updates the request, writes the items and downloads that differ from `before`
+/// (the request as it was loaded; `None` for a new one), and records its new keys. Returns
+/// the keys that are new for this request (orphans may be waiting on them).
+pub async fn save(
+    conn: &mut SqliteConnection,
+    before: Option<&Request>,
+    req: &Request,
+    summary: &RequestSummary,
+) -> Result<Vec<String>> {
     let summary_json = serde_json::to_string(summary).map_err(|e| StoreError::Corrupt(e.to_string()))?;
     let seasons = serde_json::to_string(&req.requested_seasons).map_err(|e| StoreError::Corrupt(e.to_string()))?;
     assert!(req.id.0 > 0, "assign an id with next_id before saving a new request");
@@ -310,7 +316,8 @@ pub async fn save(conn: &mut SqliteConnection, req: &Request, summary: &RequestS
         .bind(req.id.0)
         .execute(&mut *conn)
         .await?;
-    for (&(season, episode), item) in &req.items {
+    let changed_items = req.items.iter().filter(|(k, item)| before.is_none_or(|b| b.items.get(*k) != Some(*item)));
+    for (&(season, episode), item) in changed_items {
         sqlx::query(
             "INSERT INTO items (request_id, season, episode, stage, download_id, file_path, reason, reason_at,
                available_at, jellyfin_item_id, updated_at)
@@ -334,7 +341,9 @@ pub async fn save(conn: &mut SqliteConnection, req: &Request, summary: &RequestS
         .execute(&mut *conn)
         .await?;
     }
-    for (id, d) in &req.downloads {
+    let changed_downloads =
+        req.downloads.iter().filter(|(k, d)| before.is_none_or(|b| b.downloads.get(*k) != Some(*d)));
+    for (id, d) in changed_downloads {
         sqlx::query(
             "INSERT INTO downloads (request_id, download_id, kind, release_title, quality, indexer, size, progress, dlspeed,
                eta, client_state, stalled, error, finished, upgrade, content_path, grabbed_at, progress_at, finish_noted,
@@ -372,17 +381,21 @@ pub async fn save(conn: &mut SqliteConnection, req: &Request, summary: &RequestS
         .execute(&mut *conn)
         .await?;
     }
-    let mut added = Vec::new();
-    for key in req.keys() {
-        let done = sqlx::query("INSERT OR IGNORE INTO request_keys (key, request_id) VALUES (?, ?)")
-            .bind(&key)
-            .bind(req.id.0)
-            .execute(&mut *conn)
-            .await?;
-        if done.rows_affected() > 0 {
-            added.push(key);
-        }
+    // Every key of a saved request is recorded, so only those `before` did not have can be new.
+    let known = before.map(Request::keys).unwrap_or_default();
+    let fresh: Vec<String> = req.keys().into_iter().filter(|k| !known.contains(k)).collect();
+    let mut added = Vec::with_capacity(fresh.len());
+    // One statement for all of them (SQLite allows 32766 parameters).
+    for chunk in fresh.chunks(1000) {
+        let mut insert = QueryBuilder::<Sqlite>::new("INSERT OR IGNORE INTO request_keys (key, request_id) ");
+        insert.push_values(chunk, |mut row, key| {
+            row.push_bind(key).push_bind(req.id.0);
+        });
+        insert.push(" RETURNING key");
+        let rows = insert.build().fetch_all(&mut *conn).await?;
+        added.extend(rows.iter().map(|r| r.get::<String, _>(0)));
     }
+    added.sort();
     Ok(added)
 }
 
