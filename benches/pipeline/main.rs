@@ -1,0 +1,574 @@
+//! The end-to-end benchmark of status-tracker: the all-in-one binary with its embedded
+//! `nats-server` on loopback, driven over HTTP as the media services drive it, watched over
+//! SSE as browsers watch it.
+//!
+//! ```sh
+//! cargo bench --bench pipeline              # the full run, a few minutes
+//! cargo bench --bench pipeline -- --smoke   # every measurement, tiny sizes
+//! cargo bench --bench pipeline -- --only throughput   # one part: floor, idle, throughput,
+//!                                           # load, fanout (checkpoints come with throughput)
+//! ```
+//!
+//! It reports the floor (a JetStream publish → durable consume round trip on the same
+//! server, and an HTTP round trip to the same listener), webhook → SSE latency idle and under
+//! load, sustained webhook throughput with zero loss for several numbers of concurrent
+//! senders, the delivery of one update to 1,000 SSE clients, resident memory idle and after
+//! 10,000 requests, and the index page at 1,000 and 10,000 requests. docs/performance.md
+//! holds the figures.
+
+mod load;
+mod sse;
+mod stack;
+
+use std::collections::{HashMap, VecDeque};
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt;
+use load::{Fixtures, Hook};
+use stack::{Cpu, Stack};
+use tokio::sync::Mutex;
+
+/// Sizes of one run.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub floor_samples: usize,
+    pub idle_samples: usize,
+    /// Concurrent senders of each throughput run.
+    pub senders: Vec<usize>,
+    /// Requests per throughput run (3 films for each series).
+    pub requests_per_run: u64,
+    pub load_samples: usize,
+    pub sse_clients: usize,
+    pub sse_updates: usize,
+    /// Request counts at which the index page is measured; the last one is also the memory
+    /// checkpoint.
+    pub checkpoints: Vec<u64>,
+    /// Only this part (`floor`, `idle`, `throughput`, `load`, `fanout`), for profiling.
+    pub only: Option<String>,
+}
+
+impl Config {
+    pub fn full() -> Self {
+        Self {
+            floor_samples: 2000,
+            idle_samples: 500,
+            senders: vec![1, 4, 16, 64],
+            requests_per_run: 2000,
+            load_samples: 300,
+            sse_clients: 1000,
+            sse_updates: 50,
+            checkpoints: vec![1000, 10_000],
+            only: None,
+        }
+    }
+
+    pub fn smoke() -> Self {
+        Self {
+            floor_samples: 50,
+            idle_samples: 20,
+            senders: vec![4],
+            requests_per_run: 24,
+            load_samples: 10,
+            sse_clients: 20,
+            sse_updates: 3,
+            checkpoints: vec![40, 80],
+            only: None,
+        }
+    }
+}
+
+/// p50/p99/max of a set of durations.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Dist {
+    pub n: usize,
+    pub p50: Duration,
+    pub p99: Duration,
+    pub max: Duration,
+}
+
+impl Dist {
+    pub fn of(mut v: Vec<Duration>) -> Self {
+        v.sort();
+        let at = |q: f64| v.get(((v.len() as f64 * q).ceil() as usize).saturating_sub(1)).copied().unwrap_or_default();
+        Self { n: v.len(), p50: at(0.50), p99: at(0.99), max: v.last().copied().unwrap_or_default() }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Throughput {
+    pub senders: usize,
+    pub requests: u64,
+    pub webhooks: u64,
+    /// Until every webhook was answered 202.
+    pub accepted_in: Duration,
+    /// Until the correlator had applied every one.
+    pub applied_in: Duration,
+    pub post: Dist,
+    pub errors: u64,
+    /// Requests that did not end available (loss).
+    pub missing: i64,
+    pub cpu: Cpu,
+}
+
+impl Throughput {
+    pub fn accepted_rate(&self) -> f64 {
+        self.webhooks as f64 / self.accepted_in.as_secs_f64()
+    }
+
+    pub fn applied_rate(&self) -> f64 {
+        self.webhooks as f64 / self.applied_in.as_secs_f64()
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Page {
+    pub requests: u64,
+    pub time: Duration,
+    pub bytes: usize,
+}
+
+#[derive(Debug, Default, Clone)]
+pub struct Report {
+    pub floor_jetstream: Dist,
+    pub floor_http: Dist,
+    pub idle: Dist,
+    pub idle_post: Dist,
+    pub runs: Vec<Throughput>,
+    pub under_load: Option<(f64, Dist)>,
+    pub fanout: Option<(usize, Dist, Dist)>,
+    /// (requests, status-tracker RSS, nats-server RSS)
+    pub memory: Vec<(String, u64, u64)>,
+    pub pages: Vec<Page>,
+}
+
+/// Fresh Jellyseerr ids (7 digits, so that one can never be a prefix of another).
+static NEXT_ID: AtomicU64 = AtomicU64::new(1_000_000);
+
+fn next_ids(n: u64) -> u64 {
+    NEXT_ID.fetch_add(n, Ordering::Relaxed)
+}
+
+pub async fn run(cfg: &Config, bin: &Path, root: &Path, log: &mut dyn FnMut(&str)) -> Report {
+    let fx = Arc::new(Fixtures::load(root));
+    let stack = Stack::start(bin).await;
+    let mut report = Report::default();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let (app, nats) = stack.rss();
+    report.memory.push(("idle, just started".into(), app, nats));
+    log(&format!("started: status-tracker {} MiB, nats-server {} MiB", mib(app), mib(nats)));
+
+    let want = |part: &str| cfg.only.as_deref().is_none_or(|only| only == part);
+    if want("floor") {
+        report.floor_jetstream = floor_jetstream(&stack, cfg.floor_samples).await;
+        report.floor_http = floor_http(&stack, cfg.floor_samples).await;
+        log(&format!("floor: JetStream {}, HTTP {}", show(&report.floor_jetstream), show(&report.floor_http)));
+    }
+
+    let mut requests = 0;
+    if want("idle") {
+        let mut seen = sse::connect(&stack.url("/api/sse"), 1).await;
+        let (idle, idle_post) = probe(&stack, &fx, &mut seen, cfg.idle_samples, 1).await;
+        report.idle = idle;
+        report.idle_post = idle_post;
+        requests += cfg.idle_samples as u64;
+        log(&format!("webhook → SSE, idle: {} (POST answered: {})", show(&idle), show(&idle_post)));
+    }
+
+    let mut checkpoints: VecDeque<u64> = cfg.checkpoints.iter().copied().collect();
+    if !want("throughput") {
+        checkpoints.clear();
+    }
+    for &senders in cfg.senders.iter().filter(|_| want("throughput")) {
+        let run = throughput(&stack, &fx, senders, cfg.requests_per_run).await;
+        requests += run.requests;
+        log(&format!(
+            "{senders} senders: {} webhooks ({} requests): accepted {:.0}/s, applied {:.0}/s, POST {}, errors {}, missing {}",
+            run.webhooks,
+            run.requests,
+            run.accepted_rate(),
+            run.applied_rate(),
+            show(&run.post),
+            run.errors,
+            run.missing
+        ));
+        report.runs.push(run);
+        while checkpoints.front().is_some_and(|c| requests >= *c) {
+            checkpoints.pop_front();
+            checkpoint(&stack, &mut report, requests, log).await;
+        }
+    }
+    // Top up to the remaining checkpoints.
+    while let Some(c) = checkpoints.pop_front() {
+        if requests < c {
+            let best = report.runs.iter().map(|r| r.senders).max().unwrap_or(16);
+            let run = throughput(&stack, &fx, best, c - requests).await;
+            requests += run.requests;
+            log(&format!("filled to {requests} requests: missing {}", run.missing));
+            report.runs.push(run);
+        }
+        checkpoint(&stack, &mut report, requests, log).await;
+    }
+
+    if want("load") {
+        // Latency under load: half the best applied rate, from background senders.
+        let best = report.runs.iter().map(Throughput::applied_rate).fold(0.0, f64::max);
+        let rate = if best > 0.0 { best / 2.0 } else { 500.0 };
+        let (dist, achieved) = under_load(&stack, &fx, rate, cfg.load_samples).await;
+        log(&format!("webhook → SSE under {achieved:.0} webhooks/s: {}", show(&dist)));
+        report.under_load = Some((achieved, dist));
+    }
+
+    if want("fanout") {
+        let (each, all) = fanout(&stack, &fx, cfg.sse_clients, cfg.sse_updates).await;
+        log(&format!("{} SSE clients: each delivery {}, last client {}", cfg.sse_clients, show(&each), show(&all)));
+        report.fanout = Some((cfg.sse_clients, each, all));
+    }
+
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let (app, nats) = stack.rss();
+    report.memory.push((format!("idle again after {requests} requests"), app, nats));
+    report
+}
+
+async fn checkpoint(stack: &Stack, report: &mut Report, requests: u64, log: &mut dyn FnMut(&str)) {
+    let page = index_page(stack, requests).await;
+    log(&format!("index at {requests} requests: {:.2} ms, {} bytes (br)", ms(page.time), page.bytes));
+    report.pages.push(page);
+    let (app, nats) = stack.rss();
+    report.memory.push((format!("after {requests} requests"), app, nats));
+    log(&format!("memory after {requests} requests: status-tracker {} MiB, nats-server {} MiB", mib(app), mib(nats)));
+}
+
+/// A JetStream publish (acknowledged) to a file stream → the message at a durable pull
+/// consumer, one at a time: what any webhook → NATS → consumer path costs at least.
+async fn floor_jetstream(stack: &Stack, samples: usize) -> Dist {
+    use async_nats::jetstream::{self, consumer::pull, stream};
+    let client = async_nats::connect(stack.nats_url()).await.unwrap();
+    let js = jetstream::new(client);
+    let stream = js
+        .create_stream(stream::Config {
+            name: "BENCH_FLOOR".into(),
+            subjects: vec!["bench.floor".into()],
+            storage: stream::StorageType::File,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let consumer = stream
+        .create_consumer(pull::Config { durable_name: Some("bench".into()), ..Default::default() })
+        .await
+        .unwrap();
+    let mut messages = consumer.messages().await.unwrap();
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let reader = tokio::spawn(async move {
+        while let Some(Ok(m)) = messages.next().await {
+            let _ = tx.send(Instant::now());
+            let _ = m.ack().await;
+        }
+    });
+    // About the size of a webhook's envelope.
+    let payload = bytes::Bytes::from(vec![b'x'; 4096]);
+    let mut out = Vec::with_capacity(samples);
+    for _ in 0..samples {
+        let started = Instant::now();
+        js.publish("bench.floor", payload.clone()).await.unwrap().await.unwrap();
+        let at = rx.recv().await.unwrap();
+        out.push(at - started);
+    }
+    reader.abort();
+    js.delete_stream("BENCH_FLOOR").await.unwrap();
+    Dist::of(out)
+}
+
+/// `GET /healthz` on the same listener: the HTTP part of any webhook.
+async fn floor_http(stack: &Stack, samples: usize) -> Dist {
+    let url = stack.url("/healthz");
+    let mut out = Vec::with_capacity(samples);
+    for _ in 0..samples {
+        let started = Instant::now();
+        stack.http.get(&url).send().await.unwrap().bytes().await.unwrap();
+        out.push(started.elapsed());
+    }
+    Dist::of(out)
+}
+
+/// Posts `samples` new requests one after the other and measures each from the POST to the
+/// change at the SSE client(s) of `seen` (the first of `clients`).
+async fn probe(
+    stack: &Stack,
+    fx: &Fixtures,
+    seen: &mut tokio::sync::mpsc::UnboundedReceiver<sse::Seen>,
+    samples: usize,
+    gap_ms: u64,
+) -> (Dist, Dist) {
+    let base = stack.url("");
+    let (mut latency, mut post) = (Vec::new(), Vec::new());
+    for _ in 0..samples {
+        let id = next_ids(1);
+        let hook = fx.pending_film(id);
+        let started = Instant::now();
+        post.push(load::post(&stack.http, &base, &hook).await.expect("webhook accepted"));
+        let at = wait_seen(seen, id).await;
+        latency.push(at - started);
+        tokio::time::sleep(Duration::from_millis(gap_ms)).await;
+    }
+    (Dist::of(latency), Dist::of(post))
+}
+
+async fn wait_seen(seen: &mut tokio::sync::mpsc::UnboundedReceiver<sse::Seen>, id: u64) -> Instant {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        match tokio::time::timeout_at(deadline, seen.recv()).await {
+            Ok(Some(s)) if s.jellyseerr_id == id => return s.at,
+            Ok(Some(_)) => continue,
+            _ => panic!("request {id} never reached the SSE client"),
+        }
+    }
+}
+
+/// `requests` requests (a series for every three films) sent by `senders` concurrent
+/// senders, each posting one request's webhooks in order; then waits until the correlator has
+/// applied all of them and checks that every request became available.
+async fn throughput(stack: &Stack, fx: &Arc<Fixtures>, senders: usize, requests: u64) -> Throughput {
+    let first = next_ids(requests);
+    let work: VecDeque<Vec<Hook>> =
+        (0..requests).map(|k| if k % 4 == 3 { fx.series(first + k) } else { fx.film(first + k) }).collect();
+    let webhooks: u64 = work.iter().map(|w| w.len() as u64).sum();
+    let consumed_before = stack.metric("tracker_events_consumed_total").await;
+    let available_before = stack.metric("tracker_requests{state=\"available\"}").await;
+    let work = Arc::new(Mutex::new(work));
+    let base = Arc::new(stack.url(""));
+    let cpu_before = stack.cpu();
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..senders {
+        let (work, base, http) = (work.clone(), base.clone(), stack.http.clone());
+        tasks.push(tokio::spawn(async move {
+            let (mut times, mut errors) = (Vec::new(), 0u64);
+            loop {
+                let Some(hooks) = work.lock().await.pop_front() else { break };
+                for hook in &hooks {
+                    match load::post(&http, &base, hook).await {
+                        Ok(t) => times.push(t),
+                        Err(e) => {
+                            errors += 1;
+                            eprintln!("webhook refused: {e}");
+                        }
+                    }
+                }
+            }
+            (times, errors)
+        }));
+    }
+    let (mut times, mut errors) = (Vec::new(), 0);
+    for t in tasks {
+        let (t, e) = t.await.unwrap();
+        times.extend(t);
+        errors += e;
+    }
+    let accepted_in = started.elapsed();
+    let target = consumed_before + webhooks as f64;
+    let deadline = Instant::now() + Duration::from_secs(600);
+    while stack.metric("tracker_events_consumed_total").await < target && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let applied_in = started.elapsed();
+    let cpu = stack.cpu().since(cpu_before);
+    // The state gauges follow the commits; give the last batch a moment.
+    let mut available = 0.0;
+    for _ in 0..100 {
+        available = stack.metric("tracker_requests{state=\"available\"}").await;
+        if available >= available_before + requests as f64 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    Throughput {
+        senders,
+        requests,
+        webhooks,
+        accepted_in,
+        applied_in,
+        post: Dist::of(times),
+        errors,
+        missing: (available_before + requests as f64 - available) as i64,
+        cpu,
+    }
+}
+
+/// Webhook → SSE latency while background senders keep `rate` webhooks a second flowing.
+async fn under_load(stack: &Stack, fx: &Arc<Fixtures>, rate: f64, samples: usize) -> (Dist, f64) {
+    let senders = 8;
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let sent = Arc::new(AtomicU64::new(0));
+    let base = Arc::new(stack.url(""));
+    let mut tasks = Vec::new();
+    for _ in 0..senders {
+        let (stop, sent, base, http, fx) = (stop.clone(), sent.clone(), base.clone(), stack.http.clone(), fx.clone());
+        let per_sender = Duration::from_secs_f64(senders as f64 / rate);
+        tasks.push(tokio::spawn(async move {
+            let mut tick = tokio::time::interval(per_sender);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            while !stop.load(Ordering::Relaxed) {
+                let id = next_ids(1);
+                let hooks = if id % 4 == 3 { fx.series(id) } else { fx.film(id) };
+                for hook in &hooks {
+                    tick.tick().await;
+                    if stop.load(Ordering::Relaxed) {
+                        return;
+                    }
+                    if load::post(&http, &base, hook).await.is_ok() {
+                        sent.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            }
+        }));
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let mut seen = sse::connect(&stack.url("/api/sse"), 1).await;
+    let (sent0, started) = (sent.load(Ordering::Relaxed), Instant::now());
+    let (dist, _) = probe(stack, fx, &mut seen, samples, 20).await;
+    let achieved = (sent.load(Ordering::Relaxed) - sent0) as f64 / started.elapsed().as_secs_f64();
+    stop.store(true, Ordering::Relaxed);
+    for t in tasks {
+        let _ = t.await;
+    }
+    (dist, achieved)
+}
+
+/// `updates` changes, one at a time, each delivered to `clients` SSE clients: the latency of
+/// every delivery, and of the last client of each update.
+async fn fanout(stack: &Stack, fx: &Fixtures, clients: usize, updates: usize) -> (Dist, Dist) {
+    let mut seen = sse::connect(&stack.url("/api/sse"), clients).await;
+    let base = stack.url("");
+    let (mut each, mut last) = (Vec::new(), Vec::new());
+    for _ in 0..updates {
+        let id = next_ids(1);
+        let started = Instant::now();
+        load::post(&stack.http, &base, &fx.pending_film(id)).await.expect("webhook accepted");
+        let mut got: HashMap<usize, Instant> = HashMap::new();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        while got.len() < clients {
+            match tokio::time::timeout_at(deadline, seen.recv()).await {
+                Ok(Some(s)) if s.jellyseerr_id == id => {
+                    got.entry(s.client).or_insert(s.at);
+                }
+                Ok(Some(_)) => {}
+                _ => panic!("update {id} reached {} of {clients} SSE clients", got.len()),
+            }
+        }
+        each.extend(got.values().map(|at| *at - started));
+        last.push(got.values().max().copied().unwrap() - started);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    (Dist::of(each), Dist::of(last))
+}
+
+/// The index page as a browser gets it (brotli), median of 21.
+async fn index_page(stack: &Stack, requests: u64) -> Page {
+    let url = stack.url("/");
+    let mut runs = Vec::new();
+    let mut bytes = 0;
+    for _ in 0..21 {
+        let started = Instant::now();
+        let body = stack.http.get(&url).header("accept-encoding", "br").send().await.unwrap().bytes().await.unwrap();
+        runs.push(started.elapsed());
+        bytes = body.len();
+    }
+    Page { requests, time: Dist::of(runs).p50, bytes }
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+fn mib(b: u64) -> String {
+    format!("{:.1}", b as f64 / (1024.0 * 1024.0))
+}
+
+fn show(d: &Dist) -> String {
+    format!("p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms (n={})", ms(d.p50), ms(d.p99), ms(d.max), d.n)
+}
+
+impl Report {
+    /// The figures as the Markdown tables of docs/performance.md.
+    pub fn markdown(&self) -> String {
+        let mut s = String::new();
+        let floor = self.floor_jetstream.p50;
+        let ratio = |d: Duration| d.as_secs_f64() / floor.as_secs_f64().max(1e-9);
+        let row = |s: &mut String, what: &str, d: &Dist| {
+            let _ = writeln!(
+                s,
+                "| {what} | {:.2} ms | {:.2} ms | {:.2} ms | {:.1}× |",
+                ms(d.p50),
+                ms(d.p99),
+                ms(d.max),
+                ratio(d.p50)
+            );
+        };
+        let _ = writeln!(s, "| latency | p50 | p99 | max | p50 / floor |\n|---|---|---|---|---|");
+        row(&mut s, "floor: JetStream publish → durable consume", &self.floor_jetstream);
+        row(&mut s, "floor: HTTP round trip (`GET /healthz`)", &self.floor_http);
+        row(&mut s, "webhook answered (202), idle", &self.idle_post);
+        row(&mut s, "**webhook → SSE event, idle**", &self.idle);
+        if let Some((rate, d)) = &self.under_load {
+            row(&mut s, &format!("webhook → SSE event, under {rate:.0} webhooks/s"), d);
+        }
+        if let Some((n, each, all)) = &self.fanout {
+            row(&mut s, &format!("webhook → SSE event, each of {n} clients"), each);
+            row(&mut s, &format!("webhook → SSE event, last of {n} clients"), all);
+        }
+        let _ = writeln!(
+            s,
+            "\n| senders | requests | webhooks | accepted/s | applied/s | POST p50 | POST p99 | lost | CPU status-tracker | CPU nats-server | CPU bench client |\n|---|---|---|---|---|---|---|---|---|---|---|"
+        );
+        for r in &self.runs {
+            let wall = r.applied_in.as_secs_f64();
+            let pct = |d: Duration| format!("{:.0} %", 100.0 * d.as_secs_f64() / wall);
+            let _ = writeln!(
+                s,
+                "| {} | {} | {} | {:.0} | {:.0} | {:.2} ms | {:.2} ms | {} | {} | {} | {} |",
+                r.senders,
+                r.requests,
+                r.webhooks,
+                r.accepted_rate(),
+                r.applied_rate(),
+                ms(r.post.p50),
+                ms(r.post.p99),
+                r.missing.max(0) + r.errors as i64,
+                pct(r.cpu.app),
+                pct(r.cpu.nats),
+                pct(r.cpu.bench)
+            );
+        }
+        let _ = writeln!(s, "\n| memory (RSS) | status-tracker | nats-server |\n|---|---|---|");
+        for (what, app, nats) in &self.memory {
+            let _ = writeln!(s, "| {what} | {} MiB | {} MiB |", mib(*app), mib(*nats));
+        }
+        let _ = writeln!(s, "\n| index page (`/`, brotli) | time (median of 21) | transferred |\n|---|---|---|");
+        for p in &self.pages {
+            let _ =
+                writeln!(s, "| {} requests | {:.2} ms | {:.1} KB |", p.requests, ms(p.time), p.bytes as f64 / 1000.0);
+        }
+        s
+    }
+}
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+#[allow(dead_code)]
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let mut cfg = if args.iter().any(|a| a == "--smoke") { Config::smoke() } else { Config::full() };
+    cfg.only = args.iter().position(|a| a == "--only").and_then(|i| args.get(i + 1).cloned());
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    let report = runtime
+        .block_on(run(&cfg, Path::new(env!("CARGO_BIN_EXE_status-tracker")), &root(), &mut |line| eprintln!("{line}")));
+    println!("{}", report.markdown());
+}

@@ -1,0 +1,35 @@
+//! The benchmark (`cargo bench --bench pipeline`) in its smoke mode: every measurement runs,
+//! with tiny sizes, against the real binary, so the benchmark cannot rot between runs. The
+//! figures are not checked (a debug build on a busy CI machine says nothing), losses are.
+
+#[path = "../benches/pipeline/main.rs"]
+#[allow(dead_code)]
+mod pipeline;
+
+use std::path::Path;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_pipeline_benchmark_runs_every_measurement_and_loses_nothing() {
+    let cfg = pipeline::Config::smoke();
+    let bin = Path::new(env!("CARGO_BIN_EXE_status-tracker"));
+    let report = pipeline::run(&cfg, bin, Path::new(env!("CARGO_MANIFEST_DIR")), &mut |l| eprintln!("{l}")).await;
+    assert_eq!(report.floor_jetstream.n, cfg.floor_samples);
+    assert_eq!(report.idle.n, cfg.idle_samples);
+    for run in &report.runs {
+        assert_eq!(
+            (run.errors, run.missing),
+            (0, 0),
+            "{} senders: webhooks refused or requests not available",
+            run.senders
+        );
+        assert!(run.applied_rate() > 0.0);
+    }
+    let requests: u64 = report.runs.iter().map(|r| r.requests).sum::<u64>() + cfg.idle_samples as u64;
+    assert!(requests >= *cfg.checkpoints.last().unwrap());
+    assert_eq!(report.pages.len(), cfg.checkpoints.len());
+    let (clients, each, _) = report.fanout.unwrap();
+    assert_eq!(each.n, clients * cfg.sse_updates);
+    assert!(report.memory.iter().all(|(_, app, nats)| *app > 0 && *nats > 0), "{:?}", report.memory);
+    let table = report.markdown();
+    assert!(table.contains("webhook → SSE event, idle"), "{table}");
+}
