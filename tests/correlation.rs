@@ -225,6 +225,12 @@ async fn the_processors_cache_holds_exactly_what_the_database_holds() {
             assert_eq!(stored, timeline, "timeline of request {} differs from the database", req.id);
         }
     }
+    let keys = world.processor.cache.key_snapshot();
+    assert!(!keys.is_empty(), "keys are cached");
+    for (key, ids) in keys {
+        let stored = correlator::store::find_by_key(&mut conn, &key).await.unwrap();
+        assert_eq!(stored, ids, "the requests of key {key} differ from the database");
+    }
     // And a fresh processor, reading everything from the database, ends the same.
     let fresh = World::new().await;
     for step in stories.iter().flatten() {
@@ -232,6 +238,58 @@ async fn the_processors_cache_holds_exactly_what_the_database_holds() {
         fresh.processor.cache.clear();
     }
     assert_eq!(fresh.outcome().await, world.outcome().await);
+}
+
+/// The consumer applies up to 256 events in one session, whose writes wait in memory until
+/// the commit: any batch size, with events before their requests and duplicates inside a
+/// batch, must end as one event at a time does.
+#[tokio::test]
+async fn batches_of_any_size_end_as_one_event_at_a_time() {
+    let stories = [film(), anime(), anime_matched_and_in_jellyfin(), severance(), failure()];
+    let mut steps: Vec<Step> = Vec::new();
+    let longest = stories.iter().map(Vec::len).max().unwrap();
+    for i in 0..longest {
+        for story in &stories {
+            if let Some(step) = story.get(i) {
+                steps.push(step.clone());
+            }
+        }
+    }
+    // Some events before their requests (orphans), and one event twice.
+    steps.swap(0, 9);
+    steps.swap(1, 14);
+    steps.insert(20, steps[3].clone());
+    let one_by_one = World::new().await;
+    one_by_one.replay(&steps).await;
+    // Everything: states, episodes, downloads, every timeline entry, and every change message
+    // queued for `tracker.request.*` (each carries the request's whole timeline).
+    let expected = (one_by_one.requests().await, changes(&one_by_one).await);
+    assert!(expected.0.len() >= 4);
+    for size in [2, 7, 64, steps.len()] {
+        let world = World::new().await;
+        world.replay_batched(&steps, size).await;
+        assert_eq!((world.requests().await, changes(&world).await), expected, "batches of {size}");
+        // A cache too small for a batch: requests and keys are evicted while their writes
+        // still wait in the session.
+        let ttl = std::time::Duration::from_secs(7 * 86400);
+        let mut processor = correlator::Processor::new(Default::default(), ttl, None);
+        processor.cache = correlator::cache::Cache::new(1, 2);
+        let world = World::with(processor).await;
+        world.replay_batched(&steps, size).await;
+        assert_eq!((world.requests().await, changes(&world).await), expected, "batches of {size}, tiny cache");
+    }
+}
+
+/// The queued change messages: subject and data (the envelope's time is when it was made).
+async fn changes(world: &World) -> Vec<(String, serde_json::Value)> {
+    let queued = correlator::store::outbox(world.store.pool(), i64::MAX).await.unwrap();
+    queued
+        .into_iter()
+        .map(|m| {
+            let mut envelope: serde_json::Value = serde_json::from_slice(&m.payload).unwrap();
+            (m.subject, envelope["data"].take())
+        })
+        .collect()
 }
 
 #[tokio::test]

@@ -168,6 +168,29 @@ impl World {
         }
     }
 
+    /// Applies steps `size` at a time, each chunk in one session and transaction, as the
+    /// consumer applies a batch.
+    pub async fn replay_batched(&self, steps: &[Step], size: usize) {
+        for chunk in steps.chunks(size) {
+            let mut envs = Vec::new();
+            for step in chunk {
+                let mut env = step.envelope();
+                self.processor.enrich(&mut env).await;
+                envs.push(env);
+            }
+            let mut tx = self.store.begin().await.unwrap();
+            let mut session = correlator::session::Session::new(&mut tx, &self.processor.cache);
+            let ids: Vec<&str> = envs.iter().map(|e| e.id.as_str()).collect();
+            session.prefetch_processed(&ids).await.unwrap();
+            for env in &envs {
+                self.processor.process_in(&mut session, env, &env.kind).await.unwrap();
+            }
+            session.flush().await.unwrap();
+            drop(session);
+            tx.commit().await.unwrap();
+        }
+    }
+
     pub async fn requests(&self) -> Vec<RequestDetail> {
         let list =
             store::list(self.store.pool(), &ListQuery { limit: Some(1000), ..Default::default() }).await.unwrap();

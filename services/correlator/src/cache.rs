@@ -1,24 +1,35 @@
-//! The correlator's memory of the requests it touched last. The correlator is the only writer
-//! of the database, so what it saved is what the database holds: a request loaded from here
-//! needs no query, and neither does its timeline. Bounded (least recently used go first), and
-//! emptied whenever a transaction does not commit, so it never holds what was rolled back.
+//! The correlator's memory of what it wrote last. The correlator is the only writer of the
+//! database, so what it saved is what the database holds: a request, its timeline, the
+//! requests a key names, the next request id and the keys orphans wait on can be answered
+//! without a query. Bounded (least recently used go first) and emptied whenever a transaction
+//! does not commit, so it never holds what was rolled back.
 
+use std::collections::HashSet;
 use std::sync::Mutex;
 
 use hashlink::LruCache;
 use shared::ids::RequestId;
 use shared::model::TimelineEntry;
-use sqlx::SqliteConnection;
 
 use crate::lifecycle::Request;
-use crate::store::{self, Result};
 
 /// Requests kept: the ones in flight, which are the ones events arrive for.
-pub const CAPACITY: usize = 512;
+pub const REQUESTS: usize = 1024;
+/// Keys kept, with the requests they name (or none).
+pub const KEYS: usize = 16_384;
 
 #[derive(Debug)]
 pub struct Cache {
-    entries: Mutex<LruCache<RequestId, Entry>>,
+    inner: Mutex<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    requests: LruCache<RequestId, Entry>,
+    keys: LruCache<String, Vec<RequestId>>,
+    next_id: Option<i64>,
+    /// A superset of the keys orphans wait on (`None`: not read yet).
+    orphan_keys: Option<HashSet<String>>,
 }
 
 #[derive(Debug)]
@@ -30,74 +41,146 @@ struct Entry {
 
 impl Default for Cache {
     fn default() -> Self {
-        Self::new(CAPACITY)
+        Self::new(REQUESTS, KEYS)
     }
 }
 
 impl Cache {
-    pub fn new(capacity: usize) -> Self {
-        Self { entries: Mutex::new(LruCache::new(capacity)) }
+    pub fn new(requests: usize, keys: usize) -> Self {
+        Self {
+            inner: Mutex::new(Inner {
+                requests: LruCache::new(requests),
+                keys: LruCache::new(keys),
+                next_id: None,
+                orphan_keys: None,
+            }),
+        }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, LruCache<RequestId, Entry>> {
-        self.entries.lock().unwrap_or_else(|e| e.into_inner())
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// The request as last saved.
-    pub async fn load(&self, conn: &mut SqliteConnection, id: RequestId) -> Result<Option<Request>> {
-        if let Some(entry) = self.lock().get(&id) {
-            return Ok(Some(entry.req.clone()));
-        }
-        let loaded = store::load(conn, id).await?;
-        if let Some(req) = &loaded {
-            self.lock().insert(id, Entry { req: req.clone(), timeline: None });
-        }
-        Ok(loaded)
+    pub fn request(&self, id: RequestId) -> Option<Request> {
+        self.lock().requests.get(&id).map(|e| e.req.clone())
     }
 
-    /// The request's timeline, in the database's order (time, then insertion).
-    pub async fn timeline(&self, conn: &mut SqliteConnection, id: RequestId) -> Result<Vec<TimelineEntry>> {
-        if let Some(timeline) = self.lock().get(&id).and_then(|e| e.timeline.clone()) {
-            return Ok(timeline);
-        }
-        let timeline = store::timeline(conn, id).await?;
-        if let Some(entry) = self.lock().get_mut(&id) {
-            entry.timeline = Some(timeline.clone());
-        }
-        Ok(timeline)
+    pub fn loaded(&self, req: &Request) {
+        self.lock().requests.insert(req.id, Entry { req: req.clone(), timeline: None });
     }
 
-    /// Records what was just written (in the open transaction) for `req`.
-    pub fn saved(&self, req: &Request, added: &[TimelineEntry]) {
-        let mut entries = self.lock();
-        match entries.get_mut(&req.id) {
+    pub fn timeline(&self, id: RequestId) -> Option<Vec<TimelineEntry>> {
+        self.lock().requests.get(&id).and_then(|e| e.timeline.clone())
+    }
+
+    pub fn timeline_loaded(&self, id: RequestId, timeline: &[TimelineEntry]) {
+        if let Some(entry) = self.lock().requests.get_mut(&id) {
+            entry.timeline = Some(timeline.to_vec());
+        }
+    }
+
+    /// Records what was just written for `req` (new: it did not exist before).
+    pub fn saved(&self, req: &Request, added: &[TimelineEntry], new: bool) {
+        let mut inner = self.lock();
+        match inner.requests.get_mut(&req.id) {
             Some(entry) => {
                 entry.req = req.clone();
                 if let Some(timeline) = &mut entry.timeline {
-                    for e in added {
-                        // After every entry at the same time or earlier, as `ORDER BY at, id`.
-                        let at = timeline.partition_point(|t| t.at <= e.at);
-                        timeline.insert(at, e.clone());
-                    }
+                    insert_in_order(timeline, added);
                 }
             }
             None => {
-                // A new request: its timeline is what was just added.
-                let mut timeline = added.to_vec();
-                timeline.sort_by_key(|e| e.at);
-                entries.insert(req.id, Entry { req: req.clone(), timeline: Some(timeline) });
+                // A new request's timeline is what was just added; an older one's is unknown.
+                let timeline = new.then(|| {
+                    let mut timeline = Vec::new();
+                    insert_in_order(&mut timeline, added);
+                    timeline
+                });
+                inner.requests.insert(req.id, Entry { req: req.clone(), timeline });
             }
+        }
+    }
+
+    pub fn key(&self, key: &str) -> Option<Vec<RequestId>> {
+        self.lock().keys.get(key).cloned()
+    }
+
+    pub fn key_loaded(&self, key: &str, ids: &[RequestId]) {
+        self.lock().keys.insert(key.to_owned(), ids.to_vec());
+    }
+
+    /// `id` gained `key`. A key naming nobody now names `id`; one naming others is forgotten
+    /// (its order depends on the requests' creation times: the database knows it).
+    pub fn key_added(&self, key: &str, id: RequestId) {
+        let mut inner = self.lock();
+        match inner.keys.get_mut(key) {
+            Some(ids) if ids.is_empty() => ids.push(id),
+            Some(ids) if ids.contains(&id) => {}
+            Some(_) => {
+                inner.keys.remove(key);
+            }
+            None => {}
+        }
+    }
+
+    /// The next request id, if known; taking it moves the counter on.
+    pub fn take_next_id(&self) -> Option<RequestId> {
+        let mut inner = self.lock();
+        let id = inner.next_id?;
+        inner.next_id = Some(id + 1);
+        Some(RequestId(id))
+    }
+
+    pub fn set_next_id(&self, next: i64) {
+        self.lock().next_id = Some(next);
+    }
+
+    /// `Some(false)` when no orphan waits on `key`; `None` when that is not known yet.
+    pub fn may_have_orphans(&self, key: &str) -> Option<bool> {
+        self.lock().orphan_keys.as_ref().map(|keys| keys.contains(key))
+    }
+
+    pub fn orphan_keys_loaded(&self, keys: HashSet<String>) {
+        self.lock().orphan_keys = Some(keys);
+    }
+
+    pub fn orphan_added(&self, key: &str) {
+        if let Some(keys) = &mut self.lock().orphan_keys {
+            keys.insert(key.to_owned());
+        }
+    }
+
+    pub fn orphans_taken(&self, key: &str) {
+        if let Some(keys) = &mut self.lock().orphan_keys {
+            keys.remove(key);
         }
     }
 
     /// Forgets everything: a transaction was rolled back, or the database changed under us.
     pub fn clear(&self) {
-        self.lock().clear();
+        let mut inner = self.lock();
+        inner.requests.clear();
+        inner.keys.clear();
+        inner.next_id = None;
+        inner.orphan_keys = None;
     }
 
     /// The requests held, with their timeline when it was loaded: for tests that compare them
     /// with the database.
     pub fn snapshot(&self) -> Vec<(Request, Option<Vec<TimelineEntry>>)> {
-        self.lock().iter().map(|(_, e)| (e.req.clone(), e.timeline.clone())).collect()
+        self.lock().requests.iter().map(|(_, e)| (e.req.clone(), e.timeline.clone())).collect()
+    }
+
+    /// The keys held and the requests they name, for the same tests.
+    pub fn key_snapshot(&self) -> Vec<(String, Vec<RequestId>)> {
+        self.lock().keys.iter().map(|(k, ids)| (k.clone(), ids.clone())).collect()
+    }
+}
+
+/// Each entry after every entry at the same time or earlier, as `ORDER BY at, id` reads them.
+pub fn insert_in_order(timeline: &mut Vec<TimelineEntry>, added: &[TimelineEntry]) {
+    for e in added {
+        let at = timeline.partition_point(|t| t.at <= e.at);
+        timeline.insert(at, e.clone());
     }
 }

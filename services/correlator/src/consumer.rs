@@ -23,6 +23,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, Span};
 
 use crate::correlate::{Outcome, Processor};
+use crate::session::Session;
 use crate::store::{self, Store};
 
 /// Most messages applied in one transaction.
@@ -254,6 +255,15 @@ async fn apply_in_transaction(
 ) -> store::Result<()> {
     let spans: Vec<Span> = batch.iter().zip(decoded).map(|(m, d)| consume_span(m, d)).collect();
     let mut tx = store.begin().await?;
+    let mut session = Session::new(&mut tx, &processor.cache);
+    let ids: Vec<&str> = decoded
+        .iter()
+        .filter_map(|d| match d {
+            Decoded::Event(env) => Some(env.id.as_str()),
+            Decoded::Poison(_) => None,
+        })
+        .collect();
+    session.prefetch_processed(&ids).await?;
     let mut outcomes = Vec::with_capacity(batch.len());
     for ((msg, d), span) in batch.iter().zip(decoded).zip(&spans) {
         match d {
@@ -271,7 +281,8 @@ async fn apply_in_transaction(
                     tvdb.id = tracing::field::Empty,
                     outcome = tracing::field::Empty,
                 );
-                let outcome = processor.process(&mut tx, env, &msg.subject).instrument(correlate.clone()).await?;
+                let outcome =
+                    processor.process_in(&mut session, env, &msg.subject).instrument(correlate.clone()).await?;
                 correlate.record("outcome", outcome.label().as_str());
                 if let Outcome::Applied(ids) = &outcome {
                     let ids: Vec<String> = ids.iter().map(|i| i.to_string()).collect();
@@ -284,6 +295,8 @@ async fn apply_in_transaction(
     }
     // One commit for the batch, shown in the trace of each of its messages.
     let commits: Vec<Span> = spans.iter().map(|s| tracing::info_span!(parent: s, "commit")).collect();
+    session.flush().await?;
+    drop(session);
     tx.commit().await?;
     drop(commits);
     let now = time::OffsetDateTime::now_utc();

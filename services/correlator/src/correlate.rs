@@ -23,6 +23,7 @@ use time::OffsetDateTime;
 use crate::cache::Cache;
 use crate::jellyfin::JellyfinClient;
 use crate::lifecycle::{self, Context, Request};
+use crate::session::Session;
 use crate::store::{self, Result};
 
 /// How long a request keeps absorbing a Jellyseerr request for the same media that it did
@@ -134,17 +135,26 @@ impl Processor {
         }
     }
 
+    /// Processes one event exactly once, in its own session (the consumer shares one session
+    /// over a batch with [`Self::process_in`]).
+    pub async fn process(&self, conn: &mut SqliteConnection, env: &MediaEnvelope, subject: &str) -> Result<Outcome> {
+        let mut session = Session::new(conn, &self.cache);
+        let outcome = self.process_in(&mut session, env, subject).await?;
+        session.flush().await?;
+        Ok(outcome)
+    }
+
     /// Processes one event exactly once. Progress updates are not recorded: they arrive every
     /// few seconds, a stale one is recognized by its time, and applying one twice is harmless.
-    pub async fn process(&self, conn: &mut SqliteConnection, env: &MediaEnvelope, subject: &str) -> Result<Outcome> {
+    pub async fn process_in(&self, s: &mut Session<'_>, env: &MediaEnvelope, subject: &str) -> Result<Outcome> {
         let progress = matches!(env.data.event, Fact::Qbittorrent(TorrentEvent::Progress(_)));
-        if !progress && store::is_processed(conn, &env.id).await? {
+        if !progress && s.is_processed(&env.id).await? {
             self.counters.duplicates.fetch_add(1, Ordering::Relaxed);
             return Ok(Outcome::Duplicate);
         }
-        let outcome = self.process_unchecked(conn, env).await?;
+        let outcome = self.process_unchecked(s, env).await?;
         if !progress {
-            store::mark_processed(conn, &env.id, subject, &outcome.label()).await?;
+            s.mark_processed(&env.id, subject, &outcome.label());
         }
         let counter = match &outcome {
             Outcome::Applied(_) => &self.counters.applied,
@@ -159,10 +169,10 @@ impl Processor {
         Ok(outcome)
     }
 
-    async fn process_unchecked(&self, conn: &mut SqliteConnection, env: &MediaEnvelope) -> Result<Outcome> {
+    async fn process_unchecked(&self, s: &mut Session<'_>, env: &MediaEnvelope) -> Result<Outcome> {
         let fact = &env.data.event;
         let at = env.time;
-        let ids = match resolve(conn, &self.cache, fact, at, &self.ctx.path_map).await? {
+        let ids = match resolve(s, fact, at, &self.ctx.path_map).await? {
             Target::Ignore(why) => return Ok(Outcome::Ignored(why)),
             Target::Orphan(keys) => {
                 let text = serde_json::to_string(env).map_err(|e| store::StoreError::Corrupt(e.to_string()))?;
@@ -172,7 +182,7 @@ impl Processor {
                     _ => env.id.clone(),
                 };
                 for key in &keys {
-                    store::add_orphan(conn, &slot, key, &text, at, expires).await?;
+                    s.add_orphan(&slot, key, &text, at, expires).await?;
                 }
                 tracing::debug!(event = %env.id, ?keys, "event waits for its request");
                 return Ok(Outcome::Orphaned(keys));
@@ -180,14 +190,14 @@ impl Processor {
             Target::Existing(ids) => {
                 let mut loaded = Vec::with_capacity(ids.len());
                 for id in ids {
-                    if let Some(req) = self.cache.load(conn, id).await? {
+                    if let Some(req) = s.load(id).await? {
                         loaded.push((Some(req.clone()), req));
                     }
                 }
                 loaded
             }
             Target::New(mut req) => {
-                req.id = store::next_id(conn).await?;
+                req.id = s.next_id().await?;
                 // The journey of the request starts with this trace.
                 req.trace_parent = telemetry::current_traceparent().map(|(p, _)| p).or_else(|| env.traceparent.clone());
                 vec![(None, *req)]
@@ -218,26 +228,24 @@ impl Processor {
                 telemetry::link(&span, first);
             }
             let summary = self.summary(&req);
-            new_keys.extend(store::save(conn, before.as_ref(), &req, &summary).await?);
-            store::add_timeline(conn, req.id, &result.timeline, Some(&env.id)).await?;
-            self.cache.saved(&req, &result.timeline);
+            new_keys.extend(s.save(before.as_ref(), &req, summary.clone(), &result.timeline, &env.id));
             let late = result.timeline.iter().filter(|e| e.late).count() as u64;
             self.counters.late.fetch_add(late, Ordering::Relaxed);
-            self.publish_changes(conn, before.as_ref(), &req, summary, &result.timeline, &env.id).await?;
+            self.publish_changes(s, before.as_ref(), &req, summary, &result.timeline, &env.id).await?;
             applied.push(req.id);
         }
         // Keys that just appeared may be what earlier events were waiting for.
         for key in new_keys {
-            for (slot, text) in store::take_orphans(conn, &key).await? {
+            for (slot, text) in s.take_orphans(&key).await? {
                 let Ok(orphan) = serde_json::from_str::<MediaEnvelope>(&text) else {
                     tracing::warn!(%slot, "stored orphan is unreadable; dropped");
                     continue;
                 };
                 let event_id = orphan.id.clone();
                 tracing::debug!(%event_id, %key, "applying an event that waited for its request");
-                let outcome = Box::pin(self.process_unchecked(conn, &orphan)).await?;
+                let outcome = Box::pin(self.process_unchecked(s, &orphan)).await?;
                 self.counters.orphans_applied.fetch_add(1, Ordering::Relaxed);
-                store::mark_processed(conn, &event_id, &orphan.kind, &format!("{} (late)", outcome.label())).await?;
+                s.mark_processed(&event_id, &orphan.kind, &format!("{} (late)", outcome.label()));
             }
         }
         Ok(match (applied.is_empty(), ignored) {
@@ -256,7 +264,7 @@ impl Processor {
     /// Queues `tracker.request.<id>.<state>` (or `.updated`) and `.progress` as needed.
     async fn publish_changes(
         &self,
-        conn: &mut SqliteConnection,
+        s: &mut Session<'_>,
         before: Option<&Request>,
         req: &Request,
         summary: RequestSummary,
@@ -268,7 +276,7 @@ impl Processor {
         let progress_changed = previous.as_ref().is_none_or(|p| progress_key(p) != progress_key(&summary));
         let other_changed = !added.is_empty() || previous.as_ref().is_none_or(|p| stable(p) != stable(&summary));
         if state_changed || other_changed {
-            let timeline = self.cache.timeline(conn, req.id).await?;
+            let timeline = s.timeline(req.id).await?;
             let mut detail = req.detail(timeline, self.public_jellyfin.as_deref());
             detail.summary = summary.clone();
             let change = RequestChange {
@@ -279,7 +287,7 @@ impl Processor {
             };
             let verb = if state_changed { summary.state.as_str() } else { "updated" };
             let subject = subjects::request_state(req.id, verb);
-            queue(conn, &subject, &format!("{event_id}:{}:{verb}", req.id), req.id, &change).await?;
+            queue(s, &subject, &format!("{event_id}:{}:{verb}", req.id), req.id, &change)?;
         }
         if progress_changed {
             let update = ProgressUpdate {
@@ -293,19 +301,13 @@ impl Processor {
                 downloads: req.detail(Vec::new(), None).downloads,
             };
             let subject = subjects::request_progress(req.id);
-            queue(conn, &subject, &format!("{event_id}:{}:progress", req.id), req.id, &update).await?;
+            queue(s, &subject, &format!("{event_id}:{}:progress", req.id), req.id, &update)?;
         }
         Ok(())
     }
 }
 
-async fn queue<T: Serialize>(
-    conn: &mut SqliteConnection,
-    subject: &str,
-    msg_id: &str,
-    id: RequestId,
-    data: &T,
-) -> Result<()> {
+fn queue<T: Serialize>(s: &mut Session<'_>, subject: &str, msg_id: &str, id: RequestId, data: &T) -> Result<()> {
     let mut envelope = Envelope::new(msg_id.to_owned(), "/status-tracker/correlator", subject, data)
         .with_subject(Some(format!("request:{id}")));
     // The change's trace, in the body too (the CloudEvents distributed-tracing extension).
@@ -315,7 +317,8 @@ async fn queue<T: Serialize>(
         envelope.tracestate = state.clone();
     }
     let payload = serde_json::to_vec(&envelope).map_err(|e| store::StoreError::Corrupt(e.to_string()))?;
-    store::push_outbox(conn, subject, msg_id, &payload, context.as_ref().map(|(p, _)| p.as_str())).await
+    s.queue_outbox(subject, msg_id, payload, context.map(|(p, _)| p));
+    Ok(())
 }
 
 fn progress_key(s: &RequestSummary) -> (u64, u64, Option<u64>, bool, Option<String>) {
@@ -329,13 +332,7 @@ fn stable(s: &RequestSummary) -> RequestSummary {
 
 // ---------------------------------------------------------------- resolution ---
 
-async fn resolve(
-    conn: &mut SqliteConnection,
-    cache: &Cache,
-    fact: &Fact,
-    at: OffsetDateTime,
-    path_map: &PathMap,
-) -> Result<Target> {
+async fn resolve(s: &mut Session<'_>, fact: &Fact, at: OffsetDateTime, path_map: &PathMap) -> Result<Target> {
     Ok(match fact {
         Fact::Jellyseerr(e) => {
             let Some(media_type) = e.media_type else {
@@ -350,7 +347,7 @@ async fn resolve(
                     | Notification::IssueReopened
             );
             if is_issue {
-                return Ok(match candidates(conn, cache, &keys).await?.first() {
+                return Ok(match candidates(s, &keys).await?.first() {
                     Some(req) => Target::Existing(vec![req.id]),
                     None => Target::Ignore("issue about media that no request tracks".into()),
                 });
@@ -362,11 +359,11 @@ async fn resolve(
                 return Ok(Target::Ignore("Jellyseerr notification that does not concern a request".into()));
             }
             if let Some(id) = e.request_id
-                && let Some(found) = store::find_by_key(conn, &format!("jellyseerr:{id}")).await?.first()
+                && let Some(found) = s.find_by_key(&format!("jellyseerr:{id}")).await?.first()
             {
                 return Ok(Target::Existing(vec![*found]));
             }
-            let adoptable = candidates(conn, cache, &keys).await?.into_iter().find(|r| {
+            let adoptable = candidates(s, &keys).await?.into_iter().find(|r| {
                 r.jellyseerr_id.is_none()
                     && r.archived_at.is_none()
                     && (!r.state().is_finished() || (r.created_at - at).abs() < ADOPT_WINDOW)
@@ -380,10 +377,10 @@ async fn resolve(
                 }
             }
         }
-        Fact::Radarr(e) | Fact::Sonarr(e) => resolve_arr(conn, cache, fact.source().as_str(), e, at).await?,
+        Fact::Radarr(e) | Fact::Sonarr(e) => resolve_arr(s, fact.source().as_str(), e, at).await?,
         Fact::Qbittorrent(e) => {
             let key = format!("dl:{}", e.hash());
-            let found = store::find_by_key(conn, &key).await?;
+            let found = s.find_by_key(&key).await?;
             match (found.is_empty(), e) {
                 (false, _) => Target::Existing(found),
                 (true, TorrentEvent::Finished(_)) => Target::Orphan(vec![key]),
@@ -401,13 +398,13 @@ async fn resolve(
                 .collect();
             keys.dedup();
             for key in &keys {
-                let found = store::find_by_key(conn, key).await?;
+                let found = s.find_by_key(key).await?;
                 if !found.is_empty() {
                     return Ok(Target::Existing(found));
                 }
             }
             let name_key = format!("file:{}", paths::file_name(&e.relative_path));
-            let found = store::find_by_key(conn, &name_key).await?;
+            let found = s.find_by_key(&name_key).await?;
             if !found.is_empty() {
                 return Ok(Target::Existing(found));
             }
@@ -422,7 +419,7 @@ async fn resolve(
                 .flat_map(|dir| episodes.iter().map(move |n| lifecycle::episode_key(&dir, n.season, n.episode)))
                 .collect();
             for key in &by_episode {
-                let found = store::find_by_key(conn, key).await?;
+                let found = s.find_by_key(key).await?;
                 if !found.is_empty() {
                     return Ok(Target::Existing(found));
                 }
@@ -438,7 +435,7 @@ async fn resolve(
             match e.item_type.as_deref() {
                 Some("Movie") => {
                     let keys = media_keys(MediaType::Movie, e.tmdb_id, None, e.imdb_id.as_deref());
-                    match best(candidates(conn, cache, &keys).await?) {
+                    match best(candidates(s, &keys).await?) {
                         Some(id) => Target::Existing(vec![id]),
                         None => Target::Orphan(keys),
                     }
@@ -451,7 +448,7 @@ async fn resolve(
                         keys.push(format!("series:{}", lifecycle::fold_title(name)));
                     }
                     let season = e.season;
-                    let found: Vec<Request> = candidates(conn, cache, &keys)
+                    let found: Vec<Request> = candidates(s, &keys)
                         .await?
                         .into_iter()
                         .filter(|r| match season {
@@ -469,7 +466,7 @@ async fn resolve(
         }
         Fact::Tracker(e) => {
             let id = e.request_id();
-            match cache.load(conn, id).await? {
+            match s.load(id).await? {
                 Some(_) => Target::Existing(vec![id]),
                 None => Target::Ignore(format!("no request {id}")),
             }
@@ -478,18 +475,12 @@ async fn resolve(
     })
 }
 
-async fn resolve_arr(
-    conn: &mut SqliteConnection,
-    cache: &Cache,
-    source: &str,
-    e: &ArrEvent,
-    at: OffsetDateTime,
-) -> Result<Target> {
+async fn resolve_arr(s: &mut Session<'_>, source: &str, e: &ArrEvent, at: OffsetDateTime) -> Result<Target> {
     let media_type = if source == "radarr" { MediaType::Movie } else { MediaType::Tv };
     let Some(media) = e.media() else {
         return Ok(match e {
             ArrEvent::Health(h) if concerns_requests(h.check.as_deref()) => {
-                let ids = store::requests_in_flight(conn, media_type).await?;
+                let ids = store::requests_in_flight(s.conn().await?, media_type).await?;
                 if ids.is_empty() {
                     Target::Ignore("health problem, but no request in flight".into())
                 } else {
@@ -497,7 +488,7 @@ async fn resolve_arr(
                 }
             }
             ArrEvent::HealthRestored(h) => {
-                let ids = store::requests_with_alert(conn, h.check.as_deref().unwrap_or_default()).await?;
+                let ids = store::requests_with_alert(s.conn().await?, h.check.as_deref().unwrap_or_default()).await?;
                 if ids.is_empty() {
                     Target::Ignore("health restored, no request had the problem".into())
                 } else {
@@ -516,7 +507,7 @@ async fn resolve_arr(
         _ => None,
     };
     if let Some(id) = download_id {
-        let found = store::find_by_key(conn, &format!("dl:{}", id.key())).await?;
+        let found = s.find_by_key(&format!("dl:{}", id.key())).await?;
         if !found.is_empty() {
             return Ok(Target::Existing(found));
         }
@@ -531,7 +522,7 @@ async fn resolve_arr(
         | ArrEvent::FileDelete { episodes, .. } => episodes.iter().map(|e| e.season).collect(),
         _ => Vec::new(),
     };
-    let found: Vec<Request> = candidates(conn, cache, &keys)
+    let found: Vec<Request> = candidates(s, &keys)
         .await?
         .into_iter()
         .filter(|r| {
@@ -601,10 +592,10 @@ fn ancestors(path: &str) -> Vec<String> {
 }
 
 /// Requests found by any of `keys`, newest first, each once.
-async fn candidates(conn: &mut SqliteConnection, cache: &Cache, keys: &[String]) -> Result<Vec<Request>> {
+async fn candidates(s: &mut Session<'_>, keys: &[String]) -> Result<Vec<Request>> {
     let mut ids = Vec::new();
     for key in keys {
-        for id in store::find_by_key(conn, key).await? {
+        for id in s.find_by_key(key).await? {
             if !ids.contains(&id) {
                 ids.push(id);
             }
@@ -612,7 +603,7 @@ async fn candidates(conn: &mut SqliteConnection, cache: &Cache, keys: &[String])
     }
     let mut out = Vec::with_capacity(ids.len());
     for id in ids {
-        if let Some(req) = cache.load(conn, id).await? {
+        if let Some(req) = s.load(id).await? {
             out.push(req);
         }
     }

@@ -13,6 +13,7 @@ pub mod lifecycle;
 pub mod peers;
 mod queries;
 pub mod rebuild;
+pub mod session;
 pub mod stats;
 pub mod store;
 pub mod watchdog;

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use shared::events::MediaType;
 use shared::ids::{ArrId, JellyseerrRequestId, RequestId, TmdbId, TvdbId};
-use shared::model::{ListQuery, ListReply, RequestDetail, RequestSummary, State, TimelineEntry};
+use shared::model::{ListQuery, ListReply, RequestDetail, State, TimelineEntry};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous};
 use sqlx::{QueryBuilder, Row, Sqlite, SqliteConnection, SqlitePool};
 use time::OffsetDateTime;
@@ -88,20 +88,6 @@ pub async fn is_processed(conn: &mut SqliteConnection, event_id: &str) -> Result
     let row =
         sqlx::query("SELECT 1 FROM processed_events WHERE event_id = ?").bind(event_id).fetch_optional(conn).await?;
     Ok(row.is_some())
-}
-
-pub async fn mark_processed(conn: &mut SqliteConnection, event_id: &str, subject: &str, outcome: &str) -> Result<()> {
-    sqlx::query(
-        "INSERT INTO processed_events (event_id, subject, processed_at, outcome) VALUES (?, ?, ?, ?)
-         ON CONFLICT (event_id) DO UPDATE SET outcome = excluded.outcome",
-    )
-    .bind(event_id)
-    .bind(subject)
-    .bind(ts(OffsetDateTime::now_utc()))
-    .bind(outcome)
-    .execute(conn)
-    .await?;
-    Ok(())
 }
 
 // ---------------------------------------------------------------- requests ---
@@ -238,194 +224,7 @@ pub async fn next_id(conn: &mut SqliteConnection) -> Result<RequestId> {
     Ok(RequestId(row.get(0)))
 }
 
-/// Inserts or updates the request, writes the items and downloads that differ from `before`
-/// (the request as it was loaded; `None` for a new one), and records its new keys. Returns
-/// the keys that are new for this request (orphans may be waiting on them).
-pub async fn save(
-    conn: &mut SqliteConnection,
-    before: Option<&Request>,
-    req: &Request,
-    summary: &RequestSummary,
-) -> Result<Vec<String>> {
-    let summary_json = serde_json::to_string(summary).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-    let seasons = serde_json::to_string(&req.requested_seasons).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-    assert!(req.id.0 > 0, "assign an id with next_id before saving a new request");
-    let sql = "INSERT INTO requests (media_type, title, year, poster_url, tmdb_id, tvdb_id, imdb_id, arr_id,
-            jellyseerr_id, requested_by, requested_by_email, is_anime, is_4k, source, requested_seasons, stage,
-            outcome_state, outcome_reason, outcome_at, evidence_at, available_at, quality, media_path, watch_item_id,
-            watch_server_id, watch_server_url, trace_parent, created_at, updated_at, archived_at, state_since,
-            stall_state, stall_reason, stall_at, alert_check, alert_message, alert_at, state, summary, id)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?,
-            ?, ?, ?, ?)
-         ON CONFLICT (id) DO UPDATE SET media_type = excluded.media_type, title = excluded.title,
-            year = excluded.year, poster_url = excluded.poster_url, tmdb_id = excluded.tmdb_id,
-            tvdb_id = excluded.tvdb_id, imdb_id = excluded.imdb_id, arr_id = excluded.arr_id,
-            jellyseerr_id = excluded.jellyseerr_id, requested_by = excluded.requested_by,
-            requested_by_email = excluded.requested_by_email, is_anime = excluded.is_anime, is_4k = excluded.is_4k,
-            source = excluded.source, requested_seasons = excluded.requested_seasons, stage = excluded.stage,
-            outcome_state = excluded.outcome_state, outcome_reason = excluded.outcome_reason,
-            outcome_at = excluded.outcome_at, evidence_at = excluded.evidence_at,
-            available_at = excluded.available_at, quality = excluded.quality, media_path = excluded.media_path,
-            watch_item_id = excluded.watch_item_id, watch_server_id = excluded.watch_server_id,
-            watch_server_url = excluded.watch_server_url, trace_parent = excluded.trace_parent,
-            created_at = excluded.created_at, updated_at = excluded.updated_at, archived_at = excluded.archived_at,
-            state_since = excluded.state_since, stall_state = excluded.stall_state,
-            stall_reason = excluded.stall_reason, stall_at = excluded.stall_at, alert_check = excluded.alert_check,
-            alert_message = excluded.alert_message, alert_at = excluded.alert_at,
-            state = excluded.state, summary = excluded.summary";
-    sqlx::query(sql)
-        .bind(req.media_type.as_str())
-        .bind(&req.title)
-        .bind(req.year)
-        .bind(&req.poster_url)
-        .bind(req.tmdb_id.map(|v| v.0 as i64))
-        .bind(req.tvdb_id.map(|v| v.0 as i64))
-        .bind(&req.imdb_id)
-        .bind(req.arr_id.map(|v| v.0 as i64))
-        .bind(req.jellyseerr_id.map(|v| v.0 as i64))
-        .bind(&req.requested_by)
-        .bind(&req.requested_by_email)
-        .bind(req.is_anime)
-        .bind(req.is_4k)
-        .bind(&req.source)
-        .bind(seasons)
-        .bind(req.stage.as_str())
-        .bind(req.outcome.as_ref().map(|o| o.state.as_str()))
-        .bind(req.outcome.as_ref().and_then(|o| o.reason.clone()))
-        .bind(req.outcome.as_ref().map(|o| ts(o.at)))
-        .bind(req.evidence_at.map(ts))
-        .bind(req.available_at.map(ts))
-        .bind(&req.quality)
-        .bind(&req.media_path)
-        .bind(req.watch.as_ref().map(|w| w.item_id.clone()))
-        .bind(req.watch.as_ref().and_then(|w| w.server_id.clone()))
-        .bind(req.watch.as_ref().and_then(|w| w.server_url.clone()))
-        .bind(&req.trace_parent)
-        .bind(ts(req.created_at))
-        .bind(ts(req.updated_at))
-        .bind(req.archived_at.map(ts))
-        .bind(ts(req.state_since))
-        .bind(req.stall.as_ref().map(|s| s.state.as_str()))
-        .bind(req.stall.as_ref().map(|s| s.reason.clone()))
-        .bind(req.stall.as_ref().map(|s| ts(s.at)))
-        .bind(req.alert.as_ref().map(|a| a.check.clone()))
-        .bind(req.alert.as_ref().map(|a| a.message.clone()))
-        .bind(req.alert.as_ref().map(|a| ts(a.at)))
-        .bind(summary.state.as_str())
-        .bind(summary_json)
-        .bind(req.id.0)
-        .execute(&mut *conn)
-        .await?;
-    let changed_items = req.items.iter().filter(|(k, item)| before.is_none_or(|b| b.items.get(*k) != Some(*item)));
-    for (&(season, episode), item) in changed_items {
-        sqlx::query(
-            "INSERT INTO items (request_id, season, episode, stage, download_id, file_path, reason, reason_at,
-               available_at, jellyfin_item_id, updated_at)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-             ON CONFLICT (request_id, season, episode) DO UPDATE SET stage = excluded.stage,
-               download_id = excluded.download_id, file_path = excluded.file_path, reason = excluded.reason,
-               reason_at = excluded.reason_at, available_at = excluded.available_at,
-               jellyfin_item_id = excluded.jellyfin_item_id, updated_at = excluded.updated_at",
-        )
-        .bind(req.id.0)
-        .bind(season)
-        .bind(episode)
-        .bind(item.stage.as_str())
-        .bind(&item.download_id)
-        .bind(&item.file_path)
-        .bind(&item.reason)
-        .bind(item.reason_at.map(ts))
-        .bind(item.available_at.map(ts))
-        .bind(&item.jellyfin_item_id)
-        .bind(ts(item.updated_at))
-        .execute(&mut *conn)
-        .await?;
-    }
-    let changed_downloads =
-        req.downloads.iter().filter(|(k, d)| before.is_none_or(|b| b.downloads.get(*k) != Some(*d)));
-    for (id, d) in changed_downloads {
-        sqlx::query(
-            "INSERT INTO downloads (request_id, download_id, kind, release_title, quality, indexer, size, progress, dlspeed,
-               eta, client_state, stalled, error, finished, upgrade, content_path, grabbed_at, progress_at, finish_noted,
-               dropped, updated_at)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-             ON CONFLICT (request_id, download_id) DO UPDATE SET kind = excluded.kind,
-               release_title = excluded.release_title, quality = excluded.quality, indexer = excluded.indexer,
-               size = excluded.size, progress = excluded.progress, dlspeed = excluded.dlspeed, eta = excluded.eta,
-               client_state = excluded.client_state, stalled = excluded.stalled, error = excluded.error,
-               finished = excluded.finished, upgrade = excluded.upgrade, content_path = excluded.content_path,
-               grabbed_at = excluded.grabbed_at, progress_at = excluded.progress_at, finish_noted = excluded.finish_noted,
-               dropped = excluded.dropped, updated_at = excluded.updated_at",
-        )
-        .bind(req.id.0)
-        .bind(id)
-        .bind(&d.kind)
-        .bind(&d.release_title)
-        .bind(&d.quality)
-        .bind(&d.indexer)
-        .bind(d.size.map(|s| s as i64))
-        .bind(d.progress)
-        .bind(d.dlspeed as i64)
-        .bind(d.eta.map(|e| e as i64))
-        .bind(&d.client_state)
-        .bind(&d.stalled)
-        .bind(&d.error)
-        .bind(d.finished)
-        .bind(d.upgrade)
-        .bind(&d.content_path)
-        .bind(ts(d.grabbed_at))
-        .bind(d.progress_at.map(ts))
-        .bind(d.finish_noted)
-        .bind(d.dropped)
-        .bind(ts(d.updated_at))
-        .execute(&mut *conn)
-        .await?;
-    }
-    // Every key of a saved request is recorded, so only those `before` did not have can be new.
-    let known = before.map(Request::keys).unwrap_or_default();
-    let fresh: Vec<String> = req.keys().into_iter().filter(|k| !known.contains(k)).collect();
-    let mut added = Vec::with_capacity(fresh.len());
-    // One statement for all of them (SQLite allows 32766 parameters).
-    for chunk in fresh.chunks(1000) {
-        let mut insert = QueryBuilder::<Sqlite>::new("INSERT OR IGNORE INTO request_keys (key, request_id) ");
-        insert.push_values(chunk, |mut row, key| {
-            row.push_bind(key).push_bind(req.id.0);
-        });
-        insert.push(" RETURNING key");
-        let rows = insert.build().fetch_all(&mut *conn).await?;
-        added.extend(rows.iter().map(|r| r.get::<String, _>(0)));
-    }
-    added.sort();
-    Ok(added)
-}
-
 // ---------------------------------------------------------------- timeline ---
-
-pub async fn add_timeline(
-    conn: &mut SqliteConnection,
-    id: RequestId,
-    entries: &[TimelineEntry],
-    event_id: Option<&str>,
-) -> Result<()> {
-    for e in entries {
-        sqlx::query(
-            "INSERT INTO timeline (request_id, state, at, source, message, details, episode, late, event_id)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        )
-        .bind(id.0)
-        .bind(e.state.as_str())
-        .bind(ts(e.at))
-        .bind(&e.source)
-        .bind(&e.message)
-        .bind(e.details.to_string())
-        .bind(&e.episode)
-        .bind(e.late)
-        .bind(event_id)
-        .execute(&mut *conn)
-        .await?;
-    }
-    Ok(())
-}
 
 pub async fn timeline(conn: &mut SqliteConnection, id: RequestId) -> Result<Vec<TimelineEntry>> {
     let rows =
