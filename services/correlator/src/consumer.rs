@@ -18,7 +18,7 @@ use shared::health::HealthCell;
 use shared::metrics::{OutcomeLabel, count, metrics};
 use shared::subjects;
 use shared::telemetry;
-use tokio::sync::mpsc;
+use tokio::sync::{Notify, mpsc};
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, Span};
 
@@ -54,7 +54,12 @@ pub(crate) async fn run(
         tasks.push(tokio::spawn(feed(bus.clone(), consumer, tx.clone(), stop_feeds.clone())));
     }
     drop(tx);
-    publish_outbox(&bus, &store).await;
+    // State messages are published by their own task, so that the next batch is applied while
+    // the last one's changes go out.
+    let outbox_ready = Arc::new(Notify::new());
+    let stop_publisher = CancellationToken::new();
+    let publisher =
+        tokio::spawn(outbox_publisher(bus.clone(), store.clone(), outbox_ready.clone(), stop_publisher.clone()));
     update_state_gauges(&store).await;
     // State gauges are refreshed at most once a second, and once more after the last batch.
     let mut gauges_at = std::time::Instant::now();
@@ -77,7 +82,7 @@ pub(crate) async fn run(
             }
         }
         handle_batch(&store, &processor, batch).await;
-        publish_outbox(&bus, &store).await;
+        outbox_ready.notify_one();
         gauges_stale = true;
         if gauges_at.elapsed() >= Duration::from_secs(1) {
             update_state_gauges(&store).await;
@@ -91,6 +96,26 @@ pub(crate) async fn run(
     stop_feeds.cancel();
     for t in tasks {
         drop(t.await);
+    }
+    // What was committed goes out before the process ends (or at the next start).
+    stop_publisher.cancel();
+    drop(publisher.await);
+    publish_outbox(&bus, &store).await;
+}
+
+/// Publishes the outbox whenever a batch was committed, and retries every second while
+/// messages are left (NATS unreachable).
+async fn outbox_publisher(bus: Bus, store: Store, ready: Arc<Notify>, cancel: CancellationToken) {
+    let mut left = true;
+    loop {
+        if left {
+            left = !publish_outbox(&bus, &store).await;
+        }
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = ready.notified() => left = true,
+            _ = tokio::time::sleep(Duration::from_secs(1)), if left => {}
+        }
     }
 }
 
@@ -335,13 +360,17 @@ async fn update_state_gauges(store: &Store) {
 }
 
 /// Publishes queued state messages to `TRACKER`, oldest first, and forgets them once
-/// JetStream has them. On failure they stay queued for the next round.
-pub(crate) async fn publish_outbox(bus: &Bus, store: &Store) {
+/// JetStream has them. On failure they stay queued for the next round; returns whether the
+/// outbox is empty.
+pub(crate) async fn publish_outbox(bus: &Bus, store: &Store) -> bool {
     loop {
         let msgs = match store::outbox(store.pool(), 500).await {
-            Ok(m) if m.is_empty() => return,
+            Ok(m) if m.is_empty() => return true,
             Ok(m) => m,
-            Err(error) => return tracing::error!(%error, "cannot read the outbox"),
+            Err(error) => {
+                tracing::error!(%error, "cannot read the outbox");
+                return false;
+            }
         };
         let mut pending = Vec::with_capacity(msgs.len());
         for m in &msgs {
@@ -359,18 +388,21 @@ pub(crate) async fn publish_outbox(bus: &Bus, store: &Store) {
             match bus.js.publish_with_headers(m.subject.clone(), headers, m.payload.clone().into()).await {
                 Ok(ack) => pending.push(ack),
                 Err(error) => {
-                    return tracing::warn!(%error, "state messages not published yet; will retry");
+                    tracing::warn!(%error, "state messages not published yet; will retry");
+                    return false;
                 }
             }
         }
         for ack in pending {
             if let Err(error) = ack.await {
-                return tracing::warn!(%error, "state message not acknowledged; will retry");
+                tracing::warn!(%error, "state message not acknowledged; will retry");
+                return false;
             }
         }
         let last = msgs.last().map(|m| m.id).unwrap_or_default();
         if let Err(error) = store::delete_outbox(store.pool(), last).await {
-            return tracing::error!(%error, "cannot clear the outbox");
+            tracing::error!(%error, "cannot clear the outbox");
+            return false;
         }
     }
 }

@@ -45,7 +45,9 @@ pub async fn rebuild(database: &Path, bus: &Bus, processor: &Processor) -> anyho
     // Publish each request's current state once instead.
     sqlx::query("DELETE FROM outbox").execute(store.pool()).await?;
     report.requests = announce(&store).await?;
-    crate::consumer::publish_outbox(bus, &store).await;
+    if !crate::consumer::publish_outbox(bus, &store).await {
+        tracing::warn!("state messages of the rebuild not all published yet; the correlator retries them");
+    }
     store.close().await;
 
     if database.exists() {
