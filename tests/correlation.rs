@@ -282,7 +282,7 @@ async fn batches_of_any_size_end_as_one_event_at_a_time() {
 
 /// The queued change messages: subject and data (the envelope's time is when it was made).
 async fn changes(world: &World) -> Vec<(String, serde_json::Value)> {
-    let queued = correlator::store::outbox(world.store.pool(), i64::MAX).await.unwrap();
+    let queued = correlator::store::outbox(world.store.pool(), 0, i64::MAX).await.unwrap();
     queued
         .into_iter()
         .map(|m| {

@@ -18,6 +18,7 @@ use shared::health::HealthCell;
 use shared::metrics::{OutcomeLabel, count, metrics};
 use shared::subjects;
 use shared::telemetry;
+use std::sync::atomic::{AtomicI64, Ordering};
 use tokio::sync::{Notify, mpsc};
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, Span};
@@ -56,10 +57,9 @@ pub(crate) async fn run(
     drop(tx);
     // State messages are published by their own task, so that the next batch is applied while
     // the last one's changes go out.
-    let outbox_ready = Arc::new(Notify::new());
+    let outbox = Arc::new(Outbox::default());
     let stop_publisher = CancellationToken::new();
-    let publisher =
-        tokio::spawn(outbox_publisher(bus.clone(), store.clone(), outbox_ready.clone(), stop_publisher.clone()));
+    let publisher = tokio::spawn(outbox_publisher(bus.clone(), store.clone(), outbox.clone(), stop_publisher.clone()));
     update_state_gauges(&store).await;
     // State gauges are refreshed at most once a second, and once more after the last batch.
     let mut gauges_at = std::time::Instant::now();
@@ -81,8 +81,8 @@ pub(crate) async fn run(
                 Err(_) => break,
             }
         }
-        handle_batch(&store, &processor, batch).await;
-        outbox_ready.notify_one();
+        handle_batch(&store, &processor, batch, &outbox).await;
+        outbox.ready.notify_one();
         gauges_stale = true;
         if gauges_at.elapsed() >= Duration::from_secs(1) {
             update_state_gauges(&store).await;
@@ -103,19 +103,63 @@ pub(crate) async fn run(
     publish_outbox(&bus, &store).await;
 }
 
+/// Between the consumer and the task that publishes its state messages.
+#[derive(Default)]
+struct Outbox {
+    /// A batch was committed: there is something to publish.
+    ready: Notify,
+    /// Rows up to this id are published. The consumer deletes them in its next transaction
+    /// (SQLite has one writer: a second one would make both wait), or the publisher does once
+    /// the consumer is idle.
+    published: AtomicI64,
+    deleted: AtomicI64,
+}
+
 /// Publishes the outbox whenever a batch was committed, and retries every second while
 /// messages are left (NATS unreachable).
-async fn outbox_publisher(bus: Bus, store: Store, ready: Arc<Notify>, cancel: CancellationToken) {
+async fn outbox_publisher(bus: Bus, store: Store, outbox: Arc<Outbox>, cancel: CancellationToken) {
     let mut left = true;
     loop {
         if left {
-            left = !publish_outbox(&bus, &store).await;
+            left = !publish_new(&bus, &store, &outbox).await;
         }
         tokio::select! {
             _ = cancel.cancelled() => return,
-            _ = ready.notified() => left = true,
+            _ = outbox.ready.notified() => left = true,
             _ = tokio::time::sleep(Duration::from_secs(1)), if left => {}
+            // Quiet: nobody else writes now, so the published rows can go.
+            _ = tokio::time::sleep(Duration::from_millis(250)), if !left => delete_published(&store, &outbox).await,
         }
+    }
+}
+
+/// Publishes the rows after the last published one; true when none is left.
+async fn publish_new(bus: &Bus, store: &Store, outbox: &Outbox) -> bool {
+    loop {
+        let after = outbox.published.load(Ordering::Acquire);
+        let msgs = match store::outbox(store.pool(), after, 500).await {
+            Ok(m) if m.is_empty() => return true,
+            Ok(m) => m,
+            Err(error) => {
+                tracing::error!(%error, "cannot read the outbox");
+                return false;
+            }
+        };
+        if !publish_rows(bus, &msgs).await {
+            return false;
+        }
+        outbox.published.store(msgs.last().map_or(after, |m| m.id), Ordering::Release);
+    }
+}
+
+async fn delete_published(store: &Store, outbox: &Outbox) {
+    let published = outbox.published.load(Ordering::Acquire);
+    if published <= outbox.deleted.load(Ordering::Acquire) {
+        return;
+    }
+    let Ok(mut conn) = store.pool().acquire().await else { return };
+    if store::delete_outbox(&mut conn, published).await.is_ok() {
+        outbox.deleted.fetch_max(published, Ordering::AcqRel);
     }
 }
 
@@ -209,15 +253,20 @@ fn decode(msg: &jetstream::Message) -> Decoded {
     }
 }
 
-async fn handle_batch(store: &Store, processor: &Processor, batch: Vec<jetstream::Message>) {
+async fn handle_batch(store: &Store, processor: &Processor, batch: Vec<jetstream::Message>, outbox: &Outbox) {
     let mut decoded: Vec<Decoded> = batch.iter().map(decode).collect();
     for d in &mut decoded {
         if let Decoded::Event(env) = d {
             processor.enrich(env).await;
         }
     }
-    match apply_all(store, processor, &batch, &decoded).await {
+    let published = outbox.published.load(Ordering::Acquire);
+    let delete_up_to = (published > outbox.deleted.load(Ordering::Acquire)).then_some(published);
+    match apply_all(store, processor, &batch, &decoded, delete_up_to).await {
         Ok(()) => {
+            if let Some(up_to) = delete_up_to {
+                outbox.deleted.fetch_max(up_to, Ordering::AcqRel);
+            }
             for (msg, d) in batch.iter().zip(&decoded) {
                 ack(msg, matches!(d, Decoded::Poison(_))).await;
             }
@@ -226,7 +275,7 @@ async fn handle_batch(store: &Store, processor: &Processor, batch: Vec<jetstream
             tracing::warn!(%error, size = batch.len(), "batch rolled back; applying its messages one by one");
             for (msg, d) in batch.iter().zip(&decoded) {
                 let one = std::slice::from_ref(msg);
-                match apply_all(store, processor, one, std::slice::from_ref(d)).await {
+                match apply_all(store, processor, one, std::slice::from_ref(d), None).await {
                     Ok(()) => ack(msg, matches!(d, Decoded::Poison(_))).await,
                     Err(error) => {
                         tracing::error!(subject = %msg.subject, %error, "event not applied; redelivery in 5 s");
@@ -264,8 +313,9 @@ async fn apply_all(
     processor: &Processor,
     batch: &[jetstream::Message],
     decoded: &[Decoded],
+    delete_outbox_up_to: Option<i64>,
 ) -> store::Result<()> {
-    let result = apply_in_transaction(store, processor, batch, decoded).await;
+    let result = apply_in_transaction(store, processor, batch, decoded, delete_outbox_up_to).await;
     if result.is_err() {
         processor.cache.clear();
     }
@@ -277,6 +327,7 @@ async fn apply_in_transaction(
     processor: &Processor,
     batch: &[jetstream::Message],
     decoded: &[Decoded],
+    delete_outbox_up_to: Option<i64>,
 ) -> store::Result<()> {
     let spans: Vec<Span> = batch.iter().zip(decoded).map(|(m, d)| consume_span(m, d)).collect();
     let mut tx = store.begin().await?;
@@ -322,6 +373,9 @@ async fn apply_in_transaction(
     let commits: Vec<Span> = spans.iter().map(|s| tracing::info_span!(parent: s, "commit")).collect();
     session.flush().await?;
     drop(session);
+    if let Some(up_to) = delete_outbox_up_to {
+        store::delete_outbox(&mut tx, up_to).await?;
+    }
     tx.commit().await?;
     drop(commits);
     let now = time::OffsetDateTime::now_utc();
@@ -364,7 +418,7 @@ async fn update_state_gauges(store: &Store) {
 /// outbox is empty.
 pub(crate) async fn publish_outbox(bus: &Bus, store: &Store) -> bool {
     loop {
-        let msgs = match store::outbox(store.pool(), 500).await {
+        let msgs = match store::outbox(store.pool(), 0, 500).await {
             Ok(m) if m.is_empty() => return true,
             Ok(m) => m,
             Err(error) => {
@@ -372,8 +426,26 @@ pub(crate) async fn publish_outbox(bus: &Bus, store: &Store) -> bool {
                 return false;
             }
         };
+        if !publish_rows(bus, &msgs).await {
+            return false;
+        }
+        let last = msgs.last().map(|m| m.id).unwrap_or_default();
+        let deleted = match store.pool().acquire().await {
+            Ok(mut conn) => store::delete_outbox(&mut conn, last).await,
+            Err(e) => Err(e.into()),
+        };
+        if let Err(error) = deleted {
+            tracing::error!(%error, "cannot clear the outbox");
+            return false;
+        }
+    }
+}
+
+/// Publishes state messages and waits for JetStream to store them all.
+async fn publish_rows(bus: &Bus, msgs: &[store::OutboxMessage]) -> bool {
+    {
         let mut pending = Vec::with_capacity(msgs.len());
-        for m in &msgs {
+        for m in msgs {
             // The change continues the trace of the event that caused it.
             let span = tracing::info_span!(
                 "publish state",
@@ -399,10 +471,6 @@ pub(crate) async fn publish_outbox(bus: &Bus, store: &Store) -> bool {
                 return false;
             }
         }
-        let last = msgs.last().map(|m| m.id).unwrap_or_default();
-        if let Err(error) = store::delete_outbox(store.pool(), last).await {
-            tracing::error!(%error, "cannot clear the outbox");
-            return false;
-        }
     }
+    true
 }

@@ -324,11 +324,14 @@ pub struct OutboxMessage {
     pub traceparent: Option<String>,
 }
 
-pub async fn outbox(pool: &SqlitePool, limit: i64) -> Result<Vec<OutboxMessage>> {
-    let rows = sqlx::query("SELECT id, subject, msg_id, payload, traceparent FROM outbox ORDER BY id LIMIT ?")
-        .bind(limit)
-        .fetch_all(pool)
-        .await?;
+/// Queued state messages after row `after`, oldest first.
+pub async fn outbox(pool: &SqlitePool, after: i64, limit: i64) -> Result<Vec<OutboxMessage>> {
+    let rows =
+        sqlx::query("SELECT id, subject, msg_id, payload, traceparent FROM outbox WHERE id > ? ORDER BY id LIMIT ?")
+            .bind(after)
+            .bind(limit)
+            .fetch_all(pool)
+            .await?;
     Ok(rows
         .iter()
         .map(|r| OutboxMessage {
@@ -341,8 +344,8 @@ pub async fn outbox(pool: &SqlitePool, limit: i64) -> Result<Vec<OutboxMessage>>
         .collect())
 }
 
-pub async fn delete_outbox(pool: &SqlitePool, up_to: i64) -> Result<()> {
-    sqlx::query("DELETE FROM outbox WHERE id <= ?").bind(up_to).execute(pool).await?;
+pub async fn delete_outbox(conn: &mut SqliteConnection, up_to: i64) -> Result<()> {
+    sqlx::query("DELETE FROM outbox WHERE id <= ?").bind(up_to).execute(conn).await?;
     Ok(())
 }
 
