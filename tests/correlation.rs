@@ -205,6 +205,17 @@ async fn anime_pack_ends_available_when_shoko_matched_and_jellyfin_has_every_epi
     assert_eq!(again.summary.state, State::Available);
 }
 
+#[test]
+fn the_correlator_reads_facts_without_their_raw_payload() {
+    for step in film().iter().chain(&anime()) {
+        let mut env = step.envelope();
+        env.data.raw = Some(json!({"a": [1, 2, {"b": "c"}]}));
+        let decoded = correlator::correlate::decode_fact(&serde_json::to_vec(&env).unwrap()).unwrap();
+        env.data.raw = None;
+        assert_eq!(decoded, env, "{}", step.name);
+    }
+}
+
 /// The correlator keeps the requests it touched in memory; what it holds must be exactly what
 /// the database holds, or a cache hit and a miss would correlate differently.
 #[tokio::test]

@@ -14,9 +14,9 @@ use shared::model::TimelineEntry;
 use crate::lifecycle::Request;
 
 /// Requests kept: the ones in flight, which are the ones events arrive for.
-pub const REQUESTS: usize = 1024;
+pub const REQUESTS: usize = 256;
 /// Keys kept, with the requests they name (or none).
-pub const KEYS: usize = 16_384;
+pub const KEYS: usize = 4096;
 
 #[derive(Debug)]
 pub struct Cache {

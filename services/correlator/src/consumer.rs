@@ -38,7 +38,8 @@ pub(crate) async fn run(
     health: HealthCell,
     cancel: CancellationToken,
 ) {
-    let (tx, mut rx) = mpsc::channel::<jetstream::Message>(4 * MAX_BATCH);
+    // Messages arrive decoded: the feeds decode them while the loop applies the last batch.
+    let (tx, mut rx) = mpsc::channel::<(jetstream::Message, Decoded)>(2 * MAX_BATCH);
     let feeds = [
         (subjects::STREAM_MEDIA, subjects::CONSUMER_CORRELATOR, subjects::MEDIA_ALL, DeliverPolicy::All),
         (
@@ -171,7 +172,12 @@ struct ConsumerSpec {
 }
 
 /// Pulls from one durable consumer forever, recreating it after errors (NATS restarts…).
-async fn feed(bus: Bus, spec: ConsumerSpec, tx: mpsc::Sender<jetstream::Message>, cancel: CancellationToken) {
+async fn feed(
+    bus: Bus,
+    spec: ConsumerSpec,
+    tx: mpsc::Sender<(jetstream::Message, Decoded)>,
+    cancel: CancellationToken,
+) {
     let mut delay = Duration::from_millis(200);
     let stream_name = spec.stream;
     if let Err(error) = resume_from_ack_floor(&bus, &spec).await {
@@ -184,7 +190,9 @@ async fn feed(bus: Bus, spec: ConsumerSpec, tx: mpsc::Sender<jetstream::Message>
                 stream.get_or_create_consumer(spec.durable, consumer_config(&spec)).await?;
             let mut messages = consumer.messages().await?;
             while let Some(msg) = tokio::select! { _ = cancel.cancelled() => None, m = messages.next() => m } {
-                if tx.send(msg?).await.is_err() {
+                let msg = msg?;
+                let decoded = decode(&msg);
+                if tx.send((msg, decoded)).await.is_err() {
                     break;
                 }
             }
@@ -247,14 +255,19 @@ enum Decoded {
 }
 
 fn decode(msg: &jetstream::Message) -> Decoded {
-    match serde_json::from_slice::<MediaEnvelope>(&msg.payload) {
+    match crate::correlate::decode_fact(&msg.payload) {
         Ok(env) => Decoded::Event(Box::new(env)),
         Err(e) => Decoded::Poison(e.to_string()),
     }
 }
 
-async fn handle_batch(store: &Store, processor: &Processor, batch: Vec<jetstream::Message>, outbox: &Outbox) {
-    let mut decoded: Vec<Decoded> = batch.iter().map(decode).collect();
+async fn handle_batch(
+    store: &Store,
+    processor: &Processor,
+    batch: Vec<(jetstream::Message, Decoded)>,
+    outbox: &Outbox,
+) {
+    let (batch, mut decoded): (Vec<jetstream::Message>, Vec<Decoded>) = batch.into_iter().unzip();
     for d in &mut decoded {
         if let Decoded::Event(env) = d {
             processor.enrich(env).await;

@@ -122,14 +122,34 @@ impl Correlator {
         let watchdog = tokio::spawn(watchdog.run(settings.watch_interval, cancel.clone()));
         let health_task = tokio::spawn(health.clone().serve(bus.clone(), cancel.clone()));
         let housekeeping = tokio::spawn(housekeeping(store.clone(), health.clone(), cancel.clone()));
+        let checkpoints = tokio::spawn(checkpoints(store.clone(), cancel.clone()));
         consumer::run(bus.clone(), store.clone(), processor, health, cancel.clone()).await;
-        for task in [queries, commands, watchdog, health_task, housekeeping] {
+        for task in [queries, commands, watchdog, health_task, housekeeping, checkpoints] {
             if let Ok(Err(error)) = task.await {
                 tracing::warn!(%error, "correlator task ended with an error");
             }
         }
+        if let Err(error) = store.checkpoint(true).await {
+            tracing::warn!(%error, "the write-ahead log was not emptied; it will be at the next start");
+        }
         store.close().await;
         Ok(())
+    }
+}
+
+/// Every second, the write-ahead log is copied into the database beside the consumer (whose
+/// commits do not checkpoint, see `Store::open`).
+async fn checkpoints(store: Store, cancel: CancellationToken) -> anyhow::Result<()> {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = cancel.cancelled() => return Ok(()),
+            _ = tick.tick() => {}
+        }
+        if let Err(error) = store.checkpoint(false).await {
+            tracing::warn!(%error, "checkpoint failed; retrying");
+        }
     }
 }
 

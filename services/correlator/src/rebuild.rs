@@ -13,7 +13,6 @@ use anyhow::Context as _;
 use async_nats::jetstream::consumer::{DeliverPolicy, pull::OrderedConfig};
 use futures_util::StreamExt;
 use shared::Bus;
-use shared::events::MediaEnvelope;
 use shared::subjects;
 use time::OffsetDateTime;
 
@@ -86,7 +85,7 @@ async fn replay(
         let Ok(Some(msg)) = next else { break };
         let msg = msg?;
         let pending_after = msg.info().map(|i| i.pending).unwrap_or(0);
-        match serde_json::from_slice::<MediaEnvelope>(&msg.payload) {
+        match crate::correlate::decode_fact(&msg.payload) {
             Ok(mut env) => {
                 processor.enrich(&mut env).await;
                 processor.process(&mut tx, &env, &msg.subject).await?;

@@ -17,6 +17,9 @@ use crate::lifecycle::{Download, Item, Request};
 use crate::store::{self, Result, StoreError, ts};
 
 /// Rows per multi-row statement (SQLite allows 32,766 parameters; requests have 40 columns).
+/// These statements differ by their number of rows, so they are not kept prepared
+/// (`persistent(false)`): sqlx's statement cache held up to 100 of them per connection, tens
+/// of megabytes of compiled SQLite programs.
 const ROWS: usize = 500;
 
 pub struct Session<'a> {
@@ -256,7 +259,7 @@ impl<'a> Session<'a> {
             q.push_values(chunk, |mut row, (key, id)| {
                 row.push_bind(key).push_bind(id.0);
             });
-            q.build().execute(&mut *self.conn).await?;
+            q.build().persistent(false).execute(&mut *self.conn).await?;
         }
         for chunk in p.timeline.chunks(ROWS) {
             let mut q = QueryBuilder::<Sqlite>::new(
@@ -273,7 +276,7 @@ impl<'a> Session<'a> {
                     .push_bind(e.late)
                     .push_bind(event_id.clone());
             });
-            q.build().execute(&mut *self.conn).await?;
+            q.build().persistent(false).execute(&mut *self.conn).await?;
         }
         for chunk in p.outbox.chunks(ROWS) {
             let mut q = QueryBuilder::<Sqlite>::new("INSERT INTO outbox (subject, msg_id, payload, traceparent) ");
@@ -283,7 +286,7 @@ impl<'a> Session<'a> {
                     .push_bind(m.payload.clone())
                     .push_bind(m.traceparent.clone());
             });
-            q.build().execute(&mut *self.conn).await?;
+            q.build().persistent(false).execute(&mut *self.conn).await?;
         }
         let processed: Vec<_> = p.processed.iter().collect();
         let now = ts(OffsetDateTime::now_utc());
@@ -294,7 +297,7 @@ impl<'a> Session<'a> {
                 row.push_bind(id.as_str()).push_bind(subject.as_str()).push_bind(now).push_bind(outcome.as_str());
             });
             q.push(" ON CONFLICT (event_id) DO UPDATE SET outcome = excluded.outcome");
-            q.build().execute(&mut *self.conn).await?;
+            q.build().persistent(false).execute(&mut *self.conn).await?;
         }
         Ok(())
     }
@@ -374,7 +377,7 @@ async fn upsert_requests(conn: &mut SqliteConnection, rows: &[&(Request, Request
             alert_message = excluded.alert_message, alert_at = excluded.alert_at,
             state = excluded.state, summary = excluded.summary",
     );
-    q.build().execute(conn).await?;
+    q.build().persistent(false).execute(conn).await?;
     Ok(())
 }
 
@@ -402,7 +405,7 @@ async fn upsert_items(conn: &mut SqliteConnection, rows: &[(&(RequestId, u32, u3
            reason_at = excluded.reason_at, available_at = excluded.available_at,
            jellyfin_item_id = excluded.jellyfin_item_id, updated_at = excluded.updated_at",
     );
-    q.build().execute(conn).await?;
+    q.build().persistent(false).execute(conn).await?;
     Ok(())
 }
 
@@ -444,6 +447,6 @@ async fn upsert_downloads(conn: &mut SqliteConnection, rows: &[(&(RequestId, Str
            grabbed_at = excluded.grabbed_at, progress_at = excluded.progress_at, finish_noted = excluded.finish_noted,
            dropped = excluded.dropped, updated_at = excluded.updated_at",
     );
-    q.build().execute(conn).await?;
+    q.build().persistent(false).execute(conn).await?;
     Ok(())
 }

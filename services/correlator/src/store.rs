@@ -51,8 +51,19 @@ impl Store {
             .synchronous(SqliteSynchronous::Normal)
             .foreign_keys(true)
             .busy_timeout(Duration::from_secs(10))
-            .pragma("cache_size", "-4096");
-        let pool = SqlitePoolOptions::new().max_connections(4).min_connections(1).connect_with(options).await?;
+            .pragma("cache_size", "-2048")
+            // A commit that crosses the WAL threshold would checkpoint in the committing
+            // connection (copying pages into the database and syncing it), stalling the
+            // correlator's batch; `checkpoint` does it from the side instead.
+            .pragma("wal_autocheckpoint", "0");
+        let pool = SqlitePoolOptions::new()
+            .max_connections(4)
+            .min_connections(1)
+            // A local file: a connection does not go bad between two uses, and the ping costs
+            // a round trip to the connection's thread on every transaction.
+            .test_before_acquire(false)
+            .connect_with(options)
+            .await?;
         sqlx::migrate!("../../migrations").run(&pool).await?;
         Ok(Self { pool })
     }
@@ -65,7 +76,19 @@ impl Store {
         Ok(self.pool.begin().await?)
     }
 
+    /// Copies the write-ahead log into the database without blocking readers or the writer
+    /// (`PASSIVE`), or, with `truncate`, completely and empties the log.
+    pub async fn checkpoint(&self, truncate: bool) -> Result<()> {
+        let sql = if truncate { "PRAGMA wal_checkpoint(TRUNCATE)" } else { "PRAGMA wal_checkpoint(PASSIVE)" };
+        sqlx::query(sql).execute(&self.pool).await?;
+        Ok(())
+    }
+
+    /// Checkpoints what it can (nobody else may, see `open`) and closes the connections.
     pub async fn close(&self) {
+        if let Err(error) = self.checkpoint(false).await {
+            tracing::debug!(%error, "checkpoint before closing skipped");
+        }
         self.pool.close().await;
     }
 }
@@ -415,12 +438,23 @@ pub async fn requests_with_alert(conn: &mut SqliteConnection, check: &str) -> Re
     Ok(rows.iter().map(|r| RequestId(r.get(0))).collect())
 }
 
-/// Requests the watchdog looks at: waiting in a state, or available and not archived yet.
-pub async fn watched(conn: &mut SqliteConnection) -> Result<Vec<Request>> {
+/// The requests the watchdog may have something to say about at `now`: those waiting for a
+/// release (any age), those past import for at least `min_wait`, and those available for at
+/// least `archive_after`. Available requests are most of the database and are loaded only when
+/// their archive is due.
+pub async fn watched(
+    conn: &mut SqliteConnection,
+    now: OffsetDateTime,
+    min_wait: std::time::Duration,
+    archive_after: std::time::Duration,
+) -> Result<Vec<Request>> {
     let ids: Vec<i64> = sqlx::query_scalar(
-        "SELECT id FROM requests WHERE state IN
-           ('requested', 'approved', 'searching', 'downloaded', 'importing', 'matching', 'available')",
+        "SELECT id FROM requests WHERE state IN ('requested', 'approved', 'searching')
+           OR (state IN ('downloaded', 'importing', 'matching') AND state_since <= ?)
+           OR (state = 'available' AND state_since <= ?)",
     )
+    .bind(ts(now - min_wait))
+    .bind(ts(now - archive_after))
     .fetch_all(&mut *conn)
     .await?;
     let mut out = Vec::with_capacity(ids.len());

@@ -111,7 +111,9 @@ impl Watchdog {
     /// One round at time `now`: publishes and returns what it found.
     pub async fn tick(&self, now: OffsetDateTime) -> anyhow::Result<Vec<TrackerEvent>> {
         let mut conn = self.store.pool().acquire().await?;
-        let requests = store::watched(&mut conn).await?;
+        let t = &self.thresholds;
+        let min_wait = [t.verify_every, t.library, t.import, t.matching].into_iter().min().unwrap_or_default();
+        let requests = store::watched(&mut conn, now, min_wait, t.archive_after).await?;
         drop(conn);
         let mut found = Vec::new();
         for req in requests {

@@ -24,8 +24,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::Dashboard;
 
-/// Recent events kept for clients that reconnect.
+/// Recent events kept for clients that reconnect: at most this many, and this many bytes.
 const RING: usize = 2048;
+const RING_BYTES: usize = 4 << 20;
 /// Heartbeat interval (the contract says at most 15 s).
 const KEEP_ALIVE: Duration = Duration::from_secs(10);
 
@@ -44,7 +45,7 @@ pub struct SseMessage {
 #[derive(Debug)]
 pub struct Hub {
     tx: broadcast::Sender<Arc<SseMessage>>,
-    ring: Mutex<VecDeque<Arc<SseMessage>>>,
+    ring: Mutex<Ring>,
     seq: AtomicU64,
     epoch: u64,
     clients: AtomicUsize,
@@ -64,7 +65,7 @@ impl Hub {
         let epoch = time::OffsetDateTime::now_utc().unix_timestamp_nanos() as u64 / 1_000_000;
         Self {
             tx: broadcast::channel(1024).0,
-            ring: Mutex::new(VecDeque::with_capacity(RING)),
+            ring: Mutex::new(Ring::default()),
             seq: AtomicU64::new(0),
             epoch,
             clients: AtomicUsize::new(0),
@@ -86,10 +87,12 @@ impl Hub {
         let mut ring = self.ring.lock().unwrap_or_else(|e| e.into_inner());
         let seq = self.seq.fetch_add(1, Ordering::Relaxed) + 1;
         let msg = Arc::new(SseMessage { seq, request_id, event, data });
-        if ring.len() == RING {
-            ring.pop_front();
+        ring.bytes += msg.data.len();
+        ring.events.push_back(msg.clone());
+        while ring.events.len() > RING || ring.bytes > RING_BYTES {
+            let Some(old) = ring.events.pop_front() else { break };
+            ring.bytes -= old.data.len();
         }
-        ring.push_back(msg.clone());
         // Sent under the lock so that ring order and broadcast order agree.
         drop(self.tx.send(msg));
     }
@@ -104,8 +107,8 @@ impl Hub {
         }
         let ring = self.ring.lock().unwrap_or_else(|e| e.into_inner());
         let newest = self.seq.load(Ordering::Relaxed);
-        let oldest = ring.front().map_or(newest + 1, |m| m.seq);
-        (seq + 1 >= oldest).then(|| (ring.iter().filter(|m| m.seq > seq).cloned().collect(), newest))
+        let oldest = ring.events.front().map_or(newest + 1, |m| m.seq);
+        (seq + 1 >= oldest).then(|| (ring.events.iter().filter(|m| m.seq > seq).cloned().collect(), newest))
     }
 
     fn event(&self, m: &SseMessage) -> Event {
@@ -140,7 +143,7 @@ impl Hub {
             );
             shared::telemetry::set_parent_from_headers(&span, msg.headers.as_ref());
             let _entered = span.enter();
-            let data = match serde_json::from_slice::<Value>(&msg.payload) {
+            let mut data = match serde_json::from_slice::<Value>(&msg.payload) {
                 Ok(mut envelope) => envelope["data"].take(),
                 Err(error) => {
                     tracing::warn!(subject = %msg.subject, %error, "undecodable request change skipped");
@@ -148,7 +151,28 @@ impl Hub {
                 }
             };
             let event = if verb == "progress" { "progress" } else { "request" };
+            if event == "request" {
+                trim_change(&mut data);
+            }
             self.publish(id, event, data.to_string());
+        }
+    }
+}
+
+/// The recent events and their size.
+#[derive(Debug, Default)]
+struct Ring {
+    events: VecDeque<Arc<SseMessage>>,
+    bytes: usize,
+}
+
+/// A `request` event carries the request's summary and what changed, not its downloads,
+/// episodes and whole timeline: a page fetches those when it shows them, and a series late in
+/// its life would otherwise send every browser tens of kilobytes per episode.
+fn trim_change(change: &mut Value) {
+    if let Some(request) = change.get_mut("request").and_then(Value::as_object_mut) {
+        for heavy in ["downloads", "episodes", "timeline"] {
+            request.remove(heavy);
         }
     }
 }
@@ -230,5 +254,39 @@ mod tests {
             hub.publish(i, "progress", "{}".into());
         }
         assert!(hub.since(&format!("{}-3", hub.epoch)).is_none(), "too old: resync");
+    }
+
+    #[test]
+    fn the_ring_is_bounded_by_size_too() {
+        let hub = Hub::new();
+        let big = "x".repeat(64 << 10);
+        for i in 0..200 {
+            hub.publish(i, "request", big.clone());
+        }
+        let ring = hub.ring.lock().unwrap();
+        assert!(ring.bytes <= RING_BYTES, "{} bytes kept", ring.bytes);
+        assert_eq!(ring.bytes, ring.events.len() * big.len());
+        assert_eq!(ring.events.back().unwrap().seq, 200, "the newest are kept");
+    }
+
+    #[test]
+    fn request_events_carry_the_summary_and_the_change_not_the_whole_request() {
+        let mut change = serde_json::json!({
+            "request": {"id": 3, "title": "Dune", "state": "downloading", "downloads": [{}], "episodes": [{}],
+                        "timeline": [{}, {}]},
+            "previous_state": "indexed",
+            "event_id": "radarr-1",
+            "timeline_added": [{"message": "Downloading"}],
+        });
+        trim_change(&mut change);
+        assert_eq!(
+            change,
+            serde_json::json!({
+                "request": {"id": 3, "title": "Dune", "state": "downloading"},
+                "previous_state": "indexed",
+                "event_id": "radarr-1",
+                "timeline_added": [{"message": "Downloading"}],
+            })
+        );
     }
 }
