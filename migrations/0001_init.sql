@@ -133,7 +133,9 @@ CREATE INDEX orphans_by_key ON orphans (key);
 -- Messages to publish after commit (transactional outbox): a crash between commit and
 -- publish loses nothing, the next start publishes them.
 CREATE TABLE outbox (
-    id                  INTEGER PRIMARY KEY,
+    -- Never reused: the publisher remembers the last id it published, and an emptied table
+    -- would otherwise start again at 1.
+    id                  INTEGER PRIMARY KEY AUTOINCREMENT,
     subject             TEXT    NOT NULL,
     msg_id              TEXT    NOT NULL,
     payload             BLOB    NOT NULL,

@@ -490,3 +490,25 @@ async fn sigterm_with_browsers_following_sse_stops_at_once_and_stops_nats() {
     assert!(took < Duration::from_secs(5), "the stop waited {took:?} for SSE clients");
     assert!(!Path::new(&format!("/proc/{nats_pid}")).exists(), "the embedded nats-server was stopped");
 }
+
+/// Published state messages are deleted from the outbox once things are quiet; the ids of the
+/// next ones must not start again below what was published (a table emptied by the delete
+/// gives rowid 1 again unless ids are never reused).
+#[tokio::test(flavor = "multi_thread")]
+async fn state_changes_after_a_quiet_moment_are_still_published() {
+    let app = App::start().await;
+    let sse = common::SseClient::connect(&app, "").await;
+    let steps = [
+        ("jellyseerr/webhook_media_pending_movie_the_batman_req42.json", "requested"),
+        ("jellyseerr/webhook_media_approved_movie_the_batman_req42.json", "approved"),
+        ("radarr/webhook_grab_the_batman.json", "indexed"),
+    ];
+    for (fixture, state) in steps {
+        let source = fixture.split('/').next().unwrap();
+        assert_eq!(app.post_fixture(source, fixture).await.0, 202);
+        sse.wait_for(&format!("the change to {state}"), |e| e.event == "request" && e.data["request"]["state"] == state)
+            .await;
+        // Longer than the publisher waits before deleting what it published.
+        tokio::time::sleep(Duration::from_millis(700)).await;
+    }
+}
