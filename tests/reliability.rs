@@ -506,8 +506,10 @@ async fn state_changes_after_a_quiet_moment_are_still_published() {
     for (fixture, state) in steps {
         let source = fixture.split('/').next().unwrap();
         assert_eq!(app.post_fixture(source, fixture).await.0, 202);
-        sse.wait_for(&format!("the change to {state}"), |e| e.event == "request" && e.data["request"]["state"] == state)
-            .await;
+        sse.wait_for(&format!("the change to {state}"), |e| {
+            e.event == "request" && e.data["request"]["state"] == state
+        })
+        .await;
         // Longer than the publisher waits before deleting what it published.
         tokio::time::sleep(Duration::from_millis(700)).await;
     }

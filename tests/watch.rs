@@ -484,7 +484,11 @@ async fn behind_a_reverse_proxy_only_the_requester_or_an_admin_may_act() {
     assert_eq!(as_user(None, "/api/summary", false).await.unwrap().status(), 200, "counts stay open");
     let list = as_user(Some("bob"), "/api/requests", false).await.unwrap();
     assert_eq!(list.status(), 200);
-    app.http.get(app.url("/api/requests/1")).header("Remote-User", "bob").send().await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while as_user(Some("bob"), "/api/requests/1", false).await.unwrap().status() != 200 {
+        assert!(Instant::now() < deadline, "request 1 never appeared");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let refused = as_user(Some("bob"), "/api/requests/1/retry", true).await.unwrap();
     assert_eq!(refused.status(), 403, "bob did not request Dune");
     let answer: Value = refused.json().await.unwrap();

@@ -154,7 +154,7 @@ fn next_ids(n: u64) -> u64 {
 
 pub async fn run(cfg: &Config, bin: &Path, root: &Path, log: &mut dyn FnMut(&str)) -> Report {
     let fx = Arc::new(Fixtures::load(root));
-    let stack = Stack::start(bin).await;
+    let mut stack = Stack::start(bin).await;
     let mut report = Report::default();
     tokio::time::sleep(Duration::from_secs(1)).await;
     let (app, nats) = stack.rss();
@@ -211,6 +211,18 @@ pub async fn run(cfg: &Config, bin: &Path, root: &Path, log: &mut dyn FnMut(&str
             report.runs.push(run);
         }
         checkpoint(&stack, &mut report, requests, log).await;
+    }
+    if want("throughput") {
+        // What holding the requests costs, without what the load left in the allocator.
+        stack.restart().await;
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        let (app, nats) = stack.rss();
+        report.memory.push((format!("{requests} requests, after a restart, idle"), app, nats));
+        log(&format!(
+            "restarted with {requests} requests: status-tracker {} MiB, nats-server {} MiB",
+            mib(app),
+            mib(nats)
+        ));
     }
 
     if want("load") {

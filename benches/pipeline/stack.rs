@@ -1,7 +1,7 @@
 //! The system under test: the all-in-one `status-tracker` with its embedded `nats-server`, in
 //! a fresh data directory, and what the kernel says about both processes.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -11,6 +11,7 @@ pub struct Stack {
     pub http: reqwest::Client,
     nats_pid: u32,
     dir: tempfile::TempDir,
+    bin: PathBuf,
 }
 
 /// CPU time used so far, per process.
@@ -30,20 +31,23 @@ impl Cpu {
 impl Stack {
     pub async fn start(bin: &Path) -> Stack {
         let dir = tempfile::tempdir().expect("temporary directory");
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let log = std::fs::File::create(dir.path().join("status-tracker.log")).unwrap();
-        let child = Command::new(bin)
-            .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("TRACKER_LISTEN", format!("127.0.0.1:{port}"))
-            .env("TRACKER_DATA_DIR", dir.path())
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap_or_else(|e| panic!("{}: {e}", bin.display()));
+        let (child, port) = spawn(bin, dir.path());
         let http = reqwest::Client::builder().timeout(Duration::from_secs(60)).build().unwrap();
-        let mut stack = Stack { child, port, http, nats_pid: 0, dir };
+        let mut stack = Stack { child, port, http, nats_pid: 0, dir, bin: bin.to_owned() };
+        stack.wait_ready().await;
+        stack
+    }
+
+    /// Stops the process (SIGTERM) and starts it again on the same data.
+    pub async fn restart(&mut self) {
+        self.stop();
+        let (child, port) = spawn(&self.bin, self.dir.path());
+        (self.child, self.port) = (child, port);
+        self.wait_ready().await;
+    }
+
+    async fn wait_ready(&mut self) {
+        let stack = self;
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             if let Ok(r) = stack.http.get(stack.url("/api/health")).send().await
@@ -59,7 +63,19 @@ impl Stack {
         }
         let pid_file = stack.dir.path().join("nats/nats-server.pid");
         stack.nats_pid = std::fs::read_to_string(pid_file).ok().and_then(|s| s.trim().parse().ok()).unwrap_or(0);
-        stack
+    }
+
+    fn stop(&mut self) {
+        let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -96,16 +112,24 @@ impl Stack {
 
 impl Drop for Stack {
     fn drop(&mut self) {
-        let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = self.child.kill();
+        self.stop();
     }
+}
+
+fn spawn(bin: &Path, dir: &Path) -> (Child, u16) {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let log = std::fs::OpenOptions::new().create(true).append(true).open(dir.join("status-tracker.log")).unwrap();
+    let child = Command::new(bin)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("TRACKER_LISTEN", format!("127.0.0.1:{port}"))
+        .env("TRACKER_DATA_DIR", dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .unwrap_or_else(|e| panic!("{}: {e}", bin.display()));
+    (child, port)
 }
 
 fn rss(pid: u32) -> u64 {

@@ -17,10 +17,16 @@ use crate::lifecycle::{Download, Item, Request};
 use crate::store::{self, Result, StoreError, ts};
 
 /// Rows per multi-row statement (SQLite allows 32,766 parameters; requests have 40 columns).
-/// These statements differ by their number of rows, so they are not kept prepared
-/// (`persistent(false)`): sqlx's statement cache held up to 100 of them per connection, tens
-/// of megabytes of compiled SQLite programs.
+/// These statements differ by their number of rows, so only small ones are kept prepared
+/// (see [`keep`]): sqlx's statement cache held up to 100 of them per connection, tens of
+/// megabytes of compiled SQLite programs.
 const ROWS: usize = 500;
+
+/// Whether a statement of `rows` rows is worth keeping prepared: the small ones an idle
+/// correlator runs for every event (a few kilobytes each, at most eight sizes per table).
+fn keep(rows: usize) -> bool {
+    rows <= 8
+}
 
 pub struct Session<'a> {
     conn: &'a mut SqliteConnection,
@@ -239,32 +245,37 @@ impl<'a> Session<'a> {
 
     // --------------------------------------------------------------------- flush ---
 
-    /// Writes everything the batch changed, one statement per table (per 500 rows).
+    /// Writes everything the batch changed: one statement per table (per 500 rows), all sent
+    /// to SQLite's thread at once.
     pub async fn flush(&mut self) -> Result<()> {
         let p = std::mem::take(&mut self.pending);
+        let mut q = QueryBuilder::<Sqlite>::new("");
+        let mut rows = 0;
         let requests: Vec<_> = p.requests.values().collect();
         for chunk in requests.chunks(ROWS) {
-            upsert_requests(self.conn, chunk).await?;
+            push_requests(&mut q, chunk)?;
+            rows += chunk.len();
         }
         let items: Vec<_> = p.items.iter().collect();
         for chunk in items.chunks(ROWS) {
-            upsert_items(self.conn, chunk).await?;
+            push_items(&mut q, chunk);
+            rows += chunk.len();
         }
         let downloads: Vec<_> = p.downloads.iter().collect();
         for chunk in downloads.chunks(ROWS) {
-            upsert_downloads(self.conn, chunk).await?;
+            push_downloads(&mut q, chunk);
+            rows += chunk.len();
         }
         for chunk in p.keys.chunks(ROWS) {
-            let mut q = QueryBuilder::<Sqlite>::new("INSERT OR IGNORE INTO request_keys (key, request_id) ");
+            q.push("INSERT OR IGNORE INTO request_keys (key, request_id) ");
             q.push_values(chunk, |mut row, (key, id)| {
-                row.push_bind(key).push_bind(id.0);
+                row.push_bind(key.clone()).push_bind(id.0);
             });
-            q.build().persistent(false).execute(&mut *self.conn).await?;
+            q.push(";\n");
+            rows += chunk.len();
         }
         for chunk in p.timeline.chunks(ROWS) {
-            let mut q = QueryBuilder::<Sqlite>::new(
-                "INSERT INTO timeline (request_id, state, at, source, message, details, episode, late, event_id) ",
-            );
+            q.push("INSERT INTO timeline (request_id, state, at, source, message, details, episode, late, event_id) ");
             q.push_values(chunk, |mut row, (id, e, event_id)| {
                 row.push_bind(id.0)
                     .push_bind(e.state.as_str())
@@ -276,41 +287,45 @@ impl<'a> Session<'a> {
                     .push_bind(e.late)
                     .push_bind(event_id.clone());
             });
-            q.build().persistent(false).execute(&mut *self.conn).await?;
+            q.push(";\n");
+            rows += chunk.len();
         }
         for chunk in p.outbox.chunks(ROWS) {
-            let mut q = QueryBuilder::<Sqlite>::new("INSERT INTO outbox (subject, msg_id, payload, traceparent) ");
+            q.push("INSERT INTO outbox (subject, msg_id, payload, traceparent) ");
             q.push_values(chunk, |mut row, m| {
                 row.push_bind(m.subject.clone())
                     .push_bind(m.msg_id.clone())
                     .push_bind(m.payload.clone())
                     .push_bind(m.traceparent.clone());
             });
-            q.build().persistent(false).execute(&mut *self.conn).await?;
+            q.push(";\n");
+            rows += chunk.len();
         }
         let processed: Vec<_> = p.processed.iter().collect();
         let now = ts(OffsetDateTime::now_utc());
         for chunk in processed.chunks(ROWS) {
-            let mut q =
-                QueryBuilder::<Sqlite>::new("INSERT INTO processed_events (event_id, subject, processed_at, outcome) ");
+            q.push("INSERT INTO processed_events (event_id, subject, processed_at, outcome) ");
             q.push_values(chunk, |mut row, (id, (subject, outcome))| {
-                row.push_bind(id.as_str()).push_bind(subject.as_str()).push_bind(now).push_bind(outcome.as_str());
+                row.push_bind((*id).clone()).push_bind(subject.clone()).push_bind(now).push_bind(outcome.clone());
             });
-            q.push(" ON CONFLICT (event_id) DO UPDATE SET outcome = excluded.outcome");
-            q.build().persistent(false).execute(&mut *self.conn).await?;
+            q.push(" ON CONFLICT (event_id) DO UPDATE SET outcome = excluded.outcome;\n");
+            rows += chunk.len();
+        }
+        if rows > 0 {
+            q.build().persistent(keep(rows)).execute(&mut *self.conn).await?;
         }
         Ok(())
     }
 }
 
-async fn upsert_requests(conn: &mut SqliteConnection, rows: &[&(Request, RequestSummary)]) -> Result<()> {
+fn push_requests(q: &mut QueryBuilder<Sqlite>, rows: &[&(Request, RequestSummary)]) -> Result<()> {
     let mut encoded = Vec::with_capacity(rows.len());
     for (req, summary) in rows {
         let summary_json = serde_json::to_string(summary).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         let seasons = serde_json::to_string(&req.requested_seasons).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         encoded.push((req, summary.state.as_str(), summary_json, seasons));
     }
-    let mut q = QueryBuilder::<Sqlite>::new(
+    q.push(
         "INSERT INTO requests (media_type, title, year, poster_url, tmdb_id, tvdb_id, imdb_id, arr_id,
             jellyseerr_id, requested_by, requested_by_email, is_anime, is_4k, source, requested_seasons, stage,
             outcome_state, outcome_reason, outcome_at, evidence_at, available_at, quality, media_path, watch_item_id,
@@ -375,14 +390,13 @@ async fn upsert_requests(conn: &mut SqliteConnection, rows: &[&(Request, Request
             state_since = excluded.state_since, stall_state = excluded.stall_state,
             stall_reason = excluded.stall_reason, stall_at = excluded.stall_at, alert_check = excluded.alert_check,
             alert_message = excluded.alert_message, alert_at = excluded.alert_at,
-            state = excluded.state, summary = excluded.summary",
+            state = excluded.state, summary = excluded.summary;\n",
     );
-    q.build().persistent(false).execute(conn).await?;
     Ok(())
 }
 
-async fn upsert_items(conn: &mut SqliteConnection, rows: &[(&(RequestId, u32, u32), &Item)]) -> Result<()> {
-    let mut q = QueryBuilder::<Sqlite>::new(
+fn push_items(q: &mut QueryBuilder<Sqlite>, rows: &[(&(RequestId, u32, u32), &Item)]) {
+    q.push(
         "INSERT INTO items (request_id, season, episode, stage, download_id, file_path, reason, reason_at,
            available_at, jellyfin_item_id, updated_at) ",
     );
@@ -403,14 +417,12 @@ async fn upsert_items(conn: &mut SqliteConnection, rows: &[(&(RequestId, u32, u3
         " ON CONFLICT (request_id, season, episode) DO UPDATE SET stage = excluded.stage,
            download_id = excluded.download_id, file_path = excluded.file_path, reason = excluded.reason,
            reason_at = excluded.reason_at, available_at = excluded.available_at,
-           jellyfin_item_id = excluded.jellyfin_item_id, updated_at = excluded.updated_at",
+           jellyfin_item_id = excluded.jellyfin_item_id, updated_at = excluded.updated_at;\n",
     );
-    q.build().persistent(false).execute(conn).await?;
-    Ok(())
 }
 
-async fn upsert_downloads(conn: &mut SqliteConnection, rows: &[(&(RequestId, String), &Download)]) -> Result<()> {
-    let mut q = QueryBuilder::<Sqlite>::new(
+fn push_downloads(q: &mut QueryBuilder<Sqlite>, rows: &[(&(RequestId, String), &Download)]) {
+    q.push(
         "INSERT INTO downloads (request_id, download_id, kind, release_title, quality, indexer, size, progress, dlspeed,
            eta, client_state, stalled, error, finished, upgrade, content_path, grabbed_at, progress_at, finish_noted,
            dropped, updated_at) ",
@@ -445,8 +457,6 @@ async fn upsert_downloads(conn: &mut SqliteConnection, rows: &[(&(RequestId, Str
            client_state = excluded.client_state, stalled = excluded.stalled, error = excluded.error,
            finished = excluded.finished, upgrade = excluded.upgrade, content_path = excluded.content_path,
            grabbed_at = excluded.grabbed_at, progress_at = excluded.progress_at, finish_noted = excluded.finish_noted,
-           dropped = excluded.dropped, updated_at = excluded.updated_at",
+           dropped = excluded.dropped, updated_at = excluded.updated_at;\n",
     );
-    q.build().persistent(false).execute(conn).await?;
-    Ok(())
 }
