@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::Context as _;
 use axum::Router;
+use axum::serve::ListenerExt;
 use shared::nats_server::EmbeddedNats;
 use shared::{Bus, Env};
 use tokio::net::TcpListener;
@@ -136,6 +137,13 @@ async fn run_services(
     }
     // The peer address is what TRACKER_AUTH=proxy checks against TRACKER_TRUSTED_PROXIES.
     let service = router.into_make_service_with_connect_info::<std::net::SocketAddr>();
+    // Without TCP_NODELAY a response written in two segments waits for the client's delayed
+    // ACK: up to 40 ms on a webhook's answer or an SSE event.
+    let listener = listener.tap_io(|tcp| {
+        if let Err(error) = tcp.set_nodelay(true) {
+            tracing::debug!(%error, "TCP_NODELAY not set");
+        }
+    });
     axum::serve(listener, service)
         .with_graceful_shutdown(shutdown.clone().cancelled_owned())
         .await
