@@ -511,11 +511,17 @@ impl Report {
     pub fn markdown(&self) -> String {
         let mut s = String::new();
         let floor = self.floor_jetstream.p50;
-        let ratio = |d: Duration| d.as_secs_f64() / floor.as_secs_f64().max(1e-9);
+        let ratio = |d: Duration| match floor.is_zero() {
+            true => "–".to_owned(),
+            false => format!("{:.1}×", d.as_secs_f64() / floor.as_secs_f64()),
+        };
         let row = |s: &mut String, what: &str, d: &Dist| {
+            if d.n == 0 {
+                return;
+            }
             let _ = writeln!(
                 s,
-                "| {what} | {:.2} ms | {:.2} ms | {:.2} ms | {:.1}× |",
+                "| {what} | {:.2} ms | {:.2} ms | {:.2} ms | {} |",
                 ms(d.p50),
                 ms(d.p99),
                 ms(d.max),

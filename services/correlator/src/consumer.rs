@@ -114,6 +114,36 @@ struct Outbox {
     /// the consumer is idle.
     published: AtomicI64,
     deleted: AtomicI64,
+    /// Rows just committed, in id order, so that the publisher need not read them back.
+    handoff: std::sync::Mutex<std::collections::VecDeque<store::OutboxMessage>>,
+}
+
+/// More rows than this waiting in the handoff (NATS away): the publisher reads them from the
+/// database instead.
+const HANDOFF_MAX: usize = 4096;
+
+impl Outbox {
+    fn hand_over(&self, rows: Vec<store::OutboxMessage>) {
+        let mut handoff = self.handoff.lock().unwrap_or_else(|e| e.into_inner());
+        if handoff.len() + rows.len() > HANDOFF_MAX {
+            handoff.clear();
+        } else {
+            handoff.extend(rows);
+        }
+    }
+
+    /// The handed-over rows right after `after`, if they continue it without a gap.
+    fn take_after(&self, after: i64, limit: usize) -> Option<Vec<store::OutboxMessage>> {
+        let mut handoff = self.handoff.lock().unwrap_or_else(|e| e.into_inner());
+        while handoff.front().is_some_and(|m| m.id <= after) {
+            handoff.pop_front();
+        }
+        if handoff.front()?.id != after + 1 {
+            return None;
+        }
+        let n = handoff.len().min(limit);
+        Some(handoff.drain(..n).collect())
+    }
 }
 
 /// Publishes the outbox whenever a batch was committed, and retries every second while
@@ -138,7 +168,11 @@ async fn outbox_publisher(bus: Bus, store: Store, outbox: Arc<Outbox>, cancel: C
 async fn publish_new(bus: &Bus, store: &Store, outbox: &Outbox) -> bool {
     loop {
         let after = outbox.published.load(Ordering::Acquire);
-        let msgs = match store::outbox(store.pool(), after, 500).await {
+        let read = match outbox.take_after(after, 500) {
+            Some(rows) => Ok(rows),
+            None => store::outbox(store.pool(), after, 500).await,
+        };
+        let msgs = match read {
             Ok(m) if m.is_empty() => return true,
             Ok(m) => m,
             Err(error) => {
@@ -276,7 +310,8 @@ async fn handle_batch(
     let published = outbox.published.load(Ordering::Acquire);
     let delete_up_to = (published > outbox.deleted.load(Ordering::Acquire)).then_some(published);
     match apply_all(store, processor, &batch, &decoded, delete_up_to).await {
-        Ok(()) => {
+        Ok(written) => {
+            outbox.hand_over(written);
             if let Some(up_to) = delete_up_to {
                 outbox.deleted.fetch_max(up_to, Ordering::AcqRel);
             }
@@ -289,7 +324,10 @@ async fn handle_batch(
             for (msg, d) in batch.iter().zip(&decoded) {
                 let one = std::slice::from_ref(msg);
                 match apply_all(store, processor, one, std::slice::from_ref(d), None).await {
-                    Ok(()) => ack(msg, matches!(d, Decoded::Poison(_))).await,
+                    Ok(written) => {
+                        outbox.hand_over(written);
+                        ack(msg, matches!(d, Decoded::Poison(_))).await;
+                    }
                     Err(error) => {
                         tracing::error!(subject = %msg.subject, %error, "event not applied; redelivery in 5 s");
                         drop(msg.ack_with(AckKind::Nak(Some(Duration::from_secs(5)))).await);
@@ -327,7 +365,7 @@ async fn apply_all(
     batch: &[jetstream::Message],
     decoded: &[Decoded],
     delete_outbox_up_to: Option<i64>,
-) -> store::Result<()> {
+) -> store::Result<Vec<store::OutboxMessage>> {
     let result = apply_in_transaction(store, processor, batch, decoded, delete_outbox_up_to).await;
     if result.is_err() {
         processor.cache.clear();
@@ -341,7 +379,7 @@ async fn apply_in_transaction(
     batch: &[jetstream::Message],
     decoded: &[Decoded],
     delete_outbox_up_to: Option<i64>,
-) -> store::Result<()> {
+) -> store::Result<Vec<store::OutboxMessage>> {
     let spans: Vec<Span> = batch.iter().zip(decoded).map(|(m, d)| consume_span(m, d)).collect();
     let mut tx = store.begin().await?;
     let mut session = Session::new(&mut tx, &processor.cache);
@@ -385,6 +423,7 @@ async fn apply_in_transaction(
     // One commit for the batch, shown in the trace of each of its messages.
     let commits: Vec<Span> = spans.iter().map(|s| tracing::info_span!(parent: s, "commit")).collect();
     session.flush().await?;
+    let written = session.take_written_outbox();
     drop(session);
     if let Some(up_to) = delete_outbox_up_to {
         store::delete_outbox(&mut tx, up_to).await?;
@@ -402,7 +441,7 @@ async fn apply_in_transaction(
         };
         count(&metrics().events, OutcomeLabel { outcome: label });
     }
-    Ok(())
+    Ok(written)
 }
 
 async fn ack(msg: &jetstream::Message, poison: bool) {
@@ -486,4 +525,38 @@ async fn publish_rows(bus: &Bus, msgs: &[store::OutboxMessage]) -> bool {
         }
     }
     true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rows(ids: std::ops::RangeInclusive<i64>) -> Vec<store::OutboxMessage> {
+        ids.map(|id| store::OutboxMessage {
+            id,
+            subject: format!("tracker.request.{id}.requested"),
+            msg_id: id.to_string(),
+            payload: Vec::new(),
+            traceparent: None,
+        })
+        .collect()
+    }
+
+    fn ids(rows: Option<Vec<store::OutboxMessage>>) -> Option<Vec<i64>> {
+        rows.map(|r| r.iter().map(|m| m.id).collect())
+    }
+
+    #[test]
+    fn the_handoff_gives_only_rows_that_continue_what_was_published() {
+        let outbox = Outbox::default();
+        outbox.hand_over(rows(5..=7));
+        assert_eq!(ids(outbox.take_after(4, 2)), Some(vec![5, 6]));
+        assert_eq!(ids(outbox.take_after(6, 10)), Some(vec![7]));
+        assert_eq!(ids(outbox.take_after(7, 10)), None, "nothing left");
+        outbox.hand_over(rows(10..=11));
+        assert_eq!(ids(outbox.take_after(7, 10)), None, "8 and 9 must be read from the database");
+        assert_eq!(ids(outbox.take_after(9, 10)), Some(vec![10, 11]), "rows already published are skipped");
+        outbox.hand_over(rows(1..=(HANDOFF_MAX as i64 + 1)));
+        assert_eq!(ids(outbox.take_after(0, 10)), None, "too many waiting: the database has them");
+    }
 }

@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, HashSet};
 
 use shared::ids::RequestId;
 use shared::model::{RequestSummary, TimelineEntry};
-use sqlx::{QueryBuilder, Sqlite, SqliteConnection};
+use sqlx::{QueryBuilder, Row, Sqlite, SqliteConnection};
 use time::OffsetDateTime;
 
 use crate::cache::{Cache, insert_in_order};
@@ -36,6 +36,8 @@ pub struct Session<'a> {
     processed: HashSet<String>,
     /// Event ids known not to be processed before this batch.
     unprocessed: HashSet<String>,
+    /// Outbox rows written so far, with their ids, for the publisher once committed.
+    written_outbox: Vec<store::OutboxMessage>,
 }
 
 #[derive(Default)]
@@ -60,7 +62,14 @@ struct OutboxRow {
 
 impl<'a> Session<'a> {
     pub fn new(conn: &'a mut SqliteConnection, cache: &'a Cache) -> Self {
-        Self { conn, cache, pending: Pending::default(), processed: HashSet::new(), unprocessed: HashSet::new() }
+        Self {
+            conn,
+            cache,
+            pending: Pending::default(),
+            processed: HashSet::new(),
+            unprocessed: HashSet::new(),
+            written_outbox: Vec::new(),
+        }
     }
 
     /// The connection, with the batch's writes flushed: for queries the session does not know.
@@ -298,7 +307,8 @@ impl<'a> Session<'a> {
                     .push_bind(m.payload.clone())
                     .push_bind(m.traceparent.clone());
             });
-            q.push(";\n");
+            // The only statement that returns rows: the ids, in the order of the values.
+            q.push(" RETURNING id;\n");
             rows += chunk.len();
         }
         let processed: Vec<_> = p.processed.iter().collect();
@@ -312,9 +322,26 @@ impl<'a> Session<'a> {
             rows += chunk.len();
         }
         if rows > 0 {
-            q.build().persistent(keep(rows)).execute(&mut *self.conn).await?;
+            let ids: Vec<i64> =
+                q.build().persistent(keep(rows)).fetch_all(&mut *self.conn).await?.iter().map(|r| r.get(0)).collect();
+            if ids.len() != p.outbox.len() {
+                return Err(StoreError::Corrupt(format!("{} outbox ids for {} rows", ids.len(), p.outbox.len())));
+            }
+            self.written_outbox.extend(p.outbox.into_iter().zip(ids).map(|(m, id)| store::OutboxMessage {
+                id,
+                subject: m.subject,
+                msg_id: m.msg_id,
+                payload: m.payload,
+                traceparent: m.traceparent,
+            }));
         }
         Ok(())
+    }
+
+    /// The outbox rows this session wrote, with their ids: once the transaction committed,
+    /// the publisher can send them without reading them back.
+    pub fn take_written_outbox(&mut self) -> Vec<store::OutboxMessage> {
+        std::mem::take(&mut self.written_outbox)
     }
 }
 
