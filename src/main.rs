@@ -7,16 +7,11 @@
 mod app;
 mod doctor;
 mod healthcheck;
+mod memory;
 
 use std::process::ExitCode;
 
 use shared::Env;
-
-/// mimalloc instead of glibc's allocator: under load the correlator and ingress allocate and
-/// free many small JSON values across threads, where glibc's per-thread arenas spent about a
-/// sixth of the CPU and kept freed memory resident (docs/performance.md).
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 const USAGE: &str = "\
 status-tracker: follows media requests from Jellyseerr to Jellyfin, live.
@@ -43,6 +38,7 @@ Without NATS_URL a nats-server child is started with its store under TRACKER_DAT
 
 #[tokio::main]
 async fn main() -> ExitCode {
+    memory::release_when_quiet();
     let env = Env::from_process();
     let args: Vec<String> = std::env::args().skip(1).collect();
     let (flags, words): (Vec<&str>, Vec<&str>) = args.iter().map(String::as_str).partition(|a| a.starts_with("--"));

@@ -7,6 +7,7 @@
 //! cargo bench --bench pipeline -- --smoke   # every measurement, tiny sizes
 //! cargo bench --bench pipeline -- --only throughput   # one part: floor, idle, throughput,
 //!                                           # load, fanout (checkpoints come with throughput)
+//! BENCH_BIN=/path/to/status-tracker cargo bench --bench pipeline   # measure another build
 //! ```
 //!
 //! It reports the floor (a JetStream publish → durable consume round trip on the same
@@ -47,6 +48,8 @@ pub struct Config {
     /// Request counts at which the index page is measured; the last one is also the memory
     /// checkpoint.
     pub checkpoints: Vec<u64>,
+    /// How long the process is left quiet before its memory is read again.
+    pub settle: Duration,
     /// Only this part (`floor`, `idle`, `throughput`, `load`, `fanout`), for profiling.
     pub only: Option<String>,
 }
@@ -62,6 +65,7 @@ impl Config {
             sse_clients: 1000,
             sse_updates: 50,
             checkpoints: vec![1000, 10_000],
+            settle: Duration::from_secs(5),
             only: None,
         }
     }
@@ -76,6 +80,7 @@ impl Config {
             sse_clients: 20,
             sse_updates: 3,
             checkpoints: vec![40, 80],
+            settle: Duration::from_millis(200),
             only: None,
         }
     }
@@ -198,7 +203,7 @@ pub async fn run(cfg: &Config, bin: &Path, root: &Path, log: &mut dyn FnMut(&str
         report.runs.push(run);
         while checkpoints.front().is_some_and(|c| requests >= *c) {
             checkpoints.pop_front();
-            checkpoint(&stack, &mut report, requests, log).await;
+            checkpoint(&stack, &mut report, requests, log, cfg.settle).await;
         }
     }
     // Top up to the remaining checkpoints.
@@ -210,7 +215,7 @@ pub async fn run(cfg: &Config, bin: &Path, root: &Path, log: &mut dyn FnMut(&str
             log(&format!("filled to {requests} requests: missing {}", run.missing));
             report.runs.push(run);
         }
-        checkpoint(&stack, &mut report, requests, log).await;
+        checkpoint(&stack, &mut report, requests, log, cfg.settle).await;
     }
     if want("throughput") {
         // What holding the requests costs, without what the load left in the allocator.
@@ -246,13 +251,18 @@ pub async fn run(cfg: &Config, bin: &Path, root: &Path, log: &mut dyn FnMut(&str
     report
 }
 
-async fn checkpoint(stack: &Stack, report: &mut Report, requests: u64, log: &mut dyn FnMut(&str)) {
+async fn checkpoint(stack: &Stack, report: &mut Report, requests: u64, log: &mut dyn FnMut(&str), settle: Duration) {
     let page = index_page(stack, requests).await;
     log(&format!("index at {requests} requests: {:.2} ms, {} bytes (br)", ms(page.time), page.bytes));
     report.pages.push(page);
     let (app, nats) = stack.rss();
-    report.memory.push((format!("after {requests} requests"), app, nats));
+    report.memory.push((format!("after {requests} requests, at once"), app, nats));
     log(&format!("memory after {requests} requests: status-tracker {} MiB, nats-server {} MiB", mib(app), mib(nats)));
+    // What stays once the load is over and the process has been quiet for a while.
+    tokio::time::sleep(settle).await;
+    let (app, nats) = stack.rss();
+    report.memory.push((format!("after {requests} requests, {settle:?} later"), app, nats));
+    log(&format!("{settle:?} later: status-tracker {} MiB, nats-server {} MiB", mib(app), mib(nats)));
 }
 
 /// A JetStream publish (acknowledged) to a file stream → the message at a durable pull
@@ -585,8 +595,10 @@ fn main() {
     let args: Vec<String> = std::env::args().collect();
     let mut cfg = if args.iter().any(|a| a == "--smoke") { Config::smoke() } else { Config::full() };
     cfg.only = args.iter().position(|a| a == "--only").and_then(|i| args.get(i + 1).cloned());
+    // Another build (or a wrapper that profiles it) can be measured in its place.
+    let bin = std::env::var_os("BENCH_BIN")
+        .map_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_status-tracker")), PathBuf::from);
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
-    let report = runtime
-        .block_on(run(&cfg, Path::new(env!("CARGO_BIN_EXE_status-tracker")), &root(), &mut |line| eprintln!("{line}")));
+    let report = runtime.block_on(run(&cfg, &bin, &root(), &mut |line| eprintln!("{line}")));
     println!("{}", report.markdown());
 }
