@@ -36,10 +36,10 @@ pub async fn connect(url: &str, n: usize) -> mpsc::UnboundedReceiver<Seen> {
                 buf.extend_from_slice(&chunk);
                 while let Some(end) = find(&buf, b"\n\n") {
                     let block: Vec<u8> = buf.drain(..end + 2).collect();
-                    if block.starts_with(b"id:") || block.starts_with(b"event:") {
-                        if let Some(id) = request_event_id(&block) {
-                            let _ = tx.send(Seen { client, jellyseerr_id: id, at });
-                        }
+                    if (block.starts_with(b"id:") || block.starts_with(b"event:"))
+                        && let Some(id) = request_event_id(&block)
+                    {
+                        let _ = tx.send(Seen { client, jellyseerr_id: id, at });
                     }
                 }
             }
