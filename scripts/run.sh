@@ -7,4 +7,5 @@ cd "$(dirname "$0")/.."
 need_cargo
 need_cmd nats-server nats-server
 cargo build --release --locked --bin status-tracker
-exec target/release/status-tracker "$@"
+# CARGO_TARGET_DIR, when set, is where cargo put the binary.
+exec "${CARGO_TARGET_DIR:-target}/release/status-tracker" "$@"
