@@ -6,7 +6,7 @@
 //! ring of recent events, or a `resync` event telling it to reload when the gap is too old
 //! (or the dashboard restarted).
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::convert::Infallible;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -17,7 +17,7 @@ use axum::http::HeaderMap;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use futures_util::{Stream, StreamExt, stream};
 use serde::Deserialize;
-use serde_json::Value;
+use serde_json::value::RawValue;
 use shared::Bus;
 use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
@@ -143,18 +143,15 @@ impl Hub {
             );
             shared::telemetry::set_parent_from_headers(&span, msg.headers.as_ref());
             let _entered = span.enter();
-            let mut data = match serde_json::from_slice::<Value>(&msg.payload) {
-                Ok(mut envelope) => envelope["data"].take(),
+            let event = if verb == "progress" { "progress" } else { "request" };
+            let data = match sse_data(&msg.payload, event == "request") {
+                Ok(data) => data,
                 Err(error) => {
                     tracing::warn!(subject = %msg.subject, %error, "undecodable request change skipped");
                     continue;
                 }
             };
-            let event = if verb == "progress" { "progress" } else { "request" };
-            if event == "request" {
-                trim_change(&mut data);
-            }
-            self.publish(id, event, data.to_string());
+            self.publish(id, event, data);
         }
     }
 }
@@ -166,15 +163,37 @@ struct Ring {
     bytes: usize,
 }
 
-/// A `request` event carries the request's summary and what changed, not its downloads,
-/// episodes and whole timeline: a page fetches those when it shows them, and a series late in
-/// its life would otherwise send every browser tens of kilobytes per episode.
-fn trim_change(change: &mut Value) {
-    if let Some(request) = change.get_mut("request").and_then(Value::as_object_mut) {
-        for heavy in ["downloads", "episodes", "timeline"] {
-            request.remove(heavy);
-        }
+/// What the dashboard reads of a state message: its data, as sent.
+#[derive(Deserialize)]
+struct ChangeEnvelope<'a> {
+    #[serde(borrow)]
+    data: &'a RawValue,
+}
+
+/// The SSE data of a state message: its CloudEvents `data`, copied as sent.
+///
+/// A `request` event (`trim`) carries the request's summary and what changed, not its
+/// downloads, episodes and whole timeline: a page fetches those when it shows them, and a
+/// series late in its life would otherwise send every browser tens of kilobytes per episode.
+/// The message is read without building a tree of it: the parts kept are copied verbatim (a
+/// state message of a long-lived series used to cost thousands of allocations here).
+fn sse_data(payload: &[u8], trim: bool) -> serde_json::Result<String> {
+    let data = serde_json::from_slice::<ChangeEnvelope>(payload)?.data;
+    let is_object = |raw: &RawValue| raw.get().starts_with('{');
+    if !trim || !is_object(data) {
+        return Ok(data.get().to_owned());
     }
+    let mut change: BTreeMap<&str, &RawValue> = serde_json::from_str(data.get())?;
+    let Some(request) = change.get("request").copied().filter(|r| is_object(r)) else {
+        return Ok(data.get().to_owned());
+    };
+    let mut request: BTreeMap<&str, &RawValue> = serde_json::from_str(request.get())?;
+    for heavy in ["downloads", "episodes", "timeline"] {
+        request.remove(heavy);
+    }
+    let request = serde_json::value::to_raw_value(&request)?;
+    change.insert("request", &request);
+    serde_json::to_string(&change)
 }
 
 #[derive(Debug, Deserialize)]
@@ -269,24 +288,49 @@ mod tests {
         assert_eq!(ring.events.back().unwrap().seq, 200, "the newest are kept");
     }
 
+    fn envelope(data: serde_json::Value) -> Vec<u8> {
+        serde_json::to_vec(&serde_json::json!({"specversion": "1.0", "id": "x", "data": data})).unwrap()
+    }
+
+    fn parsed(data: &str) -> serde_json::Value {
+        serde_json::from_str(data).unwrap()
+    }
+
     #[test]
     fn request_events_carry_the_summary_and_the_change_not_the_whole_request() {
-        let mut change = serde_json::json!({
-            "request": {"id": 3, "title": "Dune", "state": "downloading", "downloads": [{}], "episodes": [{}],
-                        "timeline": [{}, {}]},
+        let change = serde_json::json!({
+            "request": {"id": 3, "title": "Dune \"Part\" Two ✓", "state": "downloading", "downloads": [{}],
+                        "episodes": [{}], "timeline": [{}, {}], "progress": 0.25},
             "previous_state": "indexed",
             "event_id": "radarr-1",
             "timeline_added": [{"message": "Downloading"}],
         });
-        trim_change(&mut change);
+        let data = sse_data(&envelope(change), true).unwrap();
         assert_eq!(
-            change,
+            parsed(&data),
             serde_json::json!({
-                "request": {"id": 3, "title": "Dune", "state": "downloading"},
+                "request": {"id": 3, "title": "Dune \"Part\" Two ✓", "state": "downloading", "progress": 0.25},
                 "previous_state": "indexed",
                 "event_id": "radarr-1",
                 "timeline_added": [{"message": "Downloading"}],
             })
         );
+    }
+
+    #[test]
+    fn progress_events_and_odd_changes_are_passed_on_as_sent() {
+        let progress = serde_json::json!({"id": 3, "progress": 0.5, "downloads": [{"hash": "ab"}]});
+        assert_eq!(parsed(&sse_data(&envelope(progress.clone()), false).unwrap()), progress);
+        // Nothing to trim: no request, or a request that is not an object.
+        for odd in [serde_json::json!({"event_id": "e"}), serde_json::json!({"request": null}), serde_json::json!(7)] {
+            assert_eq!(parsed(&sse_data(&envelope(odd.clone()), true).unwrap()), odd);
+        }
+    }
+
+    #[test]
+    fn an_undecodable_message_is_an_error_not_a_panic() {
+        for bad in [&b"not json"[..], b"{}", b"{\"data\": ", b"{\"data\": {\"request\": {\"a\": }}}"] {
+            assert!(sse_data(bad, true).is_err(), "{}", String::from_utf8_lossy(bad));
+        }
     }
 }
