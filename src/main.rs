@@ -38,7 +38,6 @@ Without NATS_URL a nats-server child is started with its store under TRACKER_DAT
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    memory::release_when_quiet();
     let env = Env::from_process();
     let args: Vec<String> = std::env::args().skip(1).collect();
     let (flags, words): (Vec<&str>, Vec<&str>) = args.iter().map(String::as_str).partition(|a| a.starts_with("--"));
@@ -78,6 +77,8 @@ async fn main() -> ExitCode {
         }
     }
     let _telemetry = shared::telemetry::init(&env, mode.name());
+    // Services only: `doctor` and `healthcheck` are over in a moment.
+    memory::release_when_quiet();
     match app::run(mode, &env, options).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
