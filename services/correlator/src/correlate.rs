@@ -321,7 +321,7 @@ impl Processor {
                 eta: summary.eta,
                 stalled: summary.stalled,
                 reason: summary.reason.clone(),
-                downloads: req.detail(Vec::new(), None).downloads,
+                downloads: req.downloads_view(),
             };
             let subject = subjects::request_progress(req.id);
             queue(s, &subject, &format!("{event_id}:{}:progress", req.id), req.id, &update)?;

@@ -422,26 +422,7 @@ impl Request {
     pub fn detail(&self, timeline: Vec<TimelineEntry>, public_jellyfin: Option<&str>) -> RequestDetail {
         let mut summary = self.summary();
         summary.watch_url = self.watch.as_ref().and_then(|w| watch_url(w, public_jellyfin));
-        let downloads = self
-            .downloads
-            .iter()
-            .map(|(id, d)| DownloadView {
-                download_id: id.clone(),
-                kind: d.kind.clone(),
-                release_title: d.release_title.clone(),
-                quality: d.quality.clone(),
-                indexer: d.indexer.clone(),
-                size: d.size,
-                progress: if d.finished { 1.0 } else { d.progress },
-                dlspeed: if d.finished { 0 } else { d.dlspeed },
-                eta: if d.finished { None } else { d.eta },
-                client_state: d.client_state.clone(),
-                stalled: d.stalled.clone(),
-                finished: d.finished,
-                episodes: self.items.values().filter(|i| i.download_id.as_deref() == Some(id)).count() as u32
-                    * u32::from(self.media_type == MediaType::Tv),
-            })
-            .collect();
+        let downloads = self.downloads_view();
         let episodes = if self.media_type == MediaType::Tv {
             self.items
                 .iter()
@@ -459,6 +440,29 @@ impl Request {
             Vec::new()
         };
         RequestDetail { summary, downloads, episodes, timeline }
+    }
+
+    /// The request's downloads as shown (and sent with each progress update).
+    pub fn downloads_view(&self) -> Vec<DownloadView> {
+        self.downloads
+            .iter()
+            .map(|(id, d)| DownloadView {
+                download_id: id.clone(),
+                kind: d.kind.clone(),
+                release_title: d.release_title.clone(),
+                quality: d.quality.clone(),
+                indexer: d.indexer.clone(),
+                size: d.size,
+                progress: if d.finished { 1.0 } else { d.progress },
+                dlspeed: if d.finished { 0 } else { d.dlspeed },
+                eta: if d.finished { None } else { d.eta },
+                client_state: d.client_state.clone(),
+                stalled: d.stalled.clone(),
+                finished: d.finished,
+                episodes: self.items.values().filter(|i| i.download_id.as_deref() == Some(id)).count() as u32
+                    * u32::from(self.media_type == MediaType::Tv),
+            })
+            .collect()
     }
 }
 
