@@ -100,17 +100,8 @@ impl Step<'_> {
 
     /// A note about the request as it stands (health, renames, issues).
     fn remark(&mut self, message: String, details: Value) {
-        let details = without_nulls(details);
         let state = self.req.state();
-        self.out.timeline.push(TimelineEntry {
-            state,
-            at: self.at,
-            source: self.source.to_owned(),
-            message,
-            details,
-            episode: None,
-            late: false,
-        });
+        self.push(state, message, details, None, false);
     }
 
     /// The pipeline is moving: a failure recorded before this no longer holds.
