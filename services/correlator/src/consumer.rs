@@ -101,7 +101,8 @@ pub(crate) async fn run(
     // What was committed goes out before the process ends (or at the next start).
     stop_publisher.cancel();
     drop(publisher.await);
-    publish_outbox(&bus, &store).await;
+    publish_new(&bus, &store, &outbox).await;
+    delete_published(&store, &outbox).await;
 }
 
 /// Between the consumer and the task that publishes its state messages.
@@ -192,9 +193,15 @@ async fn delete_published(store: &Store, outbox: &Outbox) {
     if published <= outbox.deleted.load(Ordering::Acquire) {
         return;
     }
-    let Ok(mut conn) = store.pool().acquire().await else { return };
-    if store::delete_outbox(&mut conn, published).await.is_ok() {
-        outbox.deleted.fetch_max(published, Ordering::AcqRel);
+    let deleted = match store.pool().acquire().await {
+        Ok(mut conn) => store::delete_outbox(&mut conn, published).await,
+        Err(e) => Err(e.into()),
+    };
+    match deleted {
+        Ok(()) => _ = outbox.deleted.fetch_max(published, Ordering::AcqRel),
+        // Published rows left behind are published again later, and JetStream drops them as
+        // duplicates (Nats-Msg-Id).
+        Err(error) => tracing::warn!(%error, "cannot clear the published outbox rows"),
     }
 }
 
@@ -465,32 +472,14 @@ async fn update_state_gauges(store: &Store) {
     }
 }
 
-/// Publishes queued state messages to `TRACKER`, oldest first, and forgets them once
-/// JetStream has them. On failure they stay queued for the next round; returns whether the
-/// outbox is empty.
+/// Publishes every queued state message to `TRACKER`, oldest first, and forgets those
+/// JetStream has. On failure the rest stay queued for the next start; returns whether all
+/// were published.
 pub(crate) async fn publish_outbox(bus: &Bus, store: &Store) -> bool {
-    loop {
-        let msgs = match store::outbox(store.pool(), 0, 500).await {
-            Ok(m) if m.is_empty() => return true,
-            Ok(m) => m,
-            Err(error) => {
-                tracing::error!(%error, "cannot read the outbox");
-                return false;
-            }
-        };
-        if !publish_rows(bus, &msgs).await {
-            return false;
-        }
-        let last = msgs.last().map(|m| m.id).unwrap_or_default();
-        let deleted = match store.pool().acquire().await {
-            Ok(mut conn) => store::delete_outbox(&mut conn, last).await,
-            Err(e) => Err(e.into()),
-        };
-        if let Err(error) = deleted {
-            tracing::error!(%error, "cannot clear the outbox");
-            return false;
-        }
-    }
+    let outbox = Outbox::default();
+    let published = publish_new(bus, store, &outbox).await;
+    delete_published(store, &outbox).await;
+    published
 }
 
 /// Publishes state messages and waits for JetStream to store them all.
