@@ -5,7 +5,7 @@
 //! does not commit, so it never holds what was rolled back.
 
 use std::collections::HashSet;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use hashlink::LruCache;
 use shared::ids::RequestId;
@@ -34,7 +34,8 @@ struct Inner {
 
 #[derive(Debug)]
 struct Entry {
-    req: Request,
+    /// Shared with the batch that wrote it: saving a request does not copy it.
+    req: Arc<Request>,
     /// Loaded the first time it is needed.
     timeline: Option<Vec<TimelineEntry>>,
 }
@@ -61,26 +62,28 @@ impl Cache {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    pub fn request(&self, id: RequestId) -> Option<Request> {
+    pub fn request(&self, id: RequestId) -> Option<Arc<Request>> {
         self.lock().requests.get(&id).map(|e| e.req.clone())
     }
 
-    pub fn loaded(&self, req: &Request) {
+    pub fn loaded(&self, req: &Arc<Request>) {
         self.lock().requests.insert(req.id, Entry { req: req.clone(), timeline: None });
     }
 
-    pub fn timeline(&self, id: RequestId) -> Option<Vec<TimelineEntry>> {
-        self.lock().requests.get(&id).and_then(|e| e.timeline.clone())
+    /// Takes the request's timeline out of the cache (a state message is built from it
+    /// without copying it); [`Self::timeline_loaded`] puts it back.
+    pub fn take_timeline(&self, id: RequestId) -> Option<Vec<TimelineEntry>> {
+        self.lock().requests.get_mut(&id).and_then(|e| e.timeline.take())
     }
 
-    pub fn timeline_loaded(&self, id: RequestId, timeline: &[TimelineEntry]) {
+    pub fn timeline_loaded(&self, id: RequestId, timeline: Vec<TimelineEntry>) {
         if let Some(entry) = self.lock().requests.get_mut(&id) {
-            entry.timeline = Some(timeline.to_vec());
+            entry.timeline = Some(timeline);
         }
     }
 
     /// Records what was just written for `req` (new: it did not exist before).
-    pub fn saved(&self, req: &Request, added: &[TimelineEntry], new: bool) {
+    pub fn saved(&self, req: &Arc<Request>, added: &[TimelineEntry], new: bool) {
         let mut inner = self.lock();
         match inner.requests.get_mut(&req.id) {
             Some(entry) => {
@@ -103,6 +106,11 @@ impl Cache {
 
     pub fn key(&self, key: &str) -> Option<Vec<RequestId>> {
         self.lock().keys.get(key).cloned()
+    }
+
+    /// Whether the requests `key` names are known (without touching its recency).
+    pub fn has_key(&self, key: &str) -> bool {
+        self.lock().keys.contains_key(key)
     }
 
     pub fn key_loaded(&self, key: &str, ids: &[RequestId]) {
@@ -168,7 +176,7 @@ impl Cache {
     /// The requests held, with their timeline when it was loaded: for tests that compare them
     /// with the database.
     pub fn snapshot(&self) -> Vec<(Request, Option<Vec<TimelineEntry>>)> {
-        self.lock().requests.iter().map(|(_, e)| (e.req.clone(), e.timeline.clone())).collect()
+        self.lock().requests.iter().map(|(_, e)| (Request::clone(&e.req), e.timeline.clone())).collect()
     }
 
     /// The keys held and the requests they name, for the same tests.

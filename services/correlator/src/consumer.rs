@@ -39,7 +39,7 @@ pub(crate) async fn run(
     cancel: CancellationToken,
 ) {
     // Messages arrive decoded: the feeds decode them while the loop applies the last batch.
-    let (tx, mut rx) = mpsc::channel::<(jetstream::Message, Decoded)>(2 * MAX_BATCH);
+    let (tx, rx) = mpsc::channel::<(jetstream::Message, Decoded)>(2 * MAX_BATCH);
     let feeds = [
         (subjects::STREAM_MEDIA, subjects::CONSUMER_CORRELATOR, subjects::MEDIA_ALL, DeliverPolicy::All),
         (
@@ -61,6 +61,53 @@ pub(crate) async fn run(
     let outbox = Arc::new(Outbox::default());
     let stop_publisher = CancellationToken::new();
     let publisher = tokio::spawn(outbox_publisher(bus.clone(), store.clone(), outbox.clone(), stop_publisher.clone()));
+    let applier = apply_until_cancelled(rx, store.clone(), processor, outbox.clone(), health, cancel);
+    match on_own_thread("correlator", applier) {
+        Ok(done) => {
+            if done.await.is_err() {
+                tracing::error!("the correlator's thread ended early (panicked); no further event is applied");
+            }
+        }
+        Err(error) => tracing::error!(%error, "cannot start the correlator's thread; no event is applied"),
+    }
+    // Stop pulling; messages already delivered but not processed are redelivered later.
+    stop_feeds.cancel();
+    for t in tasks {
+        drop(t.await);
+    }
+    // What was committed goes out before the process ends (or at the next start).
+    stop_publisher.cancel();
+    drop(publisher.await);
+    publish_new(&bus, &store, &outbox).await;
+    delete_published(&store, &outbox).await;
+}
+
+/// Runs `fut` on a thread of its own, with a single-threaded runtime; the returned receiver
+/// gets its output. The loop that applies batches is the pipeline's one serial step: on the
+/// shared runtime each of its awaits (a SQLite round trip, an ack) put it back in the queue
+/// behind every HTTP handler, and under load it waited there longer than it worked
+/// (docs/performance.md).
+fn on_own_thread<F>(name: &str, fut: F) -> std::io::Result<tokio::sync::oneshot::Receiver<F::Output>>
+where
+    F: Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new().name(name.into()).spawn(move || drop(tx.send(runtime.block_on(fut))))?;
+    Ok(rx)
+}
+
+/// Receives decoded messages and applies them in batches until `cancel` fires or the feeds
+/// end; returns after the last batch is committed and acked.
+async fn apply_until_cancelled(
+    mut rx: mpsc::Receiver<(jetstream::Message, Decoded)>,
+    store: Store,
+    processor: Arc<Processor>,
+    outbox: Arc<Outbox>,
+    health: HealthCell,
+    cancel: CancellationToken,
+) {
     update_state_gauges(&store).await;
     // State gauges are refreshed at most once a second, and once more after the last batch.
     let mut gauges_at = std::time::Instant::now();
@@ -93,16 +140,6 @@ pub(crate) async fn run(
             health.set_detail(name, count);
         }
     }
-    // Stop pulling; messages already delivered but not processed are redelivered later.
-    stop_feeds.cancel();
-    for t in tasks {
-        drop(t.await);
-    }
-    // What was committed goes out before the process ends (or at the next start).
-    stop_publisher.cancel();
-    drop(publisher.await);
-    publish_new(&bus, &store, &outbox).await;
-    delete_published(&store, &outbox).await;
 }
 
 /// Between the consumer and the task that publishes its state messages.
@@ -398,6 +435,15 @@ async fn apply_in_transaction(
         })
         .collect();
     session.prefetch_processed(&ids).await?;
+    let keys: Vec<String> = decoded
+        .iter()
+        .filter_map(|d| match d {
+            Decoded::Event(env) => Some(crate::correlate::lookup_keys(&env.data.event)),
+            Decoded::Poison(_) => None,
+        })
+        .flatten()
+        .collect();
+    session.prefetch_keys(&keys).await?;
     let mut outcomes = Vec::with_capacity(batch.len());
     for ((msg, d), span) in batch.iter().zip(decoded).zip(&spans) {
         match d {

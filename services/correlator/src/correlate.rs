@@ -3,16 +3,18 @@
 //! Runs inside the caller's transaction, so the event id, the new state, the timeline entries
 //! and the messages to publish (outbox) commit together or not at all.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use serde::Serialize;
 use shared::envelope::Envelope;
 use shared::events::arr::ArrEvent;
+use shared::events::jellyfin::JellyfinEvent;
 use shared::events::jellyseerr::Notification;
 use shared::events::qbittorrent::TorrentEvent;
 use shared::events::{Fact, MediaEnvelope, MediaType};
-use shared::ids::RequestId;
+use shared::ids::{DownloadId, RequestId};
 use shared::model::{ProgressUpdate, RequestChange, RequestSummary, State, TimelineEntry};
 use shared::paths::{self, PathMap};
 use shared::subjects;
@@ -214,7 +216,8 @@ impl Processor {
                 let mut loaded = Vec::with_capacity(ids.len());
                 for id in ids {
                     if let Some(req) = s.load(id).await? {
-                        loaded.push((Some(req.clone()), req));
+                        let changed = Request::clone(&req);
+                        loaded.push((Some(req), changed));
                     }
                 }
                 loaded
@@ -234,7 +237,7 @@ impl Processor {
             if before.as_ref().is_some_and(|b| b.state() != req.state()) {
                 req.state_since = at;
             }
-            if result.timeline.is_empty() && before.as_ref() == Some(&req) {
+            if result.timeline.is_empty() && before.as_deref() == Some(&req) {
                 ignored = result.ignored.or(ignored);
                 continue;
             }
@@ -251,10 +254,11 @@ impl Processor {
                 telemetry::link(&span, first);
             }
             let summary = self.summary(&req);
-            new_keys.extend(s.save(before.as_ref(), &req, summary.clone(), &result.timeline, &env.id));
+            let req = Arc::new(req);
+            new_keys.extend(s.save(before.as_deref(), &req, summary.clone(), &result.timeline, &env.id));
             let late = result.timeline.iter().filter(|e| e.late).count() as u64;
             self.counters.late.fetch_add(late, Ordering::Relaxed);
-            self.publish_changes(s, before.as_ref(), &req, summary, &result.timeline, &env.id).await?;
+            self.publish_changes(s, before.as_deref(), &req, summary, &result.timeline, &env.id).await?;
             applied.push(req.id);
         }
         // Keys that just appeared may be what earlier events were waiting for.
@@ -299,18 +303,27 @@ impl Processor {
         let progress_changed = previous.as_ref().is_none_or(|p| progress_key(p) != progress_key(&summary));
         let other_changed = !added.is_empty() || previous.as_ref().is_none_or(|p| stable(p) != stable(&summary));
         if state_changed || other_changed {
-            let timeline = s.timeline(req.id).await?;
-            let mut detail = req.detail(timeline, self.public_jellyfin.as_deref());
-            detail.summary = summary.clone();
-            let change = RequestChange {
-                request: detail,
-                previous_state: previous.as_ref().map(|p| p.state),
-                event_id: Some(event_id.to_owned()),
-                timeline_added: added.to_vec(),
-            };
             let verb = if state_changed { summary.state.as_str() } else { "updated" };
             let subject = subjects::request_state(req.id, verb);
-            queue(s, &subject, &format!("{event_id}:{}:{verb}", req.id), req.id, &change)?;
+            let msg_id = format!("{event_id}:{}:{verb}", req.id);
+            // The timeline is lent by the cache for the time it takes to serialize it.
+            let payload = s
+                .with_timeline(req.id, |timeline| {
+                    let mut detail = req.detail(std::mem::take(timeline), self.public_jellyfin.as_deref());
+                    detail.summary = summary.clone();
+                    let change = RequestChange {
+                        request: detail,
+                        previous_state: previous.as_ref().map(|p| p.state),
+                        event_id: Some(event_id.to_owned()),
+                        timeline_added: added.to_vec(),
+                    };
+                    let payload = envelope(&subject, &msg_id, req.id, &change);
+                    *timeline = change.request.timeline;
+                    payload
+                })
+                .await?;
+            let (payload, traceparent) = payload?;
+            s.queue_outbox(&subject, &msg_id, payload, traceparent);
         }
         if progress_changed {
             let update = ProgressUpdate {
@@ -324,13 +337,16 @@ impl Processor {
                 downloads: req.downloads_view(),
             };
             let subject = subjects::request_progress(req.id);
-            queue(s, &subject, &format!("{event_id}:{}:progress", req.id), req.id, &update)?;
+            let msg_id = format!("{event_id}:{}:progress", req.id);
+            let (payload, traceparent) = envelope(&subject, &msg_id, req.id, &update)?;
+            s.queue_outbox(&subject, &msg_id, payload, traceparent);
         }
         Ok(())
     }
 }
 
-fn queue<T: Serialize>(s: &mut Session<'_>, subject: &str, msg_id: &str, id: RequestId, data: &T) -> Result<()> {
+/// A state message's envelope, serialized, and the trace it continues.
+fn envelope<T: Serialize>(subject: &str, msg_id: &str, id: RequestId, data: &T) -> Result<(Vec<u8>, Option<String>)> {
     let mut envelope = Envelope::new(msg_id.to_owned(), "/status-tracker/correlator", subject, data)
         .with_subject(Some(format!("request:{id}")));
     // The change's trace, in the body too (the CloudEvents distributed-tracing extension).
@@ -340,8 +356,7 @@ fn queue<T: Serialize>(s: &mut Session<'_>, subject: &str, msg_id: &str, id: Req
         envelope.tracestate = state.clone();
     }
     let payload = serde_json::to_vec(&envelope).map_err(|e| store::StoreError::Corrupt(e.to_string()))?;
-    s.queue_outbox(subject, msg_id, payload, context.map(|(p, _)| p));
-    Ok(())
+    Ok((payload, context.map(|(p, _)| p)))
 }
 
 fn progress_key(s: &RequestSummary) -> (u64, u64, Option<u64>, bool, Option<String>) {
@@ -354,6 +369,38 @@ fn stable(s: &RequestSummary) -> RequestSummary {
 }
 
 // ---------------------------------------------------------------- resolution ---
+
+/// The keys [`resolve`] will look up first for `fact`, so that a batch reads them from the
+/// database in one query instead of one round trip each. Resolution looks up anything else
+/// it needs itself; this only saves time.
+pub fn lookup_keys(fact: &Fact) -> Vec<String> {
+    match fact {
+        Fact::Jellyseerr(e) => {
+            let Some(media_type) = e.media_type else { return Vec::new() };
+            let mut keys = media_keys(media_type, e.tmdb_id.map(|i| i.0), e.tvdb_id.map(|i| i.0), None);
+            keys.extend(e.request_id.map(|id| format!("jellyseerr:{id}")));
+            keys
+        }
+        Fact::Radarr(e) | Fact::Sonarr(e) => {
+            let Some(media) = e.media() else { return Vec::new() };
+            let mut keys = media_keys(
+                media.media_type,
+                media.tmdb_id.map(|i| i.0),
+                media.tvdb_id.map(|i| i.0),
+                media.imdb_id.as_deref(),
+            );
+            keys.extend(arr_download_id(e).map(|id| format!("dl:{}", id.key())));
+            keys
+        }
+        Fact::Qbittorrent(e) => vec![format!("dl:{}", e.hash())],
+        Fact::Jellyfin(e) => match e.item_type.as_deref() {
+            Some("Movie") => media_keys(MediaType::Movie, e.tmdb_id, None, e.imdb_id.as_deref()),
+            Some(kind @ ("Episode" | "Season" | "Series")) => jellyfin_series_keys(e, kind),
+            _ => Vec::new(),
+        },
+        Fact::Shoko(_) | Fact::Tracker(_) | Fact::Rejected(_) => Vec::new(),
+    }
+}
 
 async fn resolve(s: &mut Session<'_>, fact: &Fact, at: OffsetDateTime, path_map: &PathMap) -> Result<Target> {
     Ok(match fact {
@@ -464,14 +511,9 @@ async fn resolve(s: &mut Session<'_>, fact: &Fact, at: OffsetDateTime, path_map:
                     }
                 }
                 Some(kind @ ("Episode" | "Season" | "Series")) => {
-                    let (tmdb, tvdb) =
-                        if kind == "Series" { (e.tmdb_id, e.tvdb_id) } else { (e.series_tmdb_id, e.series_tvdb_id) };
-                    let mut keys = media_keys(MediaType::Tv, tmdb, tvdb, None);
-                    if let Some(name) = e.series_name.as_deref().or(e.name.as_deref().filter(|_| kind == "Series")) {
-                        keys.push(format!("series:{}", lifecycle::fold_title(name)));
-                    }
+                    let keys = jellyfin_series_keys(e, kind);
                     let season = e.season;
-                    let found: Vec<Request> = candidates(s, &keys)
+                    let found: Vec<Arc<Request>> = candidates(s, &keys)
                         .await?
                         .into_iter()
                         .filter(|r| match season {
@@ -522,14 +564,7 @@ async fn resolve_arr(s: &mut Session<'_>, source: &str, e: &ArrEvent, at: Offset
             _ => Target::Ignore("event about the application, not a request".into()),
         });
     };
-    let download_id = match e {
-        ArrEvent::Grab { download_id, .. }
-        | ArrEvent::Download { download_id, .. }
-        | ArrEvent::ImportComplete { download_id, .. }
-        | ArrEvent::ManualInteractionRequired { download_id, .. } => download_id.as_ref(),
-        _ => None,
-    };
-    if let Some(id) = download_id {
+    if let Some(id) = arr_download_id(e) {
         let found = s.find_by_key(&format!("dl:{}", id.key())).await?;
         if !found.is_empty() {
             return Ok(Target::Existing(found));
@@ -545,7 +580,7 @@ async fn resolve_arr(s: &mut Session<'_>, source: &str, e: &ArrEvent, at: Offset
         | ArrEvent::FileDelete { episodes, .. } => episodes.iter().map(|e| e.season).collect(),
         _ => Vec::new(),
     };
-    let found: Vec<Request> = candidates(s, &keys)
+    let found: Vec<Arc<Request>> = candidates(s, &keys)
         .await?
         .into_iter()
         .filter(|r| {
@@ -585,6 +620,26 @@ fn concerns_requests(check: Option<&str>) -> bool {
 
 /// Keys of a film or series: `movie:tmdb:…`, `tv:tvdb:…` (TMDB's film and TV ids are
 /// different namespaces, so the media type is part of the key).
+/// The keys of the series a Jellyfin episode, season or series item belongs to.
+fn jellyfin_series_keys(e: &JellyfinEvent, kind: &str) -> Vec<String> {
+    let (tmdb, tvdb) = if kind == "Series" { (e.tmdb_id, e.tvdb_id) } else { (e.series_tmdb_id, e.series_tvdb_id) };
+    let mut keys = media_keys(MediaType::Tv, tmdb, tvdb, None);
+    if let Some(name) = e.series_name.as_deref().or(e.name.as_deref().filter(|_| kind == "Series")) {
+        keys.push(format!("series:{}", lifecycle::fold_title(name)));
+    }
+    keys
+}
+
+fn arr_download_id(e: &ArrEvent) -> Option<&DownloadId> {
+    match e {
+        ArrEvent::Grab { download_id, .. }
+        | ArrEvent::Download { download_id, .. }
+        | ArrEvent::ImportComplete { download_id, .. }
+        | ArrEvent::ManualInteractionRequired { download_id, .. } => download_id.as_ref(),
+        _ => None,
+    }
+}
+
 fn media_keys(kind: MediaType, tmdb: Option<u64>, tvdb: Option<u64>, imdb: Option<&str>) -> Vec<String> {
     let kind = kind.as_str();
     let mut keys = Vec::new();
@@ -615,7 +670,7 @@ fn ancestors(path: &str) -> Vec<String> {
 }
 
 /// Requests found by any of `keys`, newest first, each once.
-async fn candidates(s: &mut Session<'_>, keys: &[String]) -> Result<Vec<Request>> {
+async fn candidates(s: &mut Session<'_>, keys: &[String]) -> Result<Vec<Arc<Request>>> {
     let mut ids = Vec::new();
     for key in keys {
         for id in s.find_by_key(key).await? {
@@ -636,7 +691,7 @@ async fn candidates(s: &mut Session<'_>, keys: &[String]) -> Result<Vec<Request>
 
 /// The request a fact about media most likely concerns: the newest one still in progress,
 /// else the newest one.
-fn best(found: Vec<Request>) -> Option<RequestId> {
+fn best(found: Vec<Arc<Request>>) -> Option<RequestId> {
     let open = found.iter().find(|r| r.archived_at.is_none() && !r.state().is_finished() || r.state() == State::Failed);
     open.or(found.first()).map(|r| r.id)
 }

@@ -6,6 +6,7 @@
 //! commit, or before a query that must see them).
 
 use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
 
 use shared::ids::RequestId;
 use shared::model::{RequestSummary, TimelineEntry};
@@ -42,8 +43,8 @@ pub struct Session<'a> {
 
 #[derive(Default)]
 struct Pending {
-    /// The latest version of every request the batch changed.
-    requests: BTreeMap<RequestId, (Request, RequestSummary)>,
+    /// The latest version of every request the batch changed (shared with the cache).
+    requests: BTreeMap<RequestId, (Arc<Request>, RequestSummary)>,
     items: BTreeMap<(RequestId, u32, u32), Item>,
     downloads: BTreeMap<(RequestId, String), Download>,
     keys: Vec<(String, RequestId)>,
@@ -103,6 +104,22 @@ impl<'a> Session<'a> {
         Ok(())
     }
 
+    /// Reads which requests `keys` name, in one query, for those the cache does not know.
+    /// Call it before the batch writes anything (keys it adds are then kept up to date).
+    pub async fn prefetch_keys(&mut self, keys: &[String]) -> Result<()> {
+        let mut wanted: Vec<&str> = keys.iter().map(String::as_str).filter(|k| !self.cache.has_key(k)).collect();
+        wanted.sort_unstable();
+        wanted.dedup();
+        if wanted.is_empty() {
+            return Ok(());
+        }
+        let found = store::find_by_keys(self.conn, &wanted).await?;
+        for key in wanted {
+            self.cache.key_loaded(key, found.get(key).map_or(&[], Vec::as_slice));
+        }
+        Ok(())
+    }
+
     pub async fn is_processed(&mut self, id: &str) -> Result<bool> {
         if self.processed.contains(id) {
             return Ok(true);
@@ -120,14 +137,15 @@ impl<'a> Session<'a> {
 
     // ------------------------------------------------------------------ requests ---
 
-    pub async fn load(&mut self, id: RequestId) -> Result<Option<Request>> {
+    /// The request as the batch left it; shared, so a caller that changes it clones it once.
+    pub async fn load(&mut self, id: RequestId) -> Result<Option<Arc<Request>>> {
         if let Some((req, _)) = self.pending.requests.get(&id) {
             return Ok(Some(req.clone()));
         }
         if let Some(req) = self.cache.request(id) {
             return Ok(Some(req));
         }
-        let loaded = store::load(self.conn, id).await?;
+        let loaded = store::load(self.conn, id).await?.map(Arc::new);
         if let Some(req) = &loaded {
             self.cache.loaded(req);
         }
@@ -162,7 +180,7 @@ impl<'a> Session<'a> {
     pub fn save(
         &mut self,
         before: Option<&Request>,
-        req: &Request,
+        req: &Arc<Request>,
         summary: RequestSummary,
         added: &[TimelineEntry],
         event_id: &str,
@@ -180,8 +198,13 @@ impl<'a> Session<'a> {
             }
         }
         // Every key of a saved request is recorded, so only those `before` did not have are new.
-        let known = before.map(Request::keys).unwrap_or_default();
-        let fresh: Vec<String> = req.keys().into_iter().filter(|k| !known.contains(k)).collect();
+        let fresh: Vec<String> = match before {
+            Some(before) if before.same_keys(req) => Vec::new(),
+            _ => {
+                let known = before.map(Request::keys).unwrap_or_default();
+                req.keys().into_iter().filter(|k| !known.contains(k)).collect()
+            }
+        };
         for key in &fresh {
             self.pending.keys.push((key.clone(), id));
             self.pending.key_set.insert(key.clone());
@@ -195,17 +218,22 @@ impl<'a> Session<'a> {
         fresh
     }
 
-    /// The request's timeline in the database's order, with what the batch added.
-    pub async fn timeline(&mut self, id: RequestId) -> Result<Vec<TimelineEntry>> {
-        if let Some(timeline) = self.cache.timeline(id) {
-            return Ok(timeline);
-        }
-        let mut timeline = store::timeline(self.conn, id).await?;
-        let added: Vec<TimelineEntry> =
-            self.pending.timeline.iter().filter(|(r, _, _)| *r == id).map(|(_, e, _)| e.clone()).collect();
-        insert_in_order(&mut timeline, &added);
-        self.cache.timeline_loaded(id, &timeline);
-        Ok(timeline)
+    /// Calls `f` with the request's timeline in the database's order, with what the batch
+    /// added. The timeline is lent by the cache, not copied.
+    pub async fn with_timeline<T>(&mut self, id: RequestId, f: impl FnOnce(&mut Vec<TimelineEntry>) -> T) -> Result<T> {
+        let mut timeline = match self.cache.take_timeline(id) {
+            Some(timeline) => timeline,
+            None => {
+                let mut timeline = store::timeline(self.conn, id).await?;
+                let added: Vec<TimelineEntry> =
+                    self.pending.timeline.iter().filter(|(r, _, _)| *r == id).map(|(_, e, _)| e.clone()).collect();
+                insert_in_order(&mut timeline, &added);
+                timeline
+            }
+        };
+        let out = f(&mut timeline);
+        self.cache.timeline_loaded(id, timeline);
+        Ok(out)
     }
 
     pub fn queue_outbox(&mut self, subject: &str, msg_id: &str, payload: Vec<u8>, traceparent: Option<String>) {
@@ -345,7 +373,7 @@ impl<'a> Session<'a> {
     }
 }
 
-fn push_requests(q: &mut QueryBuilder<Sqlite>, rows: &[&(Request, RequestSummary)]) -> Result<()> {
+fn push_requests(q: &mut QueryBuilder<Sqlite>, rows: &[&(Arc<Request>, RequestSummary)]) -> Result<()> {
     let mut encoded = Vec::with_capacity(rows.len());
     for (req, summary) in rows {
         let summary_json = serde_json::to_string(summary).map_err(|e| StoreError::Corrupt(e.to_string()))?;

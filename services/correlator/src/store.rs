@@ -126,6 +126,23 @@ pub async fn find_by_key(conn: &mut SqliteConnection, key: &str) -> Result<Vec<R
     Ok(rows.iter().map(|r| RequestId(r.get(0))).collect())
 }
 
+/// [`find_by_key`] for several keys in one query; keys naming no request are left out.
+pub async fn find_by_keys(conn: &mut SqliteConnection, keys: &[&str]) -> Result<HashMap<String, Vec<RequestId>>> {
+    let list = serde_json::to_string(keys).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    let rows = sqlx::query(
+        "SELECT k.key, r.id FROM request_keys k JOIN requests r ON r.id = k.request_id \
+         WHERE k.key IN (SELECT value FROM json_each(?)) ORDER BY k.key, r.created_at DESC, r.id DESC",
+    )
+    .bind(list)
+    .fetch_all(conn)
+    .await?;
+    let mut found: HashMap<String, Vec<RequestId>> = HashMap::new();
+    for row in &rows {
+        found.entry(row.get(0)).or_default().push(RequestId(row.get(1)));
+    }
+    Ok(found)
+}
+
 pub async fn load(conn: &mut SqliteConnection, id: RequestId) -> Result<Option<Request>> {
     let Some(row) = sqlx::query("SELECT * FROM requests WHERE id = ?").bind(id.0).fetch_optional(&mut *conn).await?
     else {

@@ -386,6 +386,21 @@ impl Request {
         keys
     }
 
+    /// Whether `other` has the same [`Self::keys`], told from the fields they are made of
+    /// without building them (most events change none of those).
+    pub fn same_keys(&self, other: &Request) -> bool {
+        self.media_type == other.media_type
+            && self.tmdb_id == other.tmdb_id
+            && self.tvdb_id == other.tvdb_id
+            && self.imdb_id == other.imdb_id
+            && self.jellyseerr_id == other.jellyseerr_id
+            && self.title == other.title
+            && self.media_path == other.media_path
+            && self.downloads.keys().eq(other.downloads.keys())
+            && self.items.len() == other.items.len()
+            && self.items.iter().zip(&other.items).all(|((a, x), (b, y))| a == b && x.file_path == y.file_path)
+    }
+
     pub fn summary(&self) -> RequestSummary {
         RequestSummary {
             id: self.id,

@@ -458,3 +458,31 @@ fn progress_is_weighted_by_size_and_upgrades_do_not_count() {
     assert_eq!(req.progress(), 1.0, "an upgrade of available media does not reset progress");
     assert!(req.downloads[HASH2].upgrade);
 }
+
+#[test]
+fn same_keys_is_only_said_of_requests_whose_keys_are_equal() {
+    let ctx = Context::default();
+    let steps = [
+        jellyseerr(Notification::MediaPending, true),
+        jellyseerr(Notification::MediaApproved, true),
+        grab(&[1, 2], HASH),
+        progress(0.5),
+        finished(&HASH.to_ascii_lowercase()),
+        import(&[1], FILE1),
+        import(&[2], FILE2),
+        jellyfin("Episode", Some(1)),
+    ];
+    let mut req = Request::new(MediaType::Tv, "Title".into(), "jellyseerr", at(0));
+    let (mut same, mut changed) = (0, 0);
+    for (minute, fact) in steps.iter().enumerate() {
+        let before = req.clone();
+        apply(&mut req, fact, at(minute as i64 + 1), &ctx);
+        if before.same_keys(&req) {
+            assert_eq!(before.keys(), req.keys(), "after {fact:?}");
+            same += 1;
+        } else if before.keys() != req.keys() {
+            changed += 1;
+        }
+    }
+    assert!(same > 0 && changed > 0, "the walk both keeps and changes keys ({same} kept, {changed} changed)");
+}
