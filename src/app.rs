@@ -63,6 +63,9 @@ pub async fn run(mode: Mode, env: &Env, options: Options) -> anyhow::Result<()> 
     let shutdown = CancellationToken::new();
     tokio::spawn(signals(shutdown.clone()));
 
+    // The listener first: the embedded nats-server's free port can then never be this one.
+    let addr = env.get("TRACKER_LISTEN").unwrap_or_else(|| "0.0.0.0:8100".into());
+    let listener = TcpListener::bind(&addr).await.with_context(|| format!("cannot listen on {addr}"))?;
     let data_dir = PathBuf::from(env.get("TRACKER_DATA_DIR").unwrap_or_else(|| "./data".into()));
     let (nats_url, embedded) = match env.get("NATS_URL") {
         Some(url) => (url, None),
@@ -72,7 +75,7 @@ pub async fn run(mode: Mode, env: &Env, options: Options) -> anyhow::Result<()> 
             (server.url(), Some(server))
         }
     };
-    let result = run_services(mode, env, &nats_url, options, shutdown).await;
+    let result = run_services(mode, env, &nats_url, listener, options, shutdown).await;
     if let Some(server) = embedded {
         server.stop().await;
     }
@@ -83,6 +86,7 @@ async fn run_services(
     mode: Mode,
     env: &Env,
     nats_url: &str,
+    listener: TcpListener,
     options: Options,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
@@ -127,8 +131,6 @@ async fn run_services(
         tasks.spawn(dashboard.run(stop_services.clone()));
     }
 
-    let addr = env.get("TRACKER_LISTEN").unwrap_or_else(|| "0.0.0.0:8100".into());
-    let listener = TcpListener::bind(&addr).await.with_context(|| format!("cannot listen on {addr}"))?;
     let local = listener.local_addr()?;
     if mode.runs(Mode::Dashboard) {
         tracing::info!(addr = %local, "listening: dashboard on http://localhost:{}/", local.port());
