@@ -94,7 +94,11 @@ where
 {
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     let (tx, rx) = tokio::sync::oneshot::channel();
-    std::thread::Builder::new().name(name.into()).spawn(move || drop(tx.send(runtime.block_on(fut))))?;
+    // The thread reports to the spawner's subscriber, which may be scoped to it (tests).
+    let dispatch = tracing::dispatcher::get_default(Clone::clone);
+    std::thread::Builder::new().name(name.into()).spawn(move || {
+        tracing::dispatcher::with_default(&dispatch, || drop(tx.send(runtime.block_on(fut))));
+    })?;
     Ok(rx)
 }
 
