@@ -222,10 +222,11 @@ async fn publish_new(bus: &Bus, store: &Store, outbox: &Outbox) -> bool {
                 return false;
             }
         };
-        if !publish_rows(bus, &msgs).await {
+        let last = msgs.last().map_or(after, |m| m.id);
+        if !publish_rows(bus, msgs).await {
             return false;
         }
-        outbox.published.store(msgs.last().map_or(after, |m| m.id), Ordering::Release);
+        outbox.published.store(last, Ordering::Release);
     }
 }
 
@@ -441,11 +442,10 @@ async fn apply_in_transaction(
     session.prefetch_processed(&ids).await?;
     let keys: Vec<String> = decoded
         .iter()
-        .filter_map(|d| match d {
-            Decoded::Event(env) => Some(crate::correlate::lookup_keys(&env.data.event)),
-            Decoded::Poison(_) => None,
+        .flat_map(|d| match d {
+            Decoded::Event(env) => crate::correlate::lookup_keys(&env.data.event),
+            Decoded::Poison(_) => Vec::new(),
         })
-        .flatten()
         .collect();
     session.prefetch_keys(&keys).await?;
     let mut outcomes = Vec::with_capacity(batch.len());
@@ -532,8 +532,9 @@ pub(crate) async fn publish_outbox(bus: &Bus, store: &Store) -> bool {
     published
 }
 
-/// Publishes state messages and waits for JetStream to store them all.
-async fn publish_rows(bus: &Bus, msgs: &[store::OutboxMessage]) -> bool {
+/// Publishes state messages and waits for JetStream to store them all. The rows are consumed:
+/// what is not acknowledged is read from the database again.
+async fn publish_rows(bus: &Bus, msgs: Vec<store::OutboxMessage>) -> bool {
     {
         let mut pending = Vec::with_capacity(msgs.len());
         for m in msgs {
@@ -548,7 +549,7 @@ async fn publish_rows(bus: &Bus, msgs: &[store::OutboxMessage]) -> bool {
                 telemetry::set_parent_from_traceparent(&span, tp);
             }
             let headers = span.in_scope(|| shared::bus::event_headers(&m.msg_id, None));
-            match bus.js.publish_with_headers(m.subject.clone(), headers, m.payload.clone().into()).await {
+            match bus.js.publish_with_headers(m.subject, headers, m.payload.into()).await {
                 Ok(ack) => pending.push(ack),
                 Err(error) => {
                     tracing::warn!(%error, "state messages not published yet; will retry");

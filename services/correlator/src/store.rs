@@ -117,16 +117,10 @@ pub async fn is_processed(conn: &mut SqliteConnection, event_id: &str) -> Result
 
 /// Requests found by a key, newest first.
 pub async fn find_by_key(conn: &mut SqliteConnection, key: &str) -> Result<Vec<RequestId>> {
-    let rows = sqlx::query(
-        "SELECT r.id FROM request_keys k JOIN requests r ON r.id = k.request_id WHERE k.key = ? ORDER BY r.created_at DESC, r.id DESC",
-    )
-    .bind(key)
-    .fetch_all(conn)
-    .await?;
-    Ok(rows.iter().map(|r| RequestId(r.get(0))).collect())
+    Ok(find_by_keys(conn, &[key]).await?.remove(key).unwrap_or_default())
 }
 
-/// [`find_by_key`] for several keys in one query; keys naming no request are left out.
+/// The requests each key names, newest first, in one query; keys naming none are left out.
 pub async fn find_by_keys(conn: &mut SqliteConnection, keys: &[&str]) -> Result<HashMap<String, Vec<RequestId>>> {
     let list = serde_json::to_string(keys).map_err(|e| StoreError::Corrupt(e.to_string()))?;
     let rows = sqlx::query(
