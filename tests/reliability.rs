@@ -60,13 +60,18 @@ impl Proc {
     }
 }
 
+/// Events the correlator recorded so far. Read-only and without migrating: opening the store
+/// here while the correlator creates the database made both run the first migration at once,
+/// and the correlator failed on "table requests already exists".
 async fn processed(db: &Path) -> i64 {
+    use sqlx::ConnectOptions as _;
     if !db.exists() {
         return 0;
     }
-    let store = correlator::Store::open(db).await.unwrap();
-    let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM processed_events").fetch_one(store.pool()).await.unwrap_or(0);
-    store.close().await;
+    let options = sqlx::sqlite::SqliteConnectOptions::new().filename(db).read_only(true);
+    let Ok(mut conn) = options.connect().await else { return 0 };
+    let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM processed_events").fetch_one(&mut conn).await.unwrap_or(0);
+    drop(sqlx::Connection::close(conn).await);
     n
 }
 
