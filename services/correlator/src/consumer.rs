@@ -135,6 +135,9 @@ async fn apply_until_cancelled(
         }
         handle_batch(&store, &processor, batch, &outbox).await;
         outbox.ready.notify_one();
+        if let Err(error) = store.restart_long_log().await {
+            tracing::warn!(%error, "the write-ahead log was not restarted; it will be after a later checkpoint");
+        }
         gauges_stale = true;
         if gauges_at.elapsed() >= Duration::from_secs(1) {
             update_state_gauges(&store).await;

@@ -138,7 +138,8 @@ impl Correlator {
 }
 
 /// Every second, the write-ahead log is copied into the database beside the consumer (whose
-/// commits do not checkpoint, see `Store::open`).
+/// commits do not checkpoint, see `Store::open`; it restarts a long log, see
+/// `Store::checkpoint`).
 async fn checkpoints(store: Store, cancel: CancellationToken) -> anyhow::Result<()> {
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
