@@ -59,6 +59,10 @@ impl Store {
             .foreign_keys(true)
             .busy_timeout(Duration::from_secs(10))
             .pragma("cache_size", "-2048")
+            // A batch's multi-row upserts keep statement journals (to undo one statement
+            // without the transaction); beyond 64 KiB SQLite spills them to a temporary file,
+            // and writing that file took about 2 % of the process's CPU under load.
+            .pragma("temp_store", "memory")
             // A commit that crosses the WAL threshold would checkpoint in the committing
             // connection (copying pages into the database and syncing it), stalling the
             // correlator's batch; `checkpoint` does it from the side instead.
