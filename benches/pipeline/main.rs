@@ -552,14 +552,17 @@ impl Report {
         }
         let _ = writeln!(
             s,
-            "\n| senders | requests | webhooks | accepted/s | applied/s | POST p50 | POST p99 | lost | CPU status-tracker | CPU nats-server | CPU bench client |\n|---|---|---|---|---|---|---|---|---|---|---|"
+            "\n| senders | requests | webhooks | accepted/s | applied/s | POST p50 | POST p99 | lost | CPU status-tracker | CPU nats-server | CPU bench client | CPU per webhook: status-tracker / nats-server |\n|---|---|---|---|---|---|---|---|---|---|---|---|"
         );
         for r in &self.runs {
             let wall = r.applied_in.as_secs_f64();
             let pct = |d: Duration| format!("{:.0} %", 100.0 * d.as_secs_f64() / wall);
+            // Steadier than the rates on a shared machine: what each webhook cost, wherever
+            // the time went while waiting for a core.
+            let per = |d: Duration| format!("{:.0} µs", 1e6 * d.as_secs_f64() / r.webhooks.max(1) as f64);
             let _ = writeln!(
                 s,
-                "| {} | {} | {} | {:.0} | {:.0} | {:.2} ms | {:.2} ms | {} | {} | {} | {} |",
+                "| {} | {} | {} | {:.0} | {:.0} | {:.2} ms | {:.2} ms | {} | {} | {} | {} | {} / {} |",
                 r.senders,
                 r.requests,
                 r.webhooks,
@@ -570,7 +573,9 @@ impl Report {
                 r.missing.max(0) + r.errors as i64,
                 pct(r.cpu.app),
                 pct(r.cpu.nats),
-                pct(r.cpu.bench)
+                pct(r.cpu.bench),
+                per(r.cpu.app),
+                per(r.cpu.nats)
             );
         }
         let _ = writeln!(s, "\n| memory (RSS) | status-tracker | nats-server |\n|---|---|---|");
