@@ -187,6 +187,50 @@ async fn a_poller_fact_starts_its_own_trace_that_the_correlator_continues() {
     assert_eq!(consume.parent_span_id, publish.span_context.span_id(), "the correlator continues it");
 }
 
+/// The correlator's statements run on sqlx's connection threads inside the `correlate` span;
+/// when such a thread dropped the span's last handle, its parent `consume` never closed here,
+/// since a thread without this test's subscriber got the parent's close (issues/010: 10 runs
+/// of this file in 100 failed; this test, a hundred facts one batch each, failed every time).
+#[tokio::test]
+async fn the_consume_span_of_every_fact_is_exported() {
+    use shared::events::qbittorrent::{Finished, FinishedVia, TorrentEvent};
+    use shared::events::{EventData, Fact};
+    let pipeline = Pipeline::start().await;
+    let subscriber = tracing_subscriber::registry().with(shared::telemetry::otel_layer(&pipeline.provider, true));
+    let _guard = tracing::subscriber::set_default(subscriber);
+    for i in 1..=100 {
+        let hash = shared::ids::InfoHash::parse(&format!("{i:040x}")).unwrap();
+        let finished = Finished {
+            hash,
+            name: Some(format!("Film {i}")),
+            content_path: None,
+            save_path: None,
+            size: None,
+            category: None,
+            tags: Vec::new(),
+            via: FinishedVia::Poller,
+        };
+        let fact = Fact::Qbittorrent(TorrentEvent::Finished(finished));
+        let subject = fact.subject();
+        let envelope = shared::Envelope::new(
+            format!("poller-test-{i}"),
+            "/status-tracker/poller",
+            &subject,
+            EventData { event: fact, raw: None },
+        );
+        poller::Sink::publish(&pipeline.bus, &subject, &envelope).await.unwrap();
+        // One at a time, so that each fact is a batch of its own.
+        pipeline.wait_for("correlate", i).await;
+    }
+    let spans = pipeline.wait_for("consume", 100).await;
+    for correlate in spans.iter().filter(|s| s.name == "correlate") {
+        assert!(
+            spans.iter().any(|s| s.name == "consume" && s.span_context.span_id() == correlate.parent_span_id),
+            "the consume span of a correlate span was exported"
+        );
+    }
+}
+
 #[tokio::test]
 async fn later_traces_of_a_request_link_to_the_trace_that_created_it() {
     let pipeline = Pipeline::start().await;

@@ -452,6 +452,14 @@ async fn apply_in_transaction(
         .collect();
     session.prefetch_keys(&keys).await?;
     let mut outcomes = Vec::with_capacity(batch.len());
+    // Kept until after the commit. sqlx runs each statement on its connection's thread inside
+    // the span current when it was sent (a `correlate` span) and drops that handle there when
+    // done. When that is the last handle, the span closes on sqlx's thread, and the registry
+    // hands the close of its parent (`consume`) to that thread's default subscriber: the global
+    // one in the product, but none where the subscriber is set per thread (tests), and the
+    // parent then never closes nor is exported. Once the commit has answered, sqlx's thread
+    // has finished every earlier statement, so the last handles are dropped here.
+    let mut correlates = Vec::with_capacity(batch.len());
     for ((msg, d), span) in batch.iter().zip(decoded).zip(&spans) {
         match d {
             Decoded::Poison(error) => {
@@ -477,6 +485,7 @@ async fn apply_in_transaction(
                 }
                 tracing::debug!(parent: span, event = %env.id, outcome = %outcome.label(), "event processed");
                 outcomes.push(Some((outcome, env.time)));
+                correlates.push(correlate);
             }
         }
     }
@@ -490,6 +499,7 @@ async fn apply_in_transaction(
     }
     tx.commit().await?;
     drop(commits);
+    drop(correlates);
     let now = time::OffsetDateTime::now_utc();
     for outcome in outcomes {
         let label = match &outcome {
