@@ -149,17 +149,12 @@ async fn one_webhook_is_one_trace_from_ingress_through_nats_to_the_correlator_an
     assert_eq!(attr(correlate, "outcome").as_deref(), Some("applied"));
 }
 
-#[tokio::test]
-async fn a_poller_fact_starts_its_own_trace_that_the_correlator_continues() {
+/// Publishes a qBittorrent completion as the poller does, with event id `id`.
+async fn publish_finished(pipeline: &Pipeline, id: &str, hash: &str) {
     use shared::events::qbittorrent::{Finished, FinishedVia, TorrentEvent};
     use shared::events::{EventData, Fact};
-    let pipeline = Pipeline::start().await;
-    let subscriber = tracing_subscriber::registry().with(shared::telemetry::otel_layer(&pipeline.provider, true));
-    let _guard = tracing::subscriber::set_default(subscriber);
-
-    let hash = shared::ids::InfoHash::parse(&"ab".repeat(20)).unwrap();
     let finished = Finished {
-        hash,
+        hash: shared::ids::InfoHash::parse(hash).unwrap(),
         name: Some("A film".into()),
         content_path: None,
         save_path: None,
@@ -170,13 +165,18 @@ async fn a_poller_fact_starts_its_own_trace_that_the_correlator_continues() {
     };
     let fact = Fact::Qbittorrent(TorrentEvent::Finished(finished));
     let subject = fact.subject();
-    let envelope = shared::Envelope::new(
-        "poller-test-1".into(),
-        "/status-tracker/poller",
-        &subject,
-        EventData { event: fact, raw: None },
-    );
+    let envelope =
+        shared::Envelope::new(id.into(), "/status-tracker/poller", &subject, EventData { event: fact, raw: None });
     poller::Sink::publish(&pipeline.bus, &subject, &envelope).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_poller_fact_starts_its_own_trace_that_the_correlator_continues() {
+    let pipeline = Pipeline::start().await;
+    let subscriber = tracing_subscriber::registry().with(shared::telemetry::otel_layer(&pipeline.provider, true));
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    publish_finished(&pipeline, "poller-test-1", &"ab".repeat(20)).await;
     let spans = pipeline.wait_for("consume", 1).await;
     let publish = spans.iter().find(|s| s.name == "publish").expect("the poller's publish span");
     let consume = spans.iter().find(|s| s.name == "consume").unwrap();
@@ -193,32 +193,11 @@ async fn a_poller_fact_starts_its_own_trace_that_the_correlator_continues() {
 /// of this file in 100 failed; this test, a hundred facts one batch each, failed every time).
 #[tokio::test]
 async fn the_consume_span_of_every_fact_is_exported() {
-    use shared::events::qbittorrent::{Finished, FinishedVia, TorrentEvent};
-    use shared::events::{EventData, Fact};
     let pipeline = Pipeline::start().await;
     let subscriber = tracing_subscriber::registry().with(shared::telemetry::otel_layer(&pipeline.provider, true));
     let _guard = tracing::subscriber::set_default(subscriber);
     for i in 1..=100 {
-        let hash = shared::ids::InfoHash::parse(&format!("{i:040x}")).unwrap();
-        let finished = Finished {
-            hash,
-            name: Some(format!("Film {i}")),
-            content_path: None,
-            save_path: None,
-            size: None,
-            category: None,
-            tags: Vec::new(),
-            via: FinishedVia::Poller,
-        };
-        let fact = Fact::Qbittorrent(TorrentEvent::Finished(finished));
-        let subject = fact.subject();
-        let envelope = shared::Envelope::new(
-            format!("poller-test-{i}"),
-            "/status-tracker/poller",
-            &subject,
-            EventData { event: fact, raw: None },
-        );
-        poller::Sink::publish(&pipeline.bus, &subject, &envelope).await.unwrap();
+        publish_finished(&pipeline, &format!("poller-test-{i}"), &format!("{i:040x}")).await;
         // One at a time, so that each fact is a batch of its own.
         pipeline.wait_for("correlate", i).await;
     }
