@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 use shared::envelope::Envelope;
-use shared::events::arr::ArrEvent;
+use shared::events::arr::{ArrEvent, ArrMedia};
 use shared::events::jellyfin::JellyfinEvent;
 use shared::events::jellyseerr::Notification;
 use shared::events::qbittorrent::TorrentEvent;
@@ -383,13 +383,8 @@ pub fn lookup_keys(fact: &Fact) -> Vec<String> {
         }
         Fact::Radarr(e) | Fact::Sonarr(e) => {
             let Some(media) = e.media() else { return Vec::new() };
-            let mut keys = media_keys(
-                media.media_type,
-                media.tmdb_id.map(|i| i.0),
-                media.tvdb_id.map(|i| i.0),
-                media.imdb_id.as_deref(),
-            );
-            keys.extend(arr_download_id(e).map(|id| format!("dl:{}", id.key())));
+            let mut keys = arr_media_keys(media);
+            keys.extend(arr_download_key(e));
             keys
         }
         Fact::Qbittorrent(e) => vec![format!("dl:{}", e.hash())],
@@ -564,14 +559,13 @@ async fn resolve_arr(s: &mut Session<'_>, source: &str, e: &ArrEvent, at: Offset
             _ => Target::Ignore("event about the application, not a request".into()),
         });
     };
-    if let Some(id) = arr_download_id(e) {
-        let found = s.find_by_key(&format!("dl:{}", id.key())).await?;
+    if let Some(key) = arr_download_key(e) {
+        let found = s.find_by_key(&key).await?;
         if !found.is_empty() {
             return Ok(Target::Existing(found));
         }
     }
-    let keys =
-        media_keys(media.media_type, media.tmdb_id.map(|i| i.0), media.tvdb_id.map(|i| i.0), media.imdb_id.as_deref());
+    let keys = arr_media_keys(media);
     let seasons: Vec<u32> = match e {
         ArrEvent::Grab { episodes, .. }
         | ArrEvent::Download { episodes, .. }
@@ -618,8 +612,6 @@ fn concerns_requests(check: Option<&str>) -> bool {
     check.is_some_and(|c| CHECKS.contains(&c))
 }
 
-/// Keys of a film or series: `movie:tmdb:…`, `tv:tvdb:…` (TMDB's film and TV ids are
-/// different namespaces, so the media type is part of the key).
 /// The keys of the series a Jellyfin episode, season or series item belongs to.
 fn jellyfin_series_keys(e: &JellyfinEvent, kind: &str) -> Vec<String> {
     let (tmdb, tvdb) = if kind == "Series" { (e.tmdb_id, e.tvdb_id) } else { (e.series_tmdb_id, e.series_tvdb_id) };
@@ -630,16 +622,25 @@ fn jellyfin_series_keys(e: &JellyfinEvent, kind: &str) -> Vec<String> {
     keys
 }
 
-fn arr_download_id(e: &ArrEvent) -> Option<&DownloadId> {
-    match e {
+/// The `dl:` key of the download a Radarr/Sonarr event is about, if it names one.
+fn arr_download_key(e: &ArrEvent) -> Option<String> {
+    let id: &DownloadId = match e {
         ArrEvent::Grab { download_id, .. }
         | ArrEvent::Download { download_id, .. }
         | ArrEvent::ImportComplete { download_id, .. }
-        | ArrEvent::ManualInteractionRequired { download_id, .. } => download_id.as_ref(),
-        _ => None,
-    }
+        | ArrEvent::ManualInteractionRequired { download_id, .. } => download_id.as_ref()?,
+        _ => return None,
+    };
+    Some(format!("dl:{}", id.key()))
 }
 
+/// The keys of the film or series a Radarr/Sonarr event is about.
+fn arr_media_keys(media: &ArrMedia) -> Vec<String> {
+    media_keys(media.media_type, media.tmdb_id.map(|i| i.0), media.tvdb_id.map(|i| i.0), media.imdb_id.as_deref())
+}
+
+/// Keys of a film or series: `movie:tmdb:…`, `tv:tvdb:…` (TMDB's film and TV ids are
+/// different namespaces, so the media type is part of the key).
 fn media_keys(kind: MediaType, tmdb: Option<u64>, tvdb: Option<u64>, imdb: Option<&str>) -> Vec<String> {
     let kind = kind.as_str();
     let mut keys = Vec::new();
