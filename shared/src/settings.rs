@@ -224,6 +224,13 @@ pub const SETTINGS: &[Setting] = &[
         "Shoko Server URL, e.g. `http://shoko:8111`. Unset: the bridge stays idle.",
     ),
     s("SHOKO_API_KEY", None, true, "shoko-bridge", "Shoko API key (sent as `apikey`)."),
+    s(
+        "SHOKO_CATCHUP_WINDOW",
+        Some("24h"),
+        false,
+        "shoko-bridge",
+        "SignalR has no replay: after each (re)connection the bridge reads back the files Shoko matched while it was not listening (Shoko 5.x's `GET /api/v3/File`). At start-up it looks back this far; after a lost connection, to the loss. `0` turns the catch-up off.",
+    ),
     s("SONARR_URL", None, false, "correlator", "Sonarr URL, for retries and queue checks."),
     s("SONARR_API_KEY", None, true, "correlator", "Sonarr API key."),
     s("RADARR_URL", None, false, "correlator", "Radarr URL, for retries and queue checks."),

@@ -81,10 +81,10 @@ pub fn shoko_envelopes() -> Vec<MediaEnvelope> {
         if let Some(root) = folder.and_then(|f| f["Path"].as_str()) {
             event.path = Some(shared::paths::normalize(&format!("{root}/{}", event.relative_path)));
         }
+        let args = serde_json::to_vec(&frame["arguments"]).unwrap();
+        let id = shoko_bridge::event_id(&event).unwrap_or_else(|| content_id("shoko", &[target.as_bytes(), &args]));
         let fact = Fact::Shoko(event);
         let subject = fact.subject();
-        let args = serde_json::to_vec(&frame["arguments"]).unwrap();
-        let id = content_id("shoko", &[target.as_bytes(), &args]);
         let key = fact.media_key();
         let data = EventData { event: fact, raw: Some(frame["arguments"].clone()) };
         envelopes.push(Envelope::new(id, shoko_bridge::SOURCE, &subject, data).with_subject(key));

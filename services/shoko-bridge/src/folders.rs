@@ -7,22 +7,19 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use reqwest::Url;
 use serde_json::Value;
 use shared::events::shoko::{FileEvent, FileEventKind};
 use shared::paths;
-use shared::settings::Secret;
 use tokio::time::Instant;
 
-use crate::signalr::{HubError, redact};
+use crate::rest::ShokoApi;
+use crate::signalr::HubError;
 use crate::status::Status;
 
 /// The import folders Shoko knows, by id.
 #[derive(Debug)]
 pub struct ImportFolders {
-    http: reqwest::Client,
-    url: Url,
-    api_key: Option<Secret>,
+    api: ShokoApi,
     min_refresh: Duration,
     by_id: HashMap<u64, String>,
     fetched_at: Option<Instant>,
@@ -30,17 +27,8 @@ pub struct ImportFolders {
 }
 
 impl ImportFolders {
-    pub fn new(
-        http: reqwest::Client,
-        base: &Url,
-        api_key: Option<Secret>,
-        min_refresh: Duration,
-        status: Status,
-    ) -> Self {
-        let mut url = base.clone();
-        let prefix = url.path().trim_end_matches('/').to_owned();
-        url.set_path(&format!("{prefix}/api/v3/ImportFolder"));
-        Self { http, url, api_key, min_refresh, by_id: HashMap::new(), fetched_at: None, status }
+    pub fn new(api: ShokoApi, min_refresh: Duration, status: Status) -> Self {
+        Self { api, min_refresh, by_id: HashMap::new(), fetched_at: None, status }
     }
 
     /// Fills in `path` (and `previous_path` for moves and renames) when the folders are known.
@@ -85,19 +73,8 @@ impl ImportFolders {
 
     /// Fetches the list; the cache is replaced only by a good answer.
     pub async fn refresh(&mut self) -> Result<(), HubError> {
-        const STEP: &str = "GET /api/v3/ImportFolder";
         self.fetched_at = Some(Instant::now());
-        let mut request = self.http.get(self.url.clone());
-        if let Some(key) = &self.api_key {
-            request = request.header("apikey", key.expose());
-        }
-        let transport = |e: reqwest::Error| HubError::Transport {
-            step: STEP,
-            message: redact(e.without_url().to_string(), self.api_key.as_ref()),
-        };
-        let response = request.send().await.map_err(transport)?;
-        crate::signalr::check_status(STEP, response.status().as_u16())?;
-        let body: Value = response.json().await.map_err(transport)?;
+        let body = self.api.get("GET /api/v3/ImportFolder", "ImportFolder", &[]).await?;
         self.by_id = parse_folders(&body);
         tracing::debug!(folders = self.by_id.len(), "Shoko import folders fetched");
         Ok(())

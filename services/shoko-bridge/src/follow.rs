@@ -1,15 +1,21 @@
 //! The hub side: keep one connection open, reconnecting with exponential backoff after any
-//! loss, and queue every invocation, in arrival order, for the publisher.
+//! loss, and queue every invocation, in arrival order, for the publisher. Beside each new
+//! connection, the matches Shoko made while nobody listened are read back ([`Recovery`]).
 //!
 //! Reading never waits for NATS: a slow or absent NATS must not stop our pings, or Shoko
 //! would drop the connection and the events sent meanwhile would be lost for good.
 
+use std::future::Future;
 use std::time::Duration;
 
+use futures_util::future::OptionFuture;
+use time::OffsetDateTime;
 use tokio::sync::mpsc::UnboundedSender;
 use tokio_util::sync::CancellationToken;
 
-use crate::signalr::{Connection, HubClient, HubError, Invocation};
+use crate::catchup::Catchup;
+use crate::publish::Queued;
+use crate::signalr::{Connection, HubClient, HubError};
 use crate::status::Status;
 
 /// Exponential backoff between `min` and `max`.
@@ -37,13 +43,89 @@ impl Backoff {
     }
 }
 
+/// What the bridge owes the correlator: the matches made since `since`, which nobody heard.
+#[derive(Debug)]
+pub struct Recovery {
+    catchup: Catchup,
+    since: Option<OffsetDateTime>,
+    /// Taken off the moment a connection was lost: a dead connection is noticed only after
+    /// the server's silence, and Shoko's clock may differ from ours.
+    overlap: Duration,
+    /// Shoko answered that it has no file list (4.2): not asked again.
+    unsupported: bool,
+}
+
+impl Recovery {
+    /// At start-up the bridge does not know when it last heard Shoko: it looks back `window`.
+    pub fn new(catchup: Catchup, window: Duration, overlap: Duration) -> Self {
+        Self { catchup, since: Some(OffsetDateTime::now_utc() - window), overlap, unsupported: false }
+    }
+
+    /// A connection ended: what is matched from now on is owed, unless an older debt is still
+    /// open (a catch-up that failed or was cut short), which covers it.
+    fn lost(&mut self) {
+        self.since.get_or_insert_with(|| OffsetDateTime::now_utc() - self.overlap);
+    }
+
+    /// The catch-up owed, if any: reads the matches and queues them.
+    fn run(&mut self, queue: UnboundedSender<Queued>, status: Status) -> Option<impl Future<Output = Outcome> + use<>> {
+        let since = self.since.filter(|_| !self.unsupported)?;
+        let catchup = self.catchup.clone();
+        Some(async move {
+            match catchup.matched_since(since).await {
+                Ok(found) => {
+                    let n = found.len();
+                    tracing::info!(matches = n, %since, "Shoko catch-up done");
+                    status.caught_up(Ok(n));
+                    for recovered in found {
+                        if queue.send(Queued::Recovered(Box::new(recovered))).is_err() {
+                            break;
+                        }
+                    }
+                    Outcome::Done
+                }
+                Err(HubError::Http { status: 404 | 405, .. }) => {
+                    tracing::warn!(
+                        "this Shoko has no file list (Shoko 4.x): matches made while the bridge was disconnected cannot be recovered"
+                    );
+                    status.caught_up(Err("not supported by this Shoko version (needs 5.x)".into()));
+                    Outcome::Unsupported
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "Shoko catch-up failed; it is tried again after the next reconnection");
+                    status.caught_up(Err(error.to_string()));
+                    Outcome::Failed
+                }
+            }
+        })
+    }
+
+    fn finished(&mut self, outcome: Outcome) {
+        // Done: nothing is owed until the next loss.
+        match outcome {
+            Outcome::Done => self.since = None,
+            Outcome::Unsupported => self.unsupported = true,
+            Outcome::Failed => {}
+        }
+    }
+}
+
+/// How one catch-up ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Outcome {
+    Done,
+    Unsupported,
+    Failed,
+}
+
 /// Connects, forwards, reconnects, until `cancel`. Dropping `queue` on return tells the
 /// publisher that nothing more will come.
 pub async fn follow(
     client: HubClient,
-    queue: UnboundedSender<Invocation>,
+    queue: UnboundedSender<Queued>,
     status: Status,
     mut backoff: Backoff,
+    mut recovery: Option<Recovery>,
     cancel: CancellationToken,
 ) {
     loop {
@@ -57,7 +139,15 @@ pub async fn follow(
                 tracing::info!("connected to Shoko's SignalR hub");
                 status.connected();
                 backoff.reset();
-                match pump(connection, &queue, &cancel).await {
+                let catch_up = recovery.as_mut().and_then(|r| r.run(queue.clone(), status.clone()));
+                let (ended, outcome) = pump(connection, &queue, catch_up, &cancel).await;
+                if let Some(r) = recovery.as_mut() {
+                    if let Some(outcome) = outcome {
+                        r.finished(outcome);
+                    }
+                    r.lost();
+                }
+                match ended {
                     Some(error) => error,
                     None => return,
                 }
@@ -79,27 +169,37 @@ pub async fn follow(
     }
 }
 
-/// Moves invocations from the connection to the queue. `None` when cancelled.
+/// Moves invocations from the connection to the queue while the catch-up, if any, runs
+/// beside it. Returns why the connection ended (`None` when cancelled) and how the catch-up
+/// ended (`None` if it had not).
 async fn pump(
     mut connection: Connection,
-    queue: &UnboundedSender<Invocation>,
+    queue: &UnboundedSender<Queued>,
+    catch_up: Option<impl Future<Output = Outcome>>,
     cancel: &CancellationToken,
-) -> Option<HubError> {
+) -> (Option<HubError>, Option<Outcome>) {
+    let mut running = catch_up.is_some();
+    let mut catch_up = std::pin::pin!(OptionFuture::from(catch_up));
+    let mut outcome = None;
     loop {
         tokio::select! {
             _ = cancel.cancelled() => {
                 connection.close().await;
-                return None;
+                return (None, outcome);
+            }
+            done = &mut catch_up, if running => {
+                running = false;
+                outcome = done;
             }
             next = connection.next_invocation() => match next {
                 Ok(invocation) => {
                     tracing::debug!(target = %invocation.target, "hub invocation received");
-                    if queue.send(invocation).is_err() {
+                    if queue.send(Queued::Hub(invocation)).is_err() {
                         // The publisher is gone, which only happens when shutting down.
-                        return None;
+                        return (None, outcome);
                     }
                 }
-                Err(error) => return Some(error),
+                Err(error) => return (Some(error), outcome),
             },
         }
     }

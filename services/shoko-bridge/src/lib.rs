@@ -3,13 +3,16 @@
 //! on `media.shoko.<event>`, with absolute paths, in the order Shoko sent them.
 //!
 //! Two tasks: `follow` keeps the hub connection (pings, reconnects) and queues what
-//! arrives; `publish` normalizes and publishes the queue one event at a time. Without
-//! `SHOKO_URL` the bridge only answers health, as `idle`.
+//! arrives, and beside each new connection reads back from Shoko's REST API the matches it
+//! missed (`catchup`); `publish` normalizes and publishes the queue one event at a time.
+//! Without `SHOKO_URL` the bridge only answers health, as `idle`.
 
+mod catchup;
 mod folders;
 mod follow;
 mod normalize;
 mod publish;
+mod rest;
 mod settings;
 pub mod signalr;
 mod status;
@@ -19,11 +22,13 @@ use shared::health::{HealthCell, HealthStatus};
 use tokio_util::sync::CancellationToken;
 
 pub use normalize::{NormalizeError, file_event};
-pub use publish::SOURCE;
+pub use publish::{SOURCE, event_id};
 pub use settings::ShokoSettings;
 
+use crate::catchup::Catchup;
 use crate::folders::ImportFolders;
-use crate::follow::Backoff;
+use crate::follow::{Backoff, Recovery};
+use crate::rest::ShokoApi;
 use crate::signalr::{HubClient, HubEndpoint, Timings};
 use crate::status::Status;
 
@@ -70,12 +75,15 @@ impl ShokoBridge {
             connect_timeout: s.connect_timeout,
         };
         let client = HubClient::new(http.clone(), endpoint, timings);
-        let folders = ImportFolders::new(http, &base, s.api_key.clone(), s.folder_refresh_min, status.clone());
+        let api = ShokoApi::new(http, &base, s.api_key.clone());
+        let recovery = (!s.catchup_window.is_zero())
+            .then(|| Recovery::new(Catchup::new(api.clone()), s.catchup_window, s.catchup_overlap));
+        let folders = ImportFolders::new(api, s.folder_refresh_min, status.clone());
         let publisher = publish::Publisher { bus: self.bus.clone(), folders, status: status.clone() };
         let (queue, pending) = tokio::sync::mpsc::unbounded_channel();
         let backoff = Backoff::new(s.backoff_min, s.backoff_max);
         tokio::join!(
-            follow::follow(client, queue, status, backoff, cancel.clone()),
+            follow::follow(client, queue, status, backoff, recovery, cancel.clone()),
             publisher.run(pending, cancel.clone()),
         );
         health.await?

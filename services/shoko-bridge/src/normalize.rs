@@ -42,16 +42,16 @@ pub fn file_event(target: &str, arguments: &Value) -> Result<Option<FileEvent>, 
 }
 
 /// A key of `obj`, ignoring ASCII case.
-fn field<'a>(obj: &'a Map<String, Value>, name: &str) -> Option<&'a Value> {
+pub(crate) fn field<'a>(obj: &'a Map<String, Value>, name: &str) -> Option<&'a Value> {
     obj.get(name).or_else(|| obj.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v))
 }
 
-fn text<'a>(obj: &'a Map<String, Value>, name: &str) -> Option<&'a str> {
+pub(crate) fn text<'a>(obj: &'a Map<String, Value>, name: &str) -> Option<&'a str> {
     field(obj, name).and_then(Value::as_str).filter(|s| !s.trim().is_empty())
 }
 
 /// Ids are JSON numbers; a number in a string is accepted too.
-fn number(obj: &Map<String, Value>, name: &str) -> Option<u64> {
+pub(crate) fn number(obj: &Map<String, Value>, name: &str) -> Option<u64> {
     match field(obj, name)? {
         Value::Number(n) => n.as_u64(),
         Value::String(s) => s.trim().parse().ok(),

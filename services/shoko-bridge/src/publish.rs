@@ -1,6 +1,7 @@
 //! The NATS side: one task takes the queued invocations in order, normalizes the file events,
 //! resolves their paths and publishes each to `media.shoko.<event>`, awaiting JetStream's ack
-//! before the next, so they are stored in the order Shoko sent them.
+//! before the next, so they are stored in the order Shoko sent them. Matches recovered after
+//! a reconnection (`catchup`) go through the same queue.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -8,12 +9,14 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use shared::Bus;
 use shared::envelope::{Envelope, content_id};
+use shared::events::shoko::{FileEvent, FileEventKind};
 use shared::events::{BodyEncoding, EventData, Fact, Rejected};
 use shared::subjects::Source;
 use tokio::sync::mpsc::UnboundedReceiver;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
+use crate::catchup::Recovered;
 use crate::folders::ImportFolders;
 use crate::normalize;
 use crate::signalr::Invocation;
@@ -21,6 +24,24 @@ use crate::status::Status;
 
 /// The envelope's `source` attribute.
 pub const SOURCE: &str = "/status-tracker/shoko-bridge";
+
+/// What the publisher is given, in order.
+#[derive(Debug)]
+pub enum Queued {
+    /// A call from the hub, as received.
+    Hub(Invocation),
+    /// A match read back from the REST API after a reconnection.
+    Recovered(Box<Recovered>),
+}
+
+/// One fact ready to publish.
+struct Ready {
+    fact: Fact,
+    raw: Value,
+    id: String,
+    /// Where it came from, for the span: the hub's target or the REST call.
+    origin: String,
+}
 
 pub struct Publisher {
     pub bus: Bus,
@@ -31,11 +52,14 @@ pub struct Publisher {
 impl Publisher {
     /// Runs until the queue's sender is dropped and everything queued is handled. After
     /// `cancel`, each remaining event gets one attempt.
-    pub async fn run(mut self, mut queue: UnboundedReceiver<Invocation>, cancel: CancellationToken) {
-        while let Some(invocation) = queue.recv().await {
-            let Some((fact, raw)) = self.fact(&invocation).await else { continue };
-            let stored = publish(&self.bus, &invocation, fact, raw, &cancel).await;
-            if stored {
+    pub async fn run(mut self, mut queue: UnboundedReceiver<Queued>, cancel: CancellationToken) {
+        while let Some(queued) = queue.recv().await {
+            let ready = match queued {
+                Queued::Hub(invocation) => self.hub_call(&invocation).await,
+                Queued::Recovered(recovered) => Some(self.recovered(*recovered).await),
+            };
+            let Some(ready) = ready else { continue };
+            if publish(&self.bus, ready, &cancel).await {
                 self.status.forwarded();
             }
         }
@@ -43,23 +67,60 @@ impl Publisher {
 
     /// The fact to publish for an invocation: a file event, a rejection for a file event we
     /// cannot read, nothing for the other targets.
-    async fn fact(&mut self, invocation: &Invocation) -> Option<(Fact, Value)> {
+    async fn hub_call(&mut self, invocation: &Invocation) -> Option<Ready> {
         let Invocation { target, arguments } = invocation;
-        match normalize::file_event(target, arguments) {
+        let args = serde_json::to_vec(arguments).unwrap_or_default();
+        let fact = match normalize::file_event(target, arguments) {
             Ok(Some(mut event)) => {
                 self.folders.resolve(&mut event).await;
-                Some((Fact::Shoko(event), arguments.clone()))
+                Fact::Shoko(event)
             }
             Ok(None) => {
                 tracing::debug!(%target, "hub call ignored: not a file event");
-                None
+                return None;
             }
             Err(error) => {
                 tracing::warn!(%error, "unreadable Shoko file event kept on media.rejected.shoko");
-                Some((Fact::Rejected(rejected(invocation, error.to_string())), arguments.clone()))
+                Fact::Rejected(rejected(invocation, error.to_string()))
             }
+        };
+        let id = match &fact {
+            Fact::Shoko(event) => event_id(event),
+            _ => None,
         }
+        .unwrap_or_else(|| content_id("shoko", &[target.as_bytes(), &args]));
+        Some(Ready { fact, raw: arguments.clone(), id, origin: target.clone() })
     }
+
+    async fn recovered(&mut self, recovered: Recovered) -> Ready {
+        let Recovered { mut event, file } = recovered;
+        self.folders.resolve(&mut event).await;
+        let id = event_id(&event).unwrap_or_else(|| content_id("shoko", &[file.to_string().as_bytes()]));
+        Ready { fact: Fact::Shoko(event), raw: file, id, origin: "GET /api/v3/File".into() }
+    }
+}
+
+/// The id of a `FileMatched`, made of the file and the episodes it was matched to, so that the
+/// hub's event and the same match read back by the catch-up are one event (JetStream and the
+/// correlator drop the second). `None` for other events (named by what Shoko sent) and for a
+/// match without a file id.
+pub fn event_id(event: &FileEvent) -> Option<String> {
+    if event.kind != FileEventKind::Matched {
+        return None;
+    }
+    let file = event.file_id?;
+    let mut episodes: Vec<String> = event
+        .cross_refs
+        .iter()
+        .map(|x| match (x.anidb_episode_id, x.shoko_episode_id) {
+            (Some(anidb), _) => format!("a{anidb}"),
+            (None, Some(shoko)) => format!("s{shoko}"),
+            (None, None) => String::new(),
+        })
+        .collect();
+    episodes.sort_unstable();
+    episodes.dedup();
+    Some(content_id("shoko", &[b"FileMatched".as_slice(), file.to_string().as_bytes(), episodes.join(",").as_bytes()]))
 }
 
 /// A file event we could not read, kept whole so a better parser can replay it.
@@ -79,10 +140,9 @@ fn rejected(invocation: &Invocation, reason: String) -> Rejected {
 
 /// Publishes one fact and waits for JetStream's ack, retrying while NATS is away. Returns
 /// false only when shutdown came first.
-async fn publish(bus: &Bus, invocation: &Invocation, fact: Fact, raw: Value, cancel: &CancellationToken) -> bool {
+async fn publish(bus: &Bus, ready: Ready, cancel: &CancellationToken) -> bool {
+    let Ready { fact, raw, id, origin } = ready;
     let subject = fact.subject();
-    let args = serde_json::to_vec(&invocation.arguments).unwrap_or_default();
-    let id = content_id("shoko", &[invocation.target.as_bytes(), &args]);
     let key = fact.media_key();
     let envelope =
         Envelope::new(id.clone(), SOURCE, &subject, EventData { event: fact, raw: Some(raw) }).with_subject(key);
@@ -94,7 +154,7 @@ async fn publish(bus: &Bus, invocation: &Invocation, fact: Fact, raw: Value, can
         messaging.system = "nats",
         messaging.destination.name = %subject,
         event.id = %id,
-        shoko.event = %invocation.target,
+        shoko.event = %origin,
     );
     loop {
         match bus.publish_event(&subject, &envelope).instrument(span.clone()).await {

@@ -1,8 +1,8 @@
 //! The bridge's settings: where Shoko is and how patient to be with it.
 //!
-//! Only `SHOKO_URL` and `SHOKO_API_KEY` come from the environment. The timings are fields with
-//! defaults that suit a real Shoko (ASP.NET Core drops a client silent for 60 s there); tests
-//! shorten them instead of waiting for minutes.
+//! `SHOKO_URL`, `SHOKO_API_KEY` and `SHOKO_CATCHUP_WINDOW` come from the environment. The
+//! timings are fields with defaults that suit a real Shoko (ASP.NET Core drops a client silent
+//! for 60 s there); tests shorten them instead of waiting for minutes.
 
 use std::time::Duration;
 
@@ -31,6 +31,13 @@ pub struct ShokoSettings {
     /// The import folder list is fetched again on an unknown folder id, but not more often
     /// than this, so a stream of events for a folder Shoko does not list cannot flood it.
     pub folder_refresh_min: Duration,
+    /// At start-up, how far back to read the files Shoko matched while the bridge was not
+    /// running (`SHOKO_CATCHUP_WINDOW`). Zero: no catch-up at all, not even after a lost
+    /// connection.
+    pub catchup_window: Duration,
+    /// After a lost connection, the catch-up starts this long before the loss was noticed
+    /// (a dead connection is noticed only after `server_timeout`; clocks differ).
+    pub catchup_overlap: Duration,
 }
 
 impl Default for ShokoSettings {
@@ -44,15 +51,20 @@ impl Default for ShokoSettings {
             backoff_min: Duration::from_secs(1),
             backoff_max: Duration::from_secs(60),
             folder_refresh_min: Duration::from_secs(5),
+            catchup_window: Duration::from_secs(24 * 3600),
+            catchup_overlap: Duration::from_secs(600),
         }
     }
 }
 
 impl ShokoSettings {
-    /// Reads `SHOKO_URL` and `SHOKO_API_KEY`; the timings keep their defaults.
+    /// Reads `SHOKO_URL`, `SHOKO_API_KEY` and `SHOKO_CATCHUP_WINDOW`; the timings keep their
+    /// defaults.
     pub fn from_env(env: &Env) -> Result<Self, SettingError> {
         let url = env.get("SHOKO_URL").map(|raw| parse_base_url(&raw)).transpose()?;
-        Ok(Self { url, api_key: env.secret("SHOKO_API_KEY"), ..Self::default() })
+        let defaults = Self::default();
+        let catchup_window = env.duration("SHOKO_CATCHUP_WINDOW")?.unwrap_or(defaults.catchup_window);
+        Ok(Self { url, api_key: env.secret("SHOKO_API_KEY"), catchup_window, ..defaults })
     }
 
     /// Settings for a Shoko at `url` (tests and embedders), default timings.
@@ -94,6 +106,17 @@ mod tests {
         assert_eq!(s.url.unwrap().as_str(), "http://shoko:8111/");
         let s = ShokoSettings::for_url("https://example.org/shoko/", None).unwrap();
         assert_eq!(s.url.unwrap().path(), "/shoko");
+    }
+
+    #[test]
+    fn the_catch_up_window_is_read_and_zero_turns_it_off() {
+        assert_eq!(ShokoSettings::from_env(&Env::default()).unwrap().catchup_window, Duration::from_secs(86_400));
+        let s = ShokoSettings::from_env(&Env::from_pairs([("SHOKO_CATCHUP_WINDOW", "2h")])).unwrap();
+        assert_eq!(s.catchup_window, Duration::from_secs(7200));
+        let s = ShokoSettings::from_env(&Env::from_pairs([("SHOKO_CATCHUP_WINDOW", "0")])).unwrap();
+        assert_eq!(s.catchup_window, Duration::ZERO);
+        let err = ShokoSettings::from_env(&Env::from_pairs([("SHOKO_CATCHUP_WINDOW", "soon")])).unwrap_err();
+        assert!(err.to_string().contains("SHOKO_CATCHUP_WINDOW"), "{err}");
     }
 
     #[test]

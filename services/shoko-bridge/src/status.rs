@@ -61,6 +61,16 @@ impl Status {
         self.cell.set_detail("import_folders", text);
     }
 
+    /// The outcome of the last catch-up: how many matches it recovered, or why it could not.
+    pub fn caught_up(&self, outcome: Result<usize, String>) {
+        let text = match outcome {
+            Ok(n) => format!("{n} matches read back"),
+            Err(reason) => format!("failed: {reason}"),
+        };
+        self.cell.set_detail("catch_up", text);
+        self.cell.set_detail("catch_up_at", now());
+    }
+
     /// One more event stored in NATS.
     pub fn forwarded(&self) {
         let n = self.forwarded.fetch_add(1, Ordering::Relaxed) + 1;

@@ -2,9 +2,12 @@
 //! `POST /signalr/aggregate/negotiate?negotiateVersion=1`, the WebSocket with `id=<token>`,
 //! the JSON handshake, type-1 invocations pushed by the test, type-6 pings both ways, type-7
 //! close, and the server's client timeout (a client that sends nothing for `client_timeout`
-//! is closed with ASP.NET's own message). Also `GET /api/v3/ImportFolder`. The API key is
-//! checked like Shoko does it: the `apikey` header or `?apikey=`, else 401.
+//! is closed with ASP.NET's own message). Also `GET /api/v3/ImportFolder`, and
+//! `GET /api/v3/File` as Shoko 5.3 pages, sorts (`sortOrder=-ImportedAt`) and trims
+//! (`SeriesIDs` only with `include=XRefs`) it. The API key is checked like Shoko does it: the
+//! `apikey` header or `?apikey=`, else 401.
 
+use std::cmp::Reverse;
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -18,6 +21,8 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde_json::{Value, json};
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
 use tokio::sync::{mpsc, watch};
 
 /// How the hub behaves.
@@ -32,6 +37,9 @@ pub struct HubOptions {
     pub on_connect: Vec<String>,
     /// The body of `GET /api/v3/ImportFolder`.
     pub folders: Value,
+    /// The files `GET /api/v3/File` lists, as `File` objects with their `SeriesIDs`; `None`:
+    /// the route does not exist (Shoko 4.2 answers 404).
+    pub files: Option<Vec<Value>>,
     /// Hub routes without the key check (some Shoko versions map the hub without
     /// authorization); the REST API still checks it.
     pub open_hub: bool,
@@ -45,6 +53,7 @@ impl Default for HubOptions {
             keepalive: Duration::from_millis(300),
             on_connect: Vec::new(),
             folders: serde_json::from_str(&fixture_text("api_v3_importfolder.json")).unwrap(),
+            files: Some(fixture_files()),
             open_hub: false,
         }
     }
@@ -62,6 +71,8 @@ pub(super) enum Cmd {
 pub(super) struct HubState {
     pub(super) options: HubOptions,
     pub(super) folders: Mutex<Value>,
+    pub(super) files: Mutex<Option<Vec<Value>>>,
+    pub(super) file_queries: Mutex<Vec<HashMap<String, String>>>,
     pub(super) tokens: Mutex<HashSet<String>>,
     pub(super) next_id: AtomicU64,
     pub(super) client: Mutex<Option<(u64, mpsc::UnboundedSender<Cmd>)>>,
@@ -85,6 +96,8 @@ impl Hub {
     pub async fn start(options: HubOptions) -> Self {
         let state = Arc::new(HubState {
             folders: Mutex::new(options.folders.clone()),
+            files: Mutex::new(options.files.clone()),
+            file_queries: Mutex::default(),
             options,
             tokens: Mutex::default(),
             next_id: AtomicU64::new(1),
@@ -101,6 +114,7 @@ impl Hub {
             .route("/signalr/aggregate/negotiate", post(negotiate))
             .route("/signalr/aggregate", get(upgrade))
             .route("/api/v3/ImportFolder", get(import_folders))
+            .route("/api/v3/File", get(files))
             .with_state(state.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
@@ -148,6 +162,16 @@ impl Hub {
         *self.state.folders.lock().unwrap() = folders;
     }
 
+    /// Replaces the files `GET /api/v3/File` lists.
+    pub fn set_files(&self, files: Vec<Value>) {
+        *self.state.files.lock().unwrap() = Some(files);
+    }
+
+    /// The query of every `GET /api/v3/File` so far.
+    pub fn file_queries(&self) -> Vec<HashMap<String, String>> {
+        self.state.file_queries.lock().unwrap().clone()
+    }
+
     pub fn folder_requests(&self) -> u64 {
         self.state.folder_requests.load(Ordering::SeqCst)
     }
@@ -180,6 +204,12 @@ impl Hub {
 pub fn fixture_text(name: &str) -> String {
     let path = format!("{}/../../tests/fixtures/shoko/{name}", env!("CARGO_MANIFEST_DIR"));
     std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
+/// The files of `api_v3_file_recently_imported.json` (one page of `GET /api/v3/File`).
+pub fn fixture_files() -> Vec<Value> {
+    let page: Value = serde_json::from_str(&fixture_text("api_v3_file_recently_imported.json")).unwrap();
+    page["List"].as_array().unwrap().clone()
 }
 
 /// A fixture as it travels on the wire: compact JSON ended by 0x1E.
@@ -263,4 +293,47 @@ async fn import_folders(
     }
     state.folder_requests.fetch_add(1, Ordering::SeqCst);
     Json(state.folders.lock().unwrap().clone()).into_response()
+}
+
+/// `GET /api/v3/File`: `pageSize` (default 100, 0 = all), `page` (from 1), `include`
+/// (`XRefs` keeps `SeriesIDs`), `sortOrder` (`ImportedAt` or `-ImportedAt`; without it, by
+/// relative path). Never-imported files sort last either way, as in Shoko.
+async fn files(
+    State(state): State<Arc<HubState>>,
+    headers: HeaderMap,
+    Query(query): Query<HashMap<String, String>>,
+) -> Response {
+    if !authorized(&state, &headers, &query) {
+        return StatusCode::UNAUTHORIZED.into_response();
+    }
+    state.file_queries.lock().unwrap().push(query.clone());
+    let Some(mut files) = state.files.lock().unwrap().clone() else {
+        return StatusCode::NOT_FOUND.into_response();
+    };
+    let number = |name: &str, default: usize| query.get(name).map_or(Ok(default), |v| v.parse::<usize>());
+    let (Ok(size), Ok(page)) = (number("pageSize", 100), number("page", 1)) else {
+        return (StatusCode::BAD_REQUEST, "pageSize and page are numbers").into_response();
+    };
+    if page == 0 || size > 1000 {
+        return (StatusCode::BAD_REQUEST, "page ≥ 1, pageSize ≤ 1000").into_response();
+    }
+    let imported = |f: &Value| f["Imported"].as_str().and_then(|t| OffsetDateTime::parse(t, &Rfc3339).ok());
+    match query.get("sortOrder").map(String::as_str) {
+        Some("-ImportedAt") => files.sort_by_key(|f| (imported(f).is_none(), Reverse(imported(f)))),
+        Some("ImportedAt") => files.sort_by_key(|f| (imported(f).is_none(), imported(f))),
+        Some(other) => {
+            return (StatusCode::BAD_REQUEST, format!("sortOrder {other} not in the stand-in")).into_response();
+        }
+        None => files.sort_by_key(|f| f["Locations"][0]["RelativePath"].as_str().map(str::to_owned)),
+    }
+    let xrefs = query.get("include").is_some_and(|i| i.split(',').any(|x| x.eq_ignore_ascii_case("XRefs")));
+    if !xrefs {
+        for f in &mut files {
+            f.as_object_mut().unwrap().remove("SeriesIDs");
+        }
+    }
+    let total = files.len();
+    let list: Vec<Value> =
+        if size == 0 { files } else { files.into_iter().skip((page - 1) * size).take(size).collect() };
+    Json(json!({ "Total": total, "List": list })).into_response()
 }
