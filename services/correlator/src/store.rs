@@ -28,9 +28,29 @@ pub enum StoreError {
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("stored data is not valid: {0}")]
     Corrupt(String),
+    /// The database's directory or lock file cannot be made or used.
+    #[error("{0}")]
+    File(String),
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// An exclusive lock on `<database>.lock`, held while the database is opened and migrated,
+/// released when the file is dropped (or the process ends). The file stays, empty.
+async fn lock_setup(path: &Path) -> Result<std::fs::File> {
+    let mut name = path.as_os_str().to_owned();
+    name.push(".lock");
+    let lock = std::path::PathBuf::from(name);
+    let shown = lock.display().to_string();
+    let locked = tokio::task::spawn_blocking(move || {
+        let file = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&lock)?;
+        file.lock()?;
+        Ok::<_, std::io::Error>(file)
+    })
+    .await
+    .map_err(|e| StoreError::File(format!("{shown}: {e}")))?;
+    locked.map_err(|e| StoreError::File(format!("cannot lock {shown}: {e}")))
+}
 
 /// A write-ahead log longer than this (16 MiB of 4 KiB pages) is restarted by the writer.
 pub const LONG_LOG_FRAMES: i64 = 4096;
@@ -47,8 +67,12 @@ impl Store {
     /// Opens (creating) the database at `path` in WAL mode and runs the migrations.
     pub async fn open(path: &Path) -> Result<Self> {
         if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir).map_err(|e| StoreError::Corrupt(format!("{}: {e}", dir.display())))?;
+            std::fs::create_dir_all(dir).map_err(|e| StoreError::File(format!("{}: {e}", dir.display())))?;
         }
+        // Two processes (or pools) creating the same new database at once would both find no
+        // migration applied and both run the first one; one of them then fails. Opening and
+        // migrating take turns instead.
+        let setup = lock_setup(path).await?;
         let options = SqliteConnectOptions::from_str("sqlite:")?
             .filename(path)
             .create_if_missing(true)
@@ -76,6 +100,7 @@ impl Store {
             .connect_with(options)
             .await?;
         sqlx::migrate!("../../migrations").run(&pool).await?;
+        drop(setup);
         Ok(Self { pool, long_log: Arc::default() })
     }
 
@@ -550,6 +575,21 @@ mod tests {
         let dir = tempfile::tempdir().expect("temporary directory");
         let store = Store::open(&dir.path().join("tracker.db")).await.expect("database");
         (dir, store)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn several_stores_creating_the_same_new_database_at_once_all_open_it() {
+        for _ in 0..8 {
+            let dir = tempfile::tempdir().expect("temporary directory");
+            let path = dir.path().join("tracker.db");
+            let opens = (0..3).map(|_| {
+                let path = path.clone();
+                tokio::spawn(async move { Store::open(&path).await.map(|_| ()) })
+            });
+            for open in futures_util::future::join_all(opens).await {
+                open.expect("task").expect("every concurrent open succeeds");
+            }
+        }
     }
 
     /// Writes about `pages` pages to the log in one transaction.
