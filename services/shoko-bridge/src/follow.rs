@@ -68,7 +68,7 @@ impl Recovery {
     }
 
     /// The catch-up owed, if any: reads the matches and queues them.
-    fn run(&mut self, queue: UnboundedSender<Queued>, status: Status) -> Option<impl Future<Output = Outcome> + use<>> {
+    fn run(&self, queue: UnboundedSender<Queued>, status: Status) -> Option<impl Future<Output = Outcome> + use<>> {
         let since = self.since.filter(|_| !self.unsupported)?;
         let catchup = self.catchup.clone();
         Some(async move {
@@ -139,7 +139,7 @@ pub async fn follow(
                 tracing::info!("connected to Shoko's SignalR hub");
                 status.connected();
                 backoff.reset();
-                let catch_up = recovery.as_mut().and_then(|r| r.run(queue.clone(), status.clone()));
+                let catch_up = recovery.as_ref().and_then(|r| r.run(queue.clone(), status.clone()));
                 let (ended, outcome) = pump(connection, &queue, catch_up, &cancel).await;
                 if let Some(r) = recovery.as_mut() {
                     if let Some(outcome) = outcome {
