@@ -51,14 +51,12 @@ pub struct Recovery {
     /// Taken off the moment a connection was lost: a dead connection is noticed only after
     /// the server's silence, and Shoko's clock may differ from ours.
     overlap: Duration,
-    /// Shoko answered that it has no file list (4.2): not asked again.
-    unsupported: bool,
 }
 
 impl Recovery {
     /// At start-up the bridge does not know when it last heard Shoko: it looks back `window`.
     pub fn new(catchup: Catchup, window: Duration, overlap: Duration) -> Self {
-        Self { catchup, since: Some(OffsetDateTime::now_utc() - window), overlap, unsupported: false }
+        Self { catchup, since: Some(OffsetDateTime::now_utc() - window), overlap }
     }
 
     /// A connection ended: what is matched from now on is owed, unless an older debt is still
@@ -69,7 +67,7 @@ impl Recovery {
 
     /// The catch-up owed, if any: reads the matches and queues them.
     fn run(&self, queue: UnboundedSender<Queued>, status: Status) -> Option<impl Future<Output = Outcome> + use<>> {
-        let since = self.since.filter(|_| !self.unsupported)?;
+        let since = self.since?;
         let catchup = self.catchup.clone();
         Some(async move {
             match catchup.matched_since(since).await {
@@ -99,18 +97,10 @@ impl Recovery {
             }
         })
     }
-
-    fn finished(&mut self, outcome: Outcome) {
-        // Done: nothing is owed until the next loss.
-        match outcome {
-            Outcome::Done => self.since = None,
-            Outcome::Unsupported => self.unsupported = true,
-            Outcome::Failed => {}
-        }
-    }
 }
 
-/// How one catch-up ended.
+/// How one catch-up ended. After `Done` nothing is owed until the next loss; after
+/// `Unsupported` (Shoko 4.2 has no file list) the bridge stops asking.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Outcome {
     Done,
@@ -141,9 +131,12 @@ pub async fn follow(
                 backoff.reset();
                 let catch_up = recovery.as_ref().and_then(|r| r.run(queue.clone(), status.clone()));
                 let (ended, outcome) = pump(connection, &queue, catch_up, &cancel).await;
+                if outcome == Some(Outcome::Unsupported) {
+                    recovery = None;
+                }
                 if let Some(r) = recovery.as_mut() {
-                    if let Some(outcome) = outcome {
-                        r.finished(outcome);
+                    if outcome == Some(Outcome::Done) {
+                        r.since = None;
                     }
                     r.lost();
                 }
