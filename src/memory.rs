@@ -1,62 +1,88 @@
-//! Gives memory back to the system once a busy period is over.
+//! Gives memory back to the system after and during busy periods.
 //!
 //! A burst of webhooks leaves glibc's arenas holding freed memory: after 10,000 requests at
 //! full speed the process stayed at about 95 MiB resident although it needs less than half of
 //! that. glibc returns only the top of each arena by itself; `malloc_trim(0)` also releases the
-//! free pages in the middle of every arena. It walks the arenas under their locks, so it runs
-//! once, after the process has gone quiet, not while it works (docs/performance.md).
+//! free pages in the middle of every arena. It walks the arenas under their locks (15–45 ms
+//! for each of them under full load on the project's machine), so it runs when it pays: once
+//! the process has gone quiet after work, and during sustained work only when the process's
+//! anonymous memory grew by [`Trimmer::GROWTH`] since the last trim, which keeps a long burst
+//! from piling up freed memory (docs/performance.md, "Memory").
 //!
-//! The process's own CPU time tells busy from quiet, so every service gets this without
-//! reporting its activity anywhere.
+//! The process's own CPU time and memory tell busy from quiet, so every service gets this
+//! without reporting its activity anywhere.
 
 // Without glibc only the tests use the decision logic.
 #![cfg_attr(not(all(target_os = "linux", target_env = "gnu")), allow(dead_code))]
 
 use std::time::Duration;
 
-/// How often the CPU time is read.
+/// How often the CPU time and memory are read.
 const INTERVAL: Duration = Duration::from_secs(1);
 
-/// Decides, from the process's CPU time read at a steady interval, when to trim: in the first
-/// quiet interval after enough work.
+/// Decides, from readings taken at a steady interval, when to trim.
 #[derive(Debug, Default)]
-struct Quiet {
+struct Trimmer {
     last: Option<u64>,
     /// CPU time spent since the last trim.
     worked: u64,
+    /// Anonymous resident memory after the last trim (or at the first reading).
+    base: Option<u64>,
 }
 
-impl Quiet {
-    /// CPU time (clock ticks, 1/100 s) since the last trim that makes a trim worth it.
+/// One reading of the process.
+#[derive(Debug, Clone, Copy)]
+struct Reading {
+    /// User and system CPU time, in clock ticks (1/100 s).
+    cpu: u64,
+    /// Resident memory that is not a file's pages (the binary's code is), in bytes.
+    anon: u64,
+}
+
+impl Trimmer {
+    /// CPU time since the last trim that makes a trim worth it once the process is quiet.
     const WORK: u64 = 20;
     /// At most this much CPU time in one interval counts as quiet.
     const IDLE: u64 = 2;
+    /// Growth of the anonymous memory since the last trim that makes a trim worth it while
+    /// the process works.
+    const GROWTH: u64 = 8 << 20;
 
-    /// Takes the process's total CPU time; true when memory should be trimmed now.
-    fn observe(&mut self, cpu: u64) -> bool {
-        let Some(last) = self.last.replace(cpu) else { return false };
-        let spent = cpu.saturating_sub(last);
+    /// Takes a reading; true when memory should be trimmed now. After trimming, the caller
+    /// reports what is left with [`Trimmer::trimmed`].
+    fn observe(&mut self, now: Reading) -> bool {
+        let base = *self.base.get_or_insert(now.anon);
+        let Some(last) = self.last.replace(now.cpu) else { return false };
+        let spent = now.cpu.saturating_sub(last);
         self.worked += spent;
-        if spent <= Self::IDLE && self.worked >= Self::WORK {
+        let quiet_after_work = spent <= Self::IDLE && self.worked >= Self::WORK;
+        let grown = now.anon >= base + Self::GROWTH;
+        if quiet_after_work || grown {
             self.worked = 0;
             return true;
         }
         false
     }
+
+    /// The anonymous memory left by a trim: growth is counted from there.
+    fn trimmed(&mut self, anon: u64) {
+        self.base = Some(anon);
+    }
 }
 
-/// Starts the thread that trims after busy periods (glibc on Linux; elsewhere the allocator
-/// has no such call and nothing starts).
+/// Starts the thread that trims during and after busy periods (glibc on Linux; elsewhere the
+/// allocator has no such call and nothing starts).
 pub fn release_when_quiet() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     {
         let spawned = std::thread::Builder::new().name("memory-release".into()).spawn(|| {
-            let mut quiet = Quiet::default();
+            let mut trimmer = Trimmer::default();
             loop {
                 std::thread::sleep(INTERVAL);
-                let Some(cpu) = cpu_ticks() else { return };
-                if quiet.observe(cpu) {
+                let Some(now) = read() else { return };
+                if trimmer.observe(now) {
                     trim();
+                    trimmer.trimmed(read().map_or(now.anon, |r| r.anon));
                 }
             }
         });
@@ -66,10 +92,12 @@ pub fn release_when_quiet() {
     }
 }
 
-/// User and system CPU time of this process, in clock ticks, from `/proc/self/stat`.
+/// This process's CPU time and anonymous resident memory.
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
-fn cpu_ticks() -> Option<u64> {
-    parse_cpu_ticks(&std::fs::read_to_string("/proc/self/stat").ok()?)
+fn read() -> Option<Reading> {
+    let cpu = parse_cpu_ticks(&std::fs::read_to_string("/proc/self/stat").ok()?)?;
+    let anon = parse_anon_bytes(&std::fs::read_to_string("/proc/self/status").ok()?)?;
+    Some(Reading { cpu, anon })
 }
 
 /// Fields 14 and 15 of `/proc/<pid>/stat`; the command name (field 2) may hold spaces and
@@ -80,6 +108,14 @@ fn parse_cpu_ticks(stat: &str) -> Option<u64> {
     let utime: u64 = fields.next()?.parse().ok()?;
     let stime: u64 = fields.next()?.parse().ok()?;
     Some(utime + stime)
+}
+
+/// `RssAnon` of `/proc/<pid>/status`: resident memory that is the process's own, not the
+/// pages of its binary or other mapped files.
+fn parse_anon_bytes(status: &str) -> Option<u64> {
+    let line = status.lines().find_map(|l| l.strip_prefix("RssAnon:"))?;
+    let kib: u64 = line.split_ascii_whitespace().next()?.parse().ok()?;
+    Some(kib * 1024)
 }
 
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
@@ -96,32 +132,63 @@ fn trim() {
 mod tests {
     use super::*;
 
-    fn run(quiet: &mut Quiet, samples: &[u64]) -> Vec<bool> {
-        samples.iter().map(|&cpu| quiet.observe(cpu)).collect()
+    const MIB: u64 = 1 << 20;
+
+    /// Readings of CPU time with the memory steady at 30 MiB.
+    fn run(trimmer: &mut Trimmer, cpu: &[u64]) -> Vec<bool> {
+        cpu.iter().map(|&cpu| trimmer.observe(Reading { cpu, anon: 30 * MIB })).collect()
     }
 
     #[test]
     fn trims_once_when_a_busy_period_ends() {
-        let mut q = Quiet::default();
+        let mut t = Trimmer::default();
         // Idle, then 3 busy seconds, then idle again.
-        let trims = run(&mut q, &[100, 100, 101, 180, 260, 340, 341, 341, 342]);
+        let trims = run(&mut t, &[100, 100, 101, 180, 260, 340, 341, 341, 342]);
         assert_eq!(trims, [false, false, false, false, false, false, true, false, false]);
     }
 
     #[test]
-    fn never_trims_a_process_that_only_idles_or_only_works() {
-        let mut q = Quiet::default();
-        assert!(!run(&mut q, &(0..100).map(|i| i / 10).collect::<Vec<_>>()).contains(&true));
-        let mut q = Quiet::default();
-        assert!(!run(&mut q, &(0..100).map(|i| i * 50).collect::<Vec<_>>()).contains(&true));
+    fn never_trims_a_process_that_only_idles_or_only_works_in_steady_memory() {
+        let mut t = Trimmer::default();
+        assert!(!run(&mut t, &(0..100).map(|i| i / 10).collect::<Vec<_>>()).contains(&true));
+        let mut t = Trimmer::default();
+        assert!(!run(&mut t, &(0..100).map(|i| i * 50).collect::<Vec<_>>()).contains(&true));
     }
 
     #[test]
     fn little_bits_of_work_add_up_to_one_trim() {
-        let mut q = Quiet::default();
+        let mut t = Trimmer::default();
         // 2 ticks per second is quiet, yet after 10 seconds it is worth a trim.
-        let trims = run(&mut q, &(0..=12).map(|i| i * 2).collect::<Vec<_>>());
+        let trims = run(&mut t, &(0..=12).map(|i| i * 2).collect::<Vec<_>>());
         assert_eq!(trims.iter().filter(|t| **t).count(), 1);
+    }
+
+    #[test]
+    fn trims_while_working_whenever_memory_grew_by_the_threshold_since_the_last_trim() {
+        let mut t = Trimmer::default();
+        let busy = |s: u64, anon_mib: u64| Reading { cpu: s * 100, anon: anon_mib * MIB };
+        assert!(!t.observe(busy(0, 20)));
+        assert!(!t.observe(busy(1, 27)), "7 MiB more is not enough");
+        assert!(t.observe(busy(2, 28)), "8 MiB more is");
+        // The trim gave back 6 MiB: growth now counts from 22 MiB.
+        t.trimmed(22 * MIB);
+        assert!(!t.observe(busy(3, 29)));
+        assert!(t.observe(busy(4, 30)));
+        // A trim that gave nothing back still moves the base, so it is not repeated every second.
+        t.trimmed(30 * MIB);
+        assert!(!t.observe(busy(5, 31)));
+        assert!(!t.observe(busy(6, 37)));
+        assert!(t.observe(busy(7, 38)));
+    }
+
+    #[test]
+    fn a_trim_while_working_does_not_count_as_the_one_after_the_work() {
+        let mut t = Trimmer::default();
+        let at = |cpu: u64, anon_mib: u64| Reading { cpu, anon: anon_mib * MIB };
+        assert!(!t.observe(at(0, 20)));
+        assert!(t.observe(at(100, 30)), "grown while busy");
+        t.trimmed(21 * MIB);
+        assert!(!t.observe(at(101, 21)), "1 tick of work since the trim is not worth another");
     }
 
     #[test]
@@ -131,9 +198,17 @@ mod tests {
         assert_eq!(parse_cpu_ticks("garbage"), None);
     }
 
+    #[test]
+    fn anonymous_memory_is_read_from_the_status_file() {
+        let status = "Name:\tstatus-tracker\nVmRSS:\t   60000 kB\nRssAnon:\t   40960 kB\nRssFile:\t   19040 kB\n";
+        assert_eq!(parse_anon_bytes(status), Some(40 * MIB));
+        assert_eq!(parse_anon_bytes("Name:\tx\n"), None);
+    }
+
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     #[test]
-    fn this_process_has_a_cpu_time() {
-        assert!(cpu_ticks().is_some());
+    fn this_process_can_be_read() {
+        let r = read().expect("a reading of this process");
+        assert!(r.anon > 0);
     }
 }
