@@ -78,7 +78,7 @@ async fn main() -> ExitCode {
     }
     let _telemetry = shared::telemetry::init(&env, mode.name());
     // Services only: `doctor` and `healthcheck` are over in a moment.
-    memory::release_when_quiet();
+    memory::start_release_thread();
     match app::run(mode, &env, options).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {

@@ -4,7 +4,7 @@
 //! full speed the process stayed at about 95 MiB resident although it needs less than half of
 //! that. glibc returns only the top of each arena by itself; `malloc_trim(0)` also releases the
 //! free pages in the middle of every arena. It walks the arenas under their locks (15–45 ms
-//! for each of them under full load on the project's machine), so it runs when it pays: once
+//! in all under full load on the project's machine), so it runs when it pays: once
 //! the process has gone quiet after work, and during sustained work only when the process's
 //! anonymous memory grew by [`Trimmer::GROWTH`] since the last trim, which keeps a long burst
 //! from piling up freed memory (docs/performance.md, "Memory").
@@ -72,7 +72,7 @@ impl Trimmer {
 
 /// Starts the thread that trims during and after busy periods (glibc on Linux; elsewhere the
 /// allocator has no such call and nothing starts).
-pub fn release_when_quiet() {
+pub fn start_release_thread() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     {
         let spawned = std::thread::Builder::new().name("memory-release".into()).spawn(|| {
