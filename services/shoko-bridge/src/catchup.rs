@@ -22,7 +22,7 @@ use crate::normalize::{field, number, text};
 use crate::rest::ShokoApi;
 use crate::signalr::HubError;
 
-const STEP: &str = "GET /api/v3/File";
+pub(crate) const STEP: &str = "GET /api/v3/File";
 
 /// A file event rebuilt from the REST API, with the file's JSON as its raw payload.
 #[derive(Debug, Clone, PartialEq)]

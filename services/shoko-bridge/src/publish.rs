@@ -16,7 +16,7 @@ use tokio::sync::mpsc::UnboundedReceiver;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use crate::catchup::Recovered;
+use crate::catchup::{self, Recovered};
 use crate::folders::ImportFolders;
 use crate::normalize;
 use crate::signalr::Invocation;
@@ -69,7 +69,6 @@ impl Publisher {
     /// cannot read, nothing for the other targets.
     async fn hub_call(&mut self, invocation: &Invocation) -> Option<Ready> {
         let Invocation { target, arguments } = invocation;
-        let args = serde_json::to_vec(arguments).unwrap_or_default();
         let fact = match normalize::file_event(target, arguments) {
             Ok(Some(mut event)) => {
                 self.folders.resolve(&mut event).await;
@@ -88,7 +87,9 @@ impl Publisher {
             Fact::Shoko(event) => event_id(event),
             _ => None,
         }
-        .unwrap_or_else(|| content_id("shoko", &[target.as_bytes(), &args]));
+        .unwrap_or_else(|| {
+            content_id("shoko", &[target.as_bytes(), &serde_json::to_vec(arguments).unwrap_or_default()])
+        });
         Some(Ready { fact, raw: arguments.clone(), id, origin: target.clone() })
     }
 
@@ -96,7 +97,7 @@ impl Publisher {
         let Recovered { mut event, file } = recovered;
         self.folders.resolve(&mut event).await;
         let id = event_id(&event).unwrap_or_else(|| content_id("shoko", &[file.to_string().as_bytes()]));
-        Ready { fact: Fact::Shoko(event), raw: file, id, origin: "GET /api/v3/File".into() }
+        Ready { fact: Fact::Shoko(event), raw: file, id, origin: catchup::STEP.into() }
     }
 }
 
