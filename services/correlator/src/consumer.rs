@@ -238,7 +238,7 @@ async fn delete_published(store: &Store, outbox: &Outbox) {
     if published <= outbox.deleted.load(Ordering::Acquire) {
         return;
     }
-    let deleted = match store.pool().acquire().await {
+    let deleted = match store.writer().acquire().await {
         Ok(mut conn) => store::delete_outbox(&mut conn, published).await,
         Err(e) => Err(e.into()),
     };

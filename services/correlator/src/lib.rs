@@ -162,7 +162,7 @@ async fn housekeeping(store: Store, health: HealthCell, cancel: CancellationToke
             _ = cancel.cancelled() => return Ok(()),
             _ = tick.tick() => {}
         }
-        let mut conn = store.pool().acquire().await?;
+        let mut conn = store.writer().acquire().await?;
         let expired = store::expire_orphans(&mut conn, OffsetDateTime::now_utc()).await?;
         if expired > 0 {
             tracing::info!(expired, "orphaned events expired without their request showing up");

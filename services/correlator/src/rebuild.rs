@@ -42,7 +42,7 @@ pub async fn rebuild(database: &Path, bus: &Bus, processor: &Processor) -> anyho
     }
     // The outbox holds every intermediate state of the replay: nobody wants those as news.
     // Publish each request's current state once instead.
-    sqlx::query("DELETE FROM outbox").execute(store.pool()).await?;
+    sqlx::query("DELETE FROM outbox").execute(store.writer()).await?;
     report.requests = announce(&store).await?;
     if !crate::consumer::publish_outbox(bus, &store).await {
         tracing::warn!("state messages of the rebuild not all published yet; the correlator retries them");
@@ -128,7 +128,7 @@ async fn announce(store: &Store) -> anyhow::Result<u64> {
         let envelope =
             shared::Envelope::new(format!("rebuild-{stamp}:{id}"), "/status-tracker/correlator", &subject, change)
                 .with_subject(Some(format!("request:{id}")));
-        let mut conn = store.pool().acquire().await?;
+        let mut conn = store.writer().acquire().await?;
         store::push_outbox(&mut conn, &subject, &envelope.id, &serde_json::to_vec(&envelope)?, None).await?;
     }
     Ok(ids.len() as u64)
