@@ -134,7 +134,6 @@ async fn apply_until_cancelled(
             }
         }
         handle_batch(&store, &processor, batch, &outbox).await;
-        outbox.ready.notify_one();
         if let Err(error) = store.restart_long_log().await {
             tracing::warn!(%error, "the write-ahead log was not restarted; it will be after a later checkpoint");
         }
@@ -161,6 +160,10 @@ struct Outbox {
     deleted: AtomicI64,
     /// Rows just committed, in id order, so that the publisher need not read them back.
     handoff: std::sync::Mutex<std::collections::VecDeque<store::OutboxMessage>>,
+    /// The newest row handed over (kept or not).
+    handed_up_to: AtomicI64,
+    /// The publisher has read the table to its end once: every row since was handed over.
+    caught_up: std::sync::atomic::AtomicBool,
 }
 
 /// More rows than this waiting in the handoff (NATS away): the publisher reads them from the
@@ -168,26 +171,40 @@ struct Outbox {
 const HANDOFF_MAX: usize = 4096;
 
 impl Outbox {
+    /// Takes rows just committed and wakes the publisher: before the batch's messages are
+    /// acknowledged, so that the changes go out first (at idle, the acks took about a tenth
+    /// of a millisecond of the way to the browser).
     fn hand_over(&self, rows: Vec<store::OutboxMessage>) {
-        let mut handoff = self.handoff.lock().unwrap_or_else(|e| e.into_inner());
-        if handoff.len() + rows.len() > HANDOFF_MAX {
-            handoff.clear();
-        } else {
-            handoff.extend(rows);
+        let Some(last) = rows.last() else { return };
+        {
+            let mut handoff = self.handoff.lock().unwrap_or_else(|e| e.into_inner());
+            self.handed_up_to.fetch_max(last.id, Ordering::AcqRel);
+            if handoff.len() + rows.len() > HANDOFF_MAX {
+                handoff.clear();
+            } else {
+                handoff.extend(rows);
+            }
         }
+        self.ready.notify_one();
     }
 
-    /// The handed-over rows right after `after`, if they continue it without a gap.
+    /// The handed-over rows right after `after`, if they continue it without a gap; none when
+    /// nothing is left after it. `None` when the database must be read: rows not handed over
+    /// (from before this process, or dropped when too many waited) may follow `after`.
     fn take_after(&self, after: i64, limit: usize) -> Option<Vec<store::OutboxMessage>> {
         let mut handoff = self.handoff.lock().unwrap_or_else(|e| e.into_inner());
         while handoff.front().is_some_and(|m| m.id <= after) {
             handoff.pop_front();
         }
-        if handoff.front()?.id != after + 1 {
-            return None;
+        match handoff.front() {
+            Some(first) if first.id == after + 1 => {
+                let n = handoff.len().min(limit);
+                Some(handoff.drain(..n).collect())
+            }
+            Some(_) => None,
+            None => (self.caught_up.load(Ordering::Acquire) && after >= self.handed_up_to.load(Ordering::Acquire))
+                .then(Vec::new),
         }
-        let n = handoff.len().min(limit);
-        Some(handoff.drain(..n).collect())
     }
 }
 
@@ -218,7 +235,10 @@ async fn publish_new(bus: &Bus, store: &Store, outbox: &Outbox) -> bool {
             None => store::outbox(store.pool(), after, 500).await,
         };
         let msgs = match read {
-            Ok(m) if m.is_empty() => return true,
+            Ok(m) if m.is_empty() => {
+                outbox.caught_up.store(true, Ordering::Release);
+                return true;
+            }
             Ok(m) => m,
             Err(error) => {
                 tracing::error!(%error, "cannot read the outbox");
@@ -611,5 +631,19 @@ mod tests {
         assert_eq!(ids(outbox.take_after(9, 10)), Some(vec![10, 11]), "rows already published are skipped");
         outbox.hand_over(rows(1..=(HANDOFF_MAX as i64 + 1)));
         assert_eq!(ids(outbox.take_after(0, 10)), None, "too many waiting: the database has them");
+    }
+
+    #[test]
+    fn the_database_is_read_only_for_rows_not_handed_over() {
+        let outbox = Outbox::default();
+        assert_eq!(ids(outbox.take_after(0, 10)), None, "rows of an earlier run may wait in the database");
+        outbox.caught_up.store(true, Ordering::Release);
+        assert_eq!(ids(outbox.take_after(0, 10)), Some(vec![]), "read to its end, and nothing handed over since");
+        outbox.hand_over(rows(1..=3));
+        assert_eq!(ids(outbox.take_after(0, 10)), Some(vec![1, 2, 3]));
+        assert_eq!(ids(outbox.take_after(3, 10)), Some(vec![]), "everything handed over is published");
+        outbox.hand_over(rows(4..=(HANDOFF_MAX as i64 + 4)));
+        assert_eq!(ids(outbox.take_after(3, 10)), None, "dropped rows are read from the database");
+        assert_eq!(ids(outbox.take_after(HANDOFF_MAX as i64 + 4, 10)), Some(vec![]));
     }
 }
