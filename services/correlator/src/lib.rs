@@ -7,6 +7,7 @@ pub mod cache;
 mod commands;
 mod consumer;
 pub mod correlate;
+pub mod flush;
 pub mod jellyfin;
 pub mod jellyseerr;
 pub mod lifecycle;

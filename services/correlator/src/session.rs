@@ -2,32 +2,21 @@
 //! costs two thread hand-offs, more than the statement itself; a batch of 256 events written
 //! one statement at a time spent most of its time there. So a session answers reads from what
 //! the batch already wrote and from the correlator's cache, and keeps the batch's writes in
-//! memory until [`Session::flush`] writes them with one statement per table (before the
-//! commit, or before a query that must see them).
+//! memory until [`Session::flush`] writes them in one statement (before the commit, or before
+//! a query that must see them).
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 
 use shared::ids::RequestId;
 use shared::model::{RequestSummary, TimelineEntry};
-use sqlx::{QueryBuilder, Row, Sqlite, SqliteConnection};
+use sqlx::{Row, SqliteConnection};
 use time::OffsetDateTime;
 
 use crate::cache::{Cache, insert_in_order};
+use crate::flush;
 use crate::lifecycle::{Download, Item, Request};
 use crate::store::{self, Result, StoreError, ts};
-
-/// Rows per multi-row statement (SQLite allows 32,766 parameters; requests have 40 columns).
-/// These statements differ by their number of rows, so only small ones are kept prepared
-/// (see [`keep`]): sqlx's statement cache held up to 100 of them per connection, tens of
-/// megabytes of compiled SQLite programs.
-const ROWS: usize = 500;
-
-/// Whether a statement of `rows` rows is worth keeping prepared: the small ones an idle
-/// correlator runs for every event (a few kilobytes each, at most eight sizes per table).
-fn keep(rows: usize) -> bool {
-    rows <= 8
-}
 
 pub struct Session<'a> {
     conn: &'a mut SqliteConnection,
@@ -52,6 +41,18 @@ struct Pending {
     timeline: Vec<(RequestId, TimelineEntry, Option<String>)>,
     outbox: Vec<OutboxRow>,
     processed: BTreeMap<String, (String, String)>,
+}
+
+impl Pending {
+    fn is_empty(&self) -> bool {
+        self.requests.is_empty()
+            && self.items.is_empty()
+            && self.downloads.is_empty()
+            && self.keys.is_empty()
+            && self.timeline.is_empty()
+            && self.outbox.is_empty()
+            && self.processed.is_empty()
+    }
 }
 
 struct OutboxRow {
@@ -282,87 +283,91 @@ impl<'a> Session<'a> {
 
     // --------------------------------------------------------------------- flush ---
 
-    /// Writes everything the batch changed: one statement per table (per 500 rows), all sent
-    /// to SQLite's thread at once.
+    /// Writes everything the batch changed, in one statement whose text never changes
+    /// ([`flush::SQL`]): each table's rows go as one JSON array.
     pub async fn flush(&mut self) -> Result<()> {
         let p = std::mem::take(&mut self.pending);
-        let mut q = QueryBuilder::<Sqlite>::new("");
-        let mut rows = 0;
-        let requests: Vec<_> = p.requests.values().collect();
-        for chunk in requests.chunks(ROWS) {
-            push_requests(&mut q, chunk)?;
-            rows += chunk.len();
+        if p.is_empty() {
+            return Ok(());
         }
-        let items: Vec<_> = p.items.iter().collect();
-        for chunk in items.chunks(ROWS) {
-            push_items(&mut q, chunk);
-            rows += chunk.len();
-        }
-        let downloads: Vec<_> = p.downloads.iter().collect();
-        for chunk in downloads.chunks(ROWS) {
-            push_downloads(&mut q, chunk);
-            rows += chunk.len();
-        }
-        for chunk in p.keys.chunks(ROWS) {
-            q.push("INSERT OR IGNORE INTO request_keys (key, request_id) ");
-            q.push_values(chunk, |mut row, (key, id)| {
-                row.push_bind(key.clone()).push_bind(id.0);
-            });
-            q.push(";\n");
-            rows += chunk.len();
-        }
-        for chunk in p.timeline.chunks(ROWS) {
-            q.push("INSERT INTO timeline (request_id, state, at, source, message, details, episode, late, event_id) ");
-            q.push_values(chunk, |mut row, (id, e, event_id)| {
-                row.push_bind(id.0)
-                    .push_bind(e.state.as_str())
-                    .push_bind(ts(e.at))
-                    .push_bind(e.source.clone())
-                    .push_bind(e.message.clone())
-                    .push_bind(e.details.to_string())
-                    .push_bind(e.episode.clone())
-                    .push_bind(e.late)
-                    .push_bind(event_id.clone());
-            });
-            q.push(";\n");
-            rows += chunk.len();
-        }
-        for chunk in p.outbox.chunks(ROWS) {
-            q.push("INSERT INTO outbox (subject, msg_id, payload, traceparent) ");
-            q.push_values(chunk, |mut row, m| {
-                row.push_bind(m.subject.clone())
-                    .push_bind(m.msg_id.clone())
-                    .push_bind(m.payload.clone())
-                    .push_bind(m.traceparent.clone());
-            });
-            // The only statement that returns rows: the ids, in the order of the values.
-            q.push(" RETURNING id;\n");
-            rows += chunk.len();
-        }
-        let processed: Vec<_> = p.processed.iter().collect();
+        let json = |e: serde_json::Error| StoreError::Corrupt(e.to_string());
+        let requests = p
+            .requests
+            .values()
+            .map(|(req, summary)| {
+                flush::RequestRow::new(req, summary.state.as_str(), serde_json::to_string(summary).map_err(json)?)
+                    .map_err(json)
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let items: Vec<_> =
+            p.items.iter().map(|((id, season, episode), item)| flush::ItemRow::new(id.0, *season, *episode, item)).collect();
+        let downloads: Vec<_> =
+            p.downloads.iter().map(|((id, download_id), d)| flush::DownloadRow::new(id.0, download_id, d)).collect();
+        let keys: Vec<_> = p.keys.iter().map(|(key, id)| flush::KeyRow { key, request_id: id.0 }).collect();
+        let timeline: Vec<_> = p
+            .timeline
+            .iter()
+            .map(|(id, e, event_id)| flush::TimelineRow {
+                request_id: id.0,
+                state: e.state.as_str(),
+                at: ts(e.at),
+                source: &e.source,
+                message: &e.message,
+                details: e.details.to_string(),
+                episode: e.episode.as_deref(),
+                late: e.late,
+                event_id: event_id.as_deref(),
+            })
+            .collect();
+        let mut payloads = Vec::with_capacity(p.outbox.iter().map(|m| m.payload.len()).sum());
+        let outbox: Vec<_> = p
+            .outbox
+            .iter()
+            .map(|m| {
+                let start = payloads.len() + 1;
+                payloads.extend_from_slice(&m.payload);
+                flush::OutboxRow {
+                    subject: &m.subject,
+                    msg_id: &m.msg_id,
+                    traceparent: m.traceparent.as_deref(),
+                    start,
+                    length: m.payload.len(),
+                }
+            })
+            .collect();
         let now = ts(OffsetDateTime::now_utc());
-        for chunk in processed.chunks(ROWS) {
-            q.push("INSERT INTO processed_events (event_id, subject, processed_at, outcome) ");
-            q.push_values(chunk, |mut row, (id, (subject, outcome))| {
-                row.push_bind((*id).clone()).push_bind(subject.clone()).push_bind(now).push_bind(outcome.clone());
-            });
-            q.push(" ON CONFLICT (event_id) DO UPDATE SET outcome = excluded.outcome;\n");
-            rows += chunk.len();
+        let processed: Vec<_> = p
+            .processed
+            .iter()
+            .map(|(id, (subject, outcome))| flush::ProcessedRow { event_id: id, subject, processed_at: now, outcome })
+            .collect();
+        let mut ids: Vec<i64> = sqlx::query(flush::SQL.as_str())
+            .bind(json_array(&requests)?)
+            .bind(json_array(&items)?)
+            .bind(json_array(&downloads)?)
+            .bind(json_array(&keys)?)
+            .bind(json_array(&timeline)?)
+            .bind(payloads)
+            .bind(json_array(&outbox)?)
+            .bind(json_array(&processed)?)
+            .fetch_all(&mut *self.conn)
+            .await?
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        if ids.len() != p.outbox.len() {
+            return Err(StoreError::Corrupt(format!("{} outbox ids for {} rows", ids.len(), p.outbox.len())));
         }
-        if rows > 0 {
-            let ids: Vec<i64> =
-                q.build().persistent(keep(rows)).fetch_all(&mut *self.conn).await?.iter().map(|r| r.get(0)).collect();
-            if ids.len() != p.outbox.len() {
-                return Err(StoreError::Corrupt(format!("{} outbox ids for {} rows", ids.len(), p.outbox.len())));
-            }
-            self.written_outbox.extend(p.outbox.into_iter().zip(ids).map(|(m, id)| store::OutboxMessage {
-                id,
-                subject: m.subject,
-                msg_id: m.msg_id,
-                payload: m.payload,
-                traceparent: m.traceparent,
-            }));
-        }
+        // The ids increase in the order the rows were inserted, the array's order, whatever
+        // order RETURNING gives them in.
+        ids.sort_unstable();
+        self.written_outbox.extend(p.outbox.into_iter().zip(ids).map(|(m, id)| store::OutboxMessage {
+            id,
+            subject: m.subject,
+            msg_id: m.msg_id,
+            payload: m.payload,
+            traceparent: m.traceparent,
+        }));
         Ok(())
     }
 
@@ -373,145 +378,6 @@ impl<'a> Session<'a> {
     }
 }
 
-fn push_requests(q: &mut QueryBuilder<Sqlite>, rows: &[&(Arc<Request>, RequestSummary)]) -> Result<()> {
-    let mut encoded = Vec::with_capacity(rows.len());
-    for (req, summary) in rows {
-        let summary_json = serde_json::to_string(summary).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        let seasons = serde_json::to_string(&req.requested_seasons).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        encoded.push((req, summary.state.as_str(), summary_json, seasons));
-    }
-    q.push(
-        "INSERT INTO requests (media_type, title, year, poster_url, tmdb_id, tvdb_id, imdb_id, arr_id,
-            jellyseerr_id, requested_by, requested_by_email, is_anime, is_4k, source, requested_seasons, stage,
-            outcome_state, outcome_reason, outcome_at, evidence_at, available_at, quality, media_path, watch_item_id,
-            watch_server_id, watch_server_url, trace_parent, created_at, updated_at, archived_at, state_since,
-            stall_state, stall_reason, stall_at, alert_check, alert_message, alert_at, state, summary, id) ",
-    );
-    q.push_values(encoded, |mut row, (req, state, summary_json, seasons)| {
-        row.push_bind(req.media_type.as_str())
-            .push_bind(req.title.clone())
-            .push_bind(req.year)
-            .push_bind(req.poster_url.clone())
-            .push_bind(req.tmdb_id.map(|v| v.0 as i64))
-            .push_bind(req.tvdb_id.map(|v| v.0 as i64))
-            .push_bind(req.imdb_id.clone())
-            .push_bind(req.arr_id.map(|v| v.0 as i64))
-            .push_bind(req.jellyseerr_id.map(|v| v.0 as i64))
-            .push_bind(req.requested_by.clone())
-            .push_bind(req.requested_by_email.clone())
-            .push_bind(req.is_anime)
-            .push_bind(req.is_4k)
-            .push_bind(req.source.clone())
-            .push_bind(seasons)
-            .push_bind(req.stage.as_str())
-            .push_bind(req.outcome.as_ref().map(|o| o.state.as_str()))
-            .push_bind(req.outcome.as_ref().and_then(|o| o.reason.clone()))
-            .push_bind(req.outcome.as_ref().map(|o| ts(o.at)))
-            .push_bind(req.evidence_at.map(ts))
-            .push_bind(req.available_at.map(ts))
-            .push_bind(req.quality.clone())
-            .push_bind(req.media_path.clone())
-            .push_bind(req.watch.as_ref().map(|w| w.item_id.clone()))
-            .push_bind(req.watch.as_ref().and_then(|w| w.server_id.clone()))
-            .push_bind(req.watch.as_ref().and_then(|w| w.server_url.clone()))
-            .push_bind(req.trace_parent.clone())
-            .push_bind(ts(req.created_at))
-            .push_bind(ts(req.updated_at))
-            .push_bind(req.archived_at.map(ts))
-            .push_bind(ts(req.state_since))
-            .push_bind(req.stall.as_ref().map(|s| s.state.as_str()))
-            .push_bind(req.stall.as_ref().map(|s| s.reason.clone()))
-            .push_bind(req.stall.as_ref().map(|s| ts(s.at)))
-            .push_bind(req.alert.as_ref().map(|a| a.check.clone()))
-            .push_bind(req.alert.as_ref().map(|a| a.message.clone()))
-            .push_bind(req.alert.as_ref().map(|a| ts(a.at)))
-            .push_bind(state)
-            .push_bind(summary_json)
-            .push_bind(req.id.0);
-    });
-    q.push(
-        " ON CONFLICT (id) DO UPDATE SET media_type = excluded.media_type, title = excluded.title,
-            year = excluded.year, poster_url = excluded.poster_url, tmdb_id = excluded.tmdb_id,
-            tvdb_id = excluded.tvdb_id, imdb_id = excluded.imdb_id, arr_id = excluded.arr_id,
-            jellyseerr_id = excluded.jellyseerr_id, requested_by = excluded.requested_by,
-            requested_by_email = excluded.requested_by_email, is_anime = excluded.is_anime, is_4k = excluded.is_4k,
-            source = excluded.source, requested_seasons = excluded.requested_seasons, stage = excluded.stage,
-            outcome_state = excluded.outcome_state, outcome_reason = excluded.outcome_reason,
-            outcome_at = excluded.outcome_at, evidence_at = excluded.evidence_at,
-            available_at = excluded.available_at, quality = excluded.quality, media_path = excluded.media_path,
-            watch_item_id = excluded.watch_item_id, watch_server_id = excluded.watch_server_id,
-            watch_server_url = excluded.watch_server_url, trace_parent = excluded.trace_parent,
-            created_at = excluded.created_at, updated_at = excluded.updated_at, archived_at = excluded.archived_at,
-            state_since = excluded.state_since, stall_state = excluded.stall_state,
-            stall_reason = excluded.stall_reason, stall_at = excluded.stall_at, alert_check = excluded.alert_check,
-            alert_message = excluded.alert_message, alert_at = excluded.alert_at,
-            state = excluded.state, summary = excluded.summary;\n",
-    );
-    Ok(())
-}
-
-fn push_items(q: &mut QueryBuilder<Sqlite>, rows: &[(&(RequestId, u32, u32), &Item)]) {
-    q.push(
-        "INSERT INTO items (request_id, season, episode, stage, download_id, file_path, reason, reason_at,
-           available_at, jellyfin_item_id, updated_at) ",
-    );
-    q.push_values(rows, |mut row, ((id, season, episode), item)| {
-        row.push_bind(id.0)
-            .push_bind(*season)
-            .push_bind(*episode)
-            .push_bind(item.stage.as_str())
-            .push_bind(item.download_id.clone())
-            .push_bind(item.file_path.clone())
-            .push_bind(item.reason.clone())
-            .push_bind(item.reason_at.map(ts))
-            .push_bind(item.available_at.map(ts))
-            .push_bind(item.jellyfin_item_id.clone())
-            .push_bind(ts(item.updated_at));
-    });
-    q.push(
-        " ON CONFLICT (request_id, season, episode) DO UPDATE SET stage = excluded.stage,
-           download_id = excluded.download_id, file_path = excluded.file_path, reason = excluded.reason,
-           reason_at = excluded.reason_at, available_at = excluded.available_at,
-           jellyfin_item_id = excluded.jellyfin_item_id, updated_at = excluded.updated_at;\n",
-    );
-}
-
-fn push_downloads(q: &mut QueryBuilder<Sqlite>, rows: &[(&(RequestId, String), &Download)]) {
-    q.push(
-        "INSERT INTO downloads (request_id, download_id, kind, release_title, quality, indexer, size, progress, dlspeed,
-           eta, client_state, stalled, error, finished, upgrade, content_path, grabbed_at, progress_at, finish_noted,
-           dropped, updated_at) ",
-    );
-    q.push_values(rows, |mut row, ((id, download_id), d)| {
-        row.push_bind(id.0)
-            .push_bind(download_id.clone())
-            .push_bind(d.kind.clone())
-            .push_bind(d.release_title.clone())
-            .push_bind(d.quality.clone())
-            .push_bind(d.indexer.clone())
-            .push_bind(d.size.map(|s| s as i64))
-            .push_bind(d.progress)
-            .push_bind(d.dlspeed as i64)
-            .push_bind(d.eta.map(|e| e as i64))
-            .push_bind(d.client_state.clone())
-            .push_bind(d.stalled.clone())
-            .push_bind(d.error.clone())
-            .push_bind(d.finished)
-            .push_bind(d.upgrade)
-            .push_bind(d.content_path.clone())
-            .push_bind(ts(d.grabbed_at))
-            .push_bind(d.progress_at.map(ts))
-            .push_bind(d.finish_noted)
-            .push_bind(d.dropped)
-            .push_bind(ts(d.updated_at));
-    });
-    q.push(
-        " ON CONFLICT (request_id, download_id) DO UPDATE SET kind = excluded.kind,
-           release_title = excluded.release_title, quality = excluded.quality, indexer = excluded.indexer,
-           size = excluded.size, progress = excluded.progress, dlspeed = excluded.dlspeed, eta = excluded.eta,
-           client_state = excluded.client_state, stalled = excluded.stalled, error = excluded.error,
-           finished = excluded.finished, upgrade = excluded.upgrade, content_path = excluded.content_path,
-           grabbed_at = excluded.grabbed_at, progress_at = excluded.progress_at, finish_noted = excluded.finish_noted,
-           dropped = excluded.dropped, updated_at = excluded.updated_at;\n",
-    );
+fn json_array<T: serde::Serialize>(rows: &[T]) -> Result<String> {
+    serde_json::to_string(rows).map_err(|e| StoreError::Corrupt(e.to_string()))
 }

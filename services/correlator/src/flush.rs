@@ -1,0 +1,382 @@
+//! What a batch writes, as one statement that never changes.
+//!
+//! Each table's rows go to SQLite as one JSON array of rows, each an array of the columns'
+//! values (`INSERT … SELECT value->>0, value->>1, … FROM jsonb_each(?)`), so the text of the
+//! batch's statement is the same whatever it holds, and SQLite compiles it once per
+//! connection. With
+//! `VALUES (…), (…)` lists every batch had a statement of its own shape: compiling them was a
+//! sixth of all the instructions the process spent per webhook (callgrind,
+//! docs/performance.md), more than running them.
+//!
+//! `jsonb_each`, not `json_each`: it hands each row over in SQLite's binary form, where
+//! `json_each` renders it as text that every `->>` parses again. Rows are arrays rather than
+//! objects keyed by column: less to write and to read, and no key to look up. A row type's
+//! fields are its table's columns, in order ([`row!`]). The outbox's payloads, large
+//! JSON documents, do not go inside the JSON (escaping them and parsing them back cost more
+//! than the rest): they are one blob, each row naming its slice.
+
+use std::sync::LazyLock;
+
+use serde::Serialize;
+
+use crate::lifecycle::{Download, Item, Request};
+use crate::store::ts;
+
+/// A table's row: a struct whose fields are the columns, serialized as a JSON array of their
+/// values in that order, and the list of the columns' names.
+macro_rules! row {
+    ($(#[$doc:meta])* $name:ident, $columns:ident { $($(#[$field_doc:meta])* $field:ident: $ty:ty),* $(,)? }) => {
+        $(#[$doc])*
+        pub struct $name<'a> {
+            $($(#[$field_doc])* pub $field: $ty,)*
+        }
+
+        /// The columns of the row, in its order.
+        pub const $columns: &[&str] = &[$(stringify!($field)),*];
+
+        impl Serialize for $name<'_> {
+            fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                use serde::ser::SerializeTuple;
+                let mut row = serializer.serialize_tuple($columns.len())?;
+                $(row.serialize_element(&self.$field)?;)*
+                row.end()
+            }
+        }
+    };
+}
+
+/// The batch's statement. Its parameters, in this order: the JSON arrays of requests, items,
+/// downloads, keys and timeline entries, the outbox's payloads end to end (a blob), the JSON
+/// arrays of outbox messages and processed events. Only the outbox insert returns rows: the
+/// new ids. (Parameters are plain `?`: sqlx stops binding a statement at the first
+/// unnumbered gap, so `?7` in a statement without `?1` would stay unbound.)
+pub static SQL: LazyLock<String> = LazyLock::new(|| {
+    [
+        upsert("requests", REQUESTS, &["id"]),
+        upsert("items", ITEMS, &["request_id", "season", "episode"]),
+        upsert("downloads", DOWNLOADS, &["request_id", "download_id"]),
+        format!("INSERT OR IGNORE INTO request_keys ({}) {}", KEYS.join(", "), select(KEYS)),
+        format!("INSERT INTO timeline ({}) {}", TIMELINE.join(", "), select(TIMELINE)),
+        // The payload is bytes `start..start + length` of the blob, counted from 1.
+        "INSERT INTO outbox (subject, msg_id, traceparent, payload) \
+         SELECT value->>0, value->>1, value->>2, substr(?, value->>3, value->>4) FROM jsonb_each(?) RETURNING id"
+            .to_owned(),
+        format!(
+            "INSERT INTO processed_events ({}) {} ON CONFLICT (event_id) DO UPDATE SET outcome = excluded.outcome",
+            PROCESSED.join(", "),
+            select(PROCESSED)
+        ),
+    ]
+    .join(";\n")
+});
+
+/// `SELECT value->>0, value->>1, … FROM jsonb_each(?) WHERE true`; an upsert needs the `WHERE`
+/// to be told from a join's `ON`.
+fn select(columns: &[&str]) -> String {
+    let values: Vec<String> = (0..columns.len()).map(|i| format!("value->>{i}")).collect();
+    format!("SELECT {} FROM jsonb_each(?) WHERE true", values.join(", "))
+}
+
+fn upsert(table: &str, columns: &[&str], key: &[&str]) -> String {
+    let set: Vec<String> =
+        columns.iter().filter(|c| !key.contains(c)).map(|c| format!("{c} = excluded.{c}")).collect();
+    format!(
+        "INSERT INTO {table} ({}) {} ON CONFLICT ({}) DO UPDATE SET {}",
+        columns.join(", "),
+        select(columns),
+        key.join(", "),
+        set.join(", ")
+    )
+}
+
+row! {
+    /// A row of `requests`.
+    RequestRow, REQUESTS {
+        id: i64,
+        media_type: &'a str,
+        title: &'a str,
+        year: Option<i32>,
+        poster_url: Option<&'a str>,
+        tmdb_id: Option<i64>,
+        tvdb_id: Option<i64>,
+        imdb_id: Option<&'a str>,
+        arr_id: Option<i64>,
+        jellyseerr_id: Option<i64>,
+        requested_by: Option<&'a str>,
+        requested_by_email: Option<&'a str>,
+        is_anime: bool,
+        is_4k: bool,
+        source: &'a str,
+        /// JSON text.
+        requested_seasons: String,
+        stage: &'a str,
+        outcome_state: Option<&'a str>,
+        outcome_reason: Option<&'a str>,
+        outcome_at: Option<i64>,
+        evidence_at: Option<i64>,
+        available_at: Option<i64>,
+        quality: Option<&'a str>,
+        media_path: Option<&'a str>,
+        watch_item_id: Option<&'a str>,
+        watch_server_id: Option<&'a str>,
+        watch_server_url: Option<&'a str>,
+        trace_parent: Option<&'a str>,
+        created_at: i64,
+        updated_at: i64,
+        archived_at: Option<i64>,
+        state_since: i64,
+        stall_state: Option<&'a str>,
+        stall_reason: Option<&'a str>,
+        stall_at: Option<i64>,
+        alert_check: Option<&'a str>,
+        alert_message: Option<&'a str>,
+        alert_at: Option<i64>,
+        state: &'a str,
+        /// JSON text of the request's summary.
+        summary: String,
+    }
+}
+
+impl<'a> RequestRow<'a> {
+    pub fn new(req: &'a Request, state: &'a str, summary: String) -> serde_json::Result<Self> {
+        Ok(Self {
+            id: req.id.0,
+            media_type: req.media_type.as_str(),
+            title: &req.title,
+            year: req.year,
+            poster_url: req.poster_url.as_deref(),
+            tmdb_id: req.tmdb_id.map(|v| v.0 as i64),
+            tvdb_id: req.tvdb_id.map(|v| v.0 as i64),
+            imdb_id: req.imdb_id.as_deref(),
+            arr_id: req.arr_id.map(|v| v.0 as i64),
+            jellyseerr_id: req.jellyseerr_id.map(|v| v.0 as i64),
+            requested_by: req.requested_by.as_deref(),
+            requested_by_email: req.requested_by_email.as_deref(),
+            is_anime: req.is_anime,
+            is_4k: req.is_4k,
+            source: &req.source,
+            requested_seasons: serde_json::to_string(&req.requested_seasons)?,
+            stage: req.stage.as_str(),
+            outcome_state: req.outcome.as_ref().map(|o| o.state.as_str()),
+            outcome_reason: req.outcome.as_ref().and_then(|o| o.reason.as_deref()),
+            outcome_at: req.outcome.as_ref().map(|o| ts(o.at)),
+            evidence_at: req.evidence_at.map(ts),
+            available_at: req.available_at.map(ts),
+            quality: req.quality.as_deref(),
+            media_path: req.media_path.as_deref(),
+            watch_item_id: req.watch.as_ref().map(|w| w.item_id.as_str()),
+            watch_server_id: req.watch.as_ref().and_then(|w| w.server_id.as_deref()),
+            watch_server_url: req.watch.as_ref().and_then(|w| w.server_url.as_deref()),
+            trace_parent: req.trace_parent.as_deref(),
+            created_at: ts(req.created_at),
+            updated_at: ts(req.updated_at),
+            archived_at: req.archived_at.map(ts),
+            state_since: ts(req.state_since),
+            stall_state: req.stall.as_ref().map(|s| s.state.as_str()),
+            stall_reason: req.stall.as_ref().map(|s| s.reason.as_str()),
+            stall_at: req.stall.as_ref().map(|s| ts(s.at)),
+            alert_check: req.alert.as_ref().map(|a| a.check.as_str()),
+            alert_message: req.alert.as_ref().map(|a| a.message.as_str()),
+            alert_at: req.alert.as_ref().map(|a| ts(a.at)),
+            state,
+            summary,
+        })
+    }
+}
+
+row! {
+    /// A row of `items`.
+    ItemRow, ITEMS {
+        request_id: i64,
+        season: u32,
+        episode: u32,
+        stage: &'a str,
+        download_id: Option<&'a str>,
+        file_path: Option<&'a str>,
+        reason: Option<&'a str>,
+        reason_at: Option<i64>,
+        available_at: Option<i64>,
+        jellyfin_item_id: Option<&'a str>,
+        updated_at: i64,
+    }
+}
+
+impl<'a> ItemRow<'a> {
+    pub fn new(request_id: i64, season: u32, episode: u32, item: &'a Item) -> Self {
+        Self {
+            request_id,
+            season,
+            episode,
+            stage: item.stage.as_str(),
+            download_id: item.download_id.as_deref(),
+            file_path: item.file_path.as_deref(),
+            reason: item.reason.as_deref(),
+            reason_at: item.reason_at.map(ts),
+            available_at: item.available_at.map(ts),
+            jellyfin_item_id: item.jellyfin_item_id.as_deref(),
+            updated_at: ts(item.updated_at),
+        }
+    }
+}
+
+row! {
+    /// A row of `downloads`.
+    DownloadRow, DOWNLOADS {
+        request_id: i64,
+        download_id: &'a str,
+        kind: &'a str,
+        release_title: Option<&'a str>,
+        quality: Option<&'a str>,
+        indexer: Option<&'a str>,
+        size: Option<i64>,
+        progress: f64,
+        dlspeed: i64,
+        eta: Option<i64>,
+        client_state: Option<&'a str>,
+        stalled: Option<&'a str>,
+        error: Option<&'a str>,
+        finished: bool,
+        upgrade: bool,
+        content_path: Option<&'a str>,
+        grabbed_at: i64,
+        progress_at: Option<i64>,
+        finish_noted: bool,
+        dropped: bool,
+        updated_at: i64,
+    }
+}
+
+impl<'a> DownloadRow<'a> {
+    pub fn new(request_id: i64, download_id: &'a str, d: &'a Download) -> Self {
+        Self {
+            request_id,
+            download_id,
+            kind: &d.kind,
+            release_title: d.release_title.as_deref(),
+            quality: d.quality.as_deref(),
+            indexer: d.indexer.as_deref(),
+            size: d.size.map(|s| s as i64),
+            progress: d.progress,
+            dlspeed: d.dlspeed as i64,
+            eta: d.eta.map(|e| e as i64),
+            client_state: d.client_state.as_deref(),
+            stalled: d.stalled.as_deref(),
+            error: d.error.as_deref(),
+            finished: d.finished,
+            upgrade: d.upgrade,
+            content_path: d.content_path.as_deref(),
+            grabbed_at: ts(d.grabbed_at),
+            progress_at: d.progress_at.map(ts),
+            finish_noted: d.finish_noted,
+            dropped: d.dropped,
+            updated_at: ts(d.updated_at),
+        }
+    }
+}
+
+row! {
+    /// A row of `request_keys`.
+    KeyRow, KEYS {
+        key: &'a str,
+        request_id: i64,
+    }
+}
+
+row! {
+    /// A row of `timeline`.
+    TimelineRow, TIMELINE {
+        request_id: i64,
+        state: &'a str,
+        at: i64,
+        source: &'a str,
+        message: &'a str,
+        /// JSON text.
+        details: String,
+        episode: Option<&'a str>,
+        late: bool,
+        event_id: Option<&'a str>,
+    }
+}
+
+row! {
+    /// A row of `outbox`: its payload is the bytes `start..start + length` of the
+    /// payloads' blob, counted from 1.
+    OutboxRow, OUTBOX {
+        subject: &'a str,
+        msg_id: &'a str,
+        traceparent: Option<&'a str>,
+        start: usize,
+        length: usize,
+    }
+}
+
+row! {
+    /// A row of `processed_events`.
+    ProcessedRow, PROCESSED {
+        event_id: &'a str,
+        subject: &'a str,
+        processed_at: i64,
+        outcome: &'a str,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The number of values a row serializes to.
+    fn width<T: Serialize>(row: &T) -> usize {
+        match serde_json::to_value(row).expect("row") {
+            serde_json::Value::Array(values) => values.len(),
+            other => panic!("a row is an array, not {other}"),
+        }
+    }
+
+    #[test]
+    fn every_row_is_an_array_of_its_columns() {
+        let at = time::OffsetDateTime::UNIX_EPOCH;
+        let req = Request::new(shared::events::MediaType::Movie, "Dune".into(), "jellyseerr", at);
+        let item = Item::new(at);
+        let download = Download::new("torrent", at);
+        assert_eq!(width(&RequestRow::new(&req, "requested", "{}".into()).unwrap()), REQUESTS.len());
+        assert_eq!(width(&ItemRow::new(1, 0, 0, &item)), ITEMS.len());
+        assert_eq!(width(&DownloadRow::new(1, "ab", &download)), DOWNLOADS.len());
+        assert_eq!(width(&KeyRow { key: "k", request_id: 1 }), KEYS.len());
+        let entry = TimelineRow {
+            request_id: 1,
+            state: "requested",
+            at: 0,
+            source: "s",
+            message: "m",
+            details: "{}".into(),
+            episode: None,
+            late: false,
+            event_id: None,
+        };
+        assert_eq!(width(&entry), TIMELINE.len());
+        assert_eq!(width(&OutboxRow { subject: "s", msg_id: "m", traceparent: None, start: 1, length: 0 }), 5);
+        assert_eq!(OUTBOX, ["subject", "msg_id", "traceparent", "start", "length"], "the outbox statement's order");
+        assert_eq!(width(&ProcessedRow { event_id: "e", subject: "s", processed_at: 0, outcome: "o" }), PROCESSED.len());
+        assert_eq!(REQUESTS.len(), 40);
+        assert_eq!(serde_json::to_string(&KeyRow { key: "k", request_id: 7 }).unwrap(), r#"["k",7]"#);
+    }
+
+    #[test]
+    fn the_statement_reads_every_column_of_every_row() {
+        for (table, columns) in [
+            ("requests", REQUESTS),
+            ("items", ITEMS),
+            ("downloads", DOWNLOADS),
+            ("request_keys", KEYS),
+            ("timeline", TIMELINE),
+            ("processed_events", PROCESSED),
+        ] {
+            let statement = SQL.split(";\n").find(|s| s.contains(&format!("INTO {table} "))).expect(table);
+            assert!(statement.contains(&format!("({})", columns.join(", "))), "{table}: columns in their order");
+            let last = columns.len() - 1;
+            assert!(statement.contains(&format!("value->>{last} ")), "{table}: every value read");
+            assert!(!statement.contains(&format!("value->>{} ", last + 1)), "{table}: no value beyond the row");
+        }
+        assert_eq!(SQL.matches('?').count(), 8, "one parameter per table, and the payloads");
+    }
+}
