@@ -6,7 +6,7 @@
 //! ring of recent events, or a `resync` event telling it to reload when the gap is too old
 //! (or the dashboard restarted).
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -170,30 +170,116 @@ struct ChangeEnvelope<'a> {
     data: &'a RawValue,
 }
 
+/// A `request` event's data, read in one pass: the request's fields and the change's other
+/// fields as sent, without the request's heavy fields.
+#[derive(Deserialize)]
+struct TrimmedEnvelope<'a> {
+    #[serde(borrow)]
+    data: Trimmed<'a>,
+}
+
+/// The change's fields in their order: as sent (JSON text), but the request, trimmed.
+struct Trimmed<'a>(Vec<(&'a str, Part<'a>)>);
+
+enum Part<'a> {
+    Raw(&'a RawValue),
+    Request(Vec<(&'a str, &'a RawValue)>),
+}
+
+/// The request's fields a `request` event leaves out.
+const HEAVY: [&str; 3] = ["downloads", "episodes", "timeline"];
+
 /// The SSE data of a state message: its CloudEvents `data`, copied as sent.
 ///
 /// A `request` event (`trim`) carries the request's summary and what changed, not its
 /// downloads, episodes and whole timeline: a page fetches those when it shows them, and a
 /// series late in its life would otherwise send every browser tens of kilobytes per episode.
-/// The message is read without building a tree of it: the parts kept are copied verbatim (a
-/// state message of a long-lived series used to cost thousands of allocations here).
+/// The message is read once, without building a tree of it: the parts kept are copied
+/// verbatim. (Reading the envelope, then its data, then the request, each as a map of raw
+/// values, was a tenth of the process's instructions per webhook.)
 fn sse_data(payload: &[u8], trim: bool) -> serde_json::Result<String> {
+    if trim && let Ok(TrimmedEnvelope { data }) = serde_json::from_slice::<TrimmedEnvelope>(payload) {
+        return Ok(data.to_json());
+    }
+    // Progress, or a change of an unusual shape (data or request not an object…): as sent.
     let data = serde_json::from_slice::<ChangeEnvelope>(payload)?.data;
-    let is_object = |raw: &RawValue| raw.get().starts_with('{');
-    if !trim || !is_object(data) {
-        return Ok(data.get().to_owned());
+    Ok(data.get().to_owned())
+}
+
+impl Trimmed<'_> {
+    /// Keys are written as they were read: borrowed, so they held no escapes.
+    fn to_json(&self) -> String {
+        fn object<'a, T: 'a>(out: &mut String, fields: &'a [(&str, T)], mut value: impl FnMut(&mut String, &'a T)) {
+            out.push('{');
+            for (i, (key, v)) in fields.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                out.push('"');
+                out.push_str(key);
+                out.push_str("\":");
+                value(out, v);
+            }
+            out.push('}');
+        }
+        let mut out = String::with_capacity(1024);
+        object(&mut out, &self.0, |out, part| match part {
+            Part::Raw(raw) => out.push_str(raw.get()),
+            Part::Request(request) => object(out, request, |out, raw| out.push_str(raw.get())),
+        });
+        out
     }
-    let mut change: BTreeMap<&str, &RawValue> = serde_json::from_str(data.get())?;
-    let Some(request) = change.get("request").copied().filter(|r| is_object(r)) else {
-        return Ok(data.get().to_owned());
-    };
-    let mut request: BTreeMap<&str, &RawValue> = serde_json::from_str(request.get())?;
-    for heavy in ["downloads", "episodes", "timeline"] {
-        request.remove(heavy);
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for Trimmed<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Change<'a>(std::marker::PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> serde::de::Visitor<'de> for Change<'a> {
+            type Value = Trimmed<'a>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a request change")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                let mut fields = Vec::with_capacity(8);
+                while let Some(key) = map.next_key::<&'a str>()? {
+                    let part = match key {
+                        "request" => Part::Request(map.next_value::<RequestFields>()?.0),
+                        _ => Part::Raw(map.next_value()?),
+                    };
+                    fields.push((key, part));
+                }
+                Ok(Trimmed(fields))
+            }
+        }
+        deserializer.deserialize_map(Change(std::marker::PhantomData))
     }
-    let request = serde_json::value::to_raw_value(&request)?;
-    change.insert("request", &request);
-    serde_json::to_string(&change)
+}
+
+/// A request's fields but the heavy ones.
+struct RequestFields<'a>(Vec<(&'a str, &'a RawValue)>);
+
+impl<'de: 'a, 'a> Deserialize<'de> for RequestFields<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Fields<'a>(std::marker::PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> serde::de::Visitor<'de> for Fields<'a> {
+            type Value = RequestFields<'a>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a request")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                let mut fields = Vec::with_capacity(32);
+                while let Some(key) = map.next_key::<&'a str>()? {
+                    if HEAVY.contains(&key) {
+                        map.next_value::<serde::de::IgnoredAny>()?;
+                    } else {
+                        fields.push((key, map.next_value()?));
+                    }
+                }
+                Ok(RequestFields(fields))
+            }
+        }
+        deserializer.deserialize_map(Fields(std::marker::PhantomData))
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -314,6 +400,15 @@ mod tests {
                 "event_id": "radarr-1",
                 "timeline_added": [{"message": "Downloading"}],
             })
+        );
+    }
+
+    #[test]
+    fn the_parts_kept_are_copied_byte_for_byte_in_their_order() {
+        let payload = br#"{"specversion":"1.0","data":{"request":{"id":3,"title":"Caf\u00e9 \"Noir\"","progress":1.50,"timeline":[{"a":"}"}],"state":"available"},"previous_state":"importing","timeline_added":[ {"message":"x"} ]},"id":"x"}"#;
+        assert_eq!(
+            sse_data(payload, true).unwrap(),
+            r#"{"request":{"id":3,"title":"Caf\u00e9 \"Noir\"","progress":1.50,"state":"available"},"previous_state":"importing","timeline_added":[ {"message":"x"} ]}"#
         );
     }
 
