@@ -8,6 +8,8 @@
 //! cargo bench --bench pipeline -- --only throughput   # one part: floor, idle, throughput,
 //!                                           # load, fanout (checkpoints come with throughput)
 //! BENCH_BIN=/path/to/status-tracker cargo bench --bench pipeline   # measure another build
+//! cargo bench --bench pipeline -- --only throughput --senders 16 --requests 1000 --checkpoints ""
+//!                                           # a short run, to compare builds side by side
 //! ```
 //!
 //! It reports the floor (a JetStream publish → durable consume round trip on the same
@@ -599,7 +601,22 @@ fn root() -> PathBuf {
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let mut cfg = if args.iter().any(|a| a == "--smoke") { Config::smoke() } else { Config::full() };
-    cfg.only = args.iter().position(|a| a == "--only").and_then(|i| args.get(i + 1).cloned());
+    let value = |flag: &str| args.iter().position(|a| a == flag).and_then(|i| args.get(i + 1).cloned());
+    cfg.only = value("--only");
+    // Shorter runs to compare two builds side by side, e.g. `--only throughput --senders 16
+    // --requests 1000 --checkpoints ""`.
+    fn list<T: std::str::FromStr>(v: String, flag: &str) -> Vec<T> {
+        v.split(',').filter(|n| !n.is_empty()).map(|n| n.trim().parse().ok().expect(flag)).collect()
+    }
+    if let Some(senders) = value("--senders") {
+        cfg.senders = list(senders, "--senders takes numbers: 16,64");
+    }
+    if let Some(checkpoints) = value("--checkpoints") {
+        cfg.checkpoints = list(checkpoints, "--checkpoints takes request counts: 1000,10000");
+    }
+    if let Some(requests) = value("--requests") {
+        cfg.requests_per_run = requests.parse().expect("--requests");
+    }
     // Another build (or a wrapper that profiles it) can be measured in its place.
     let bin = std::env::var_os("BENCH_BIN")
         .map_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_status-tracker")), PathBuf::from);
