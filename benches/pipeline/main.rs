@@ -52,8 +52,11 @@ pub struct Config {
     pub checkpoints: Vec<u64>,
     /// How long the process is left quiet before its memory is read again.
     pub settle: Duration,
-    /// Only this part (`floor`, `idle`, `throughput`, `load`, `fanout`), for profiling.
+    /// Only this part (`floor`, `idle`, `throughput`, `load`, `fanout`, `instructions`), for
+    /// profiling.
     pub only: Option<String>,
+    /// Requests of each callgrind run (`instructions`), none to skip it.
+    pub instruction_requests: Option<u64>,
 }
 
 impl Config {
@@ -69,6 +72,7 @@ impl Config {
             checkpoints: vec![1000, 10_000],
             settle: Duration::from_secs(5),
             only: None,
+            instruction_requests: Some(40),
         }
     }
 
@@ -84,6 +88,8 @@ impl Config {
             checkpoints: vec![40, 80],
             settle: Duration::from_millis(200),
             only: None,
+            // The test suite does not need valgrind.
+            instruction_requests: None,
         }
     }
 }
@@ -150,6 +156,23 @@ pub struct Report {
     /// (requests, status-tracker RSS, nats-server RSS)
     pub memory: Vec<(String, u64, u64)>,
     pub pages: Vec<Page>,
+    pub instructions: Vec<Instructions>,
+}
+
+/// What one webhook costs the app in instructions, counted by callgrind.
+#[derive(Debug, Clone)]
+pub struct Instructions {
+    pub senders: usize,
+    pub webhooks: u64,
+    /// Of the whole run, and of a run that only started and stopped.
+    pub total: u64,
+    pub fixed: u64,
+}
+
+impl Instructions {
+    pub fn per_webhook(&self) -> f64 {
+        self.total.saturating_sub(self.fixed) as f64 / self.webhooks as f64
+    }
 }
 
 /// Fresh Jellyseerr ids (7 digits, so that one can never be a prefix of another).
@@ -250,7 +273,54 @@ pub async fn run(cfg: &Config, bin: &Path, root: &Path, log: &mut dyn FnMut(&str
     tokio::time::sleep(Duration::from_secs(2)).await;
     let (app, nats) = stack.rss();
     report.memory.push((format!("idle again after {requests} requests"), app, nats));
+    drop(stack);
+
+    if let Some(requests) = cfg.instruction_requests.filter(|_| want("instructions")) {
+        report.instructions = instructions(bin, &fx, requests, log).await;
+    }
     report
+}
+
+/// The app's instructions per webhook under callgrind, at 1 and at 64 senders: the same for
+/// the same build and inputs whatever else the machine is doing, where the rates and CPU times
+/// above vary by tens of percent on a shared machine; the figure to compare two builds by.
+/// nats-server runs natively (valgrind does not follow children). Each run is a fresh stack;
+/// a run that only starts and stops gives the fixed cost, taken off.
+async fn instructions(bin: &Path, fx: &Arc<Fixtures>, requests: u64, log: &mut dyn FnMut(&str)) -> Vec<Instructions> {
+    if std::process::Command::new("valgrind").arg("--version").output().is_err() {
+        log("instructions: skipped, valgrind is not installed (Debian package valgrind)");
+        return Vec::new();
+    }
+    let run = |senders: usize| {
+        let fx = fx.clone();
+        async move {
+            let out = tempfile::tempdir().expect("temporary directory");
+            let file = out.path().join("callgrind.out");
+            let wrapper = ["valgrind", "--tool=callgrind"].map(str::to_owned).to_vec();
+            let wrapper = [wrapper, vec![format!("--callgrind-out-file={}", file.display())]].concat();
+            let mut stack = Stack::start_under(&wrapper, bin).await;
+            let webhooks = match senders {
+                0 => 0,
+                n => throughput(&stack, &fx, n, requests).await.webhooks,
+            };
+            stack.stop();
+            let text = std::fs::read_to_string(&file).unwrap_or_default();
+            let total = text.lines().find_map(|l| l.strip_prefix("summary: ")?.trim().parse().ok());
+            (webhooks, total.unwrap_or_else(|| panic!("no callgrind summary in {}", file.display())))
+        }
+    };
+    let (_, fixed) = run(0).await;
+    let mut out = Vec::new();
+    for senders in [1, 64] {
+        let (webhooks, total) = run(senders).await;
+        let counted = Instructions { senders, webhooks, total, fixed };
+        log(&format!(
+            "instructions: {senders} senders, {webhooks} webhooks: {:.0} per webhook (callgrind; {total} in all, {fixed} to start and stop)",
+            counted.per_webhook()
+        ));
+        out.push(counted);
+    }
+    out
 }
 
 async fn checkpoint(stack: &Stack, report: &mut Report, requests: u64, log: &mut dyn FnMut(&str), settle: Duration) {
@@ -588,6 +658,12 @@ impl Report {
         for p in &self.pages {
             let _ =
                 writeln!(s, "| {} requests | {:.2} ms | {:.1} KB |", p.requests, ms(p.time), p.bytes as f64 / 1000.0);
+        }
+        if !self.instructions.is_empty() {
+            let _ = writeln!(s, "\n| instructions (callgrind), senders | webhooks | per webhook |\n|---|---|---|");
+            for i in &self.instructions {
+                let _ = writeln!(s, "| {} | {} | {:.2} M |", i.senders, i.webhooks, i.per_webhook() / 1e6);
+            }
         }
         s
     }

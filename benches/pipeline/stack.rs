@@ -12,6 +12,8 @@ pub struct Stack {
     nats_pid: u32,
     dir: tempfile::TempDir,
     bin: PathBuf,
+    /// A command the binary runs under (`valgrind …`), if any.
+    wrapper: Vec<String>,
 }
 
 /// CPU time used so far, per process.
@@ -30,10 +32,15 @@ impl Cpu {
 
 impl Stack {
     pub async fn start(bin: &Path) -> Stack {
+        Self::start_under(&[], bin).await
+    }
+
+    /// Starts the binary as an argument of `wrapper` (a profiler: `valgrind --tool=callgrind …`).
+    pub async fn start_under(wrapper: &[String], bin: &Path) -> Stack {
         let dir = tempfile::tempdir().expect("temporary directory");
-        let (child, port) = spawn(bin, dir.path());
+        let (child, port) = spawn(wrapper, bin, dir.path());
         let http = reqwest::Client::builder().timeout(Duration::from_secs(60)).build().unwrap();
-        let mut stack = Stack { child, port, http, nats_pid: 0, dir, bin: bin.to_owned() };
+        let mut stack = Stack { child, port, http, nats_pid: 0, dir, bin: bin.to_owned(), wrapper: wrapper.to_vec() };
         stack.wait_ready().await;
         stack
     }
@@ -41,14 +48,15 @@ impl Stack {
     /// Stops the process (SIGTERM) and starts it again on the same data.
     pub async fn restart(&mut self) {
         self.stop();
-        let (child, port) = spawn(&self.bin, self.dir.path());
+        let (child, port) = spawn(&self.wrapper, &self.bin, self.dir.path());
         (self.child, self.port) = (child, port);
         self.wait_ready().await;
     }
 
     async fn wait_ready(&mut self) {
         let stack = self;
-        let deadline = Instant::now() + Duration::from_secs(30);
+        let patience = if stack.wrapper.is_empty() { 30 } else { 180 };
+        let deadline = Instant::now() + Duration::from_secs(patience);
         loop {
             if let Ok(r) = stack.http.get(stack.url("/api/health")).send().await
                 && r.status().is_success()
@@ -65,9 +73,15 @@ impl Stack {
         stack.nats_pid = std::fs::read_to_string(pid_file).ok().and_then(|s| s.trim().parse().ok()).unwrap_or(0);
     }
 
-    fn stop(&mut self) {
+    /// Stops the process (SIGTERM; SIGKILL if it has not ended in time).
+    pub fn stop(&mut self) {
+        if let Ok(Some(_)) = self.child.try_wait() {
+            return;
+        }
         let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
-        let deadline = Instant::now() + Duration::from_secs(10);
+        // Under a profiler, ending (and writing the profile) takes longer.
+        let patience = if self.wrapper.is_empty() { 10 } else { 120 };
+        let deadline = Instant::now() + Duration::from_secs(patience);
         while Instant::now() < deadline {
             if let Ok(Some(_)) = self.child.try_wait() {
                 return;
@@ -116,10 +130,18 @@ impl Drop for Stack {
     }
 }
 
-fn spawn(bin: &Path, dir: &Path) -> (Child, u16) {
+fn spawn(wrapper: &[String], bin: &Path, dir: &Path) -> (Child, u16) {
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let log = std::fs::OpenOptions::new().create(true).append(true).open(dir.join("status-tracker.log")).unwrap();
-    let child = Command::new(bin)
+    let mut command = match wrapper.split_first() {
+        Some((program, args)) => {
+            let mut c = Command::new(program);
+            c.args(args).arg(bin);
+            c
+        }
+        None => Command::new(bin),
+    };
+    let child = command
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
         .env("TRACKER_LISTEN", format!("127.0.0.1:{port}"))
