@@ -78,8 +78,7 @@ fn select(columns: &[&str]) -> String {
 }
 
 fn upsert(table: &str, columns: &[&str], key: &[&str]) -> String {
-    let set: Vec<String> =
-        columns.iter().filter(|c| !key.contains(c)).map(|c| format!("{c} = excluded.{c}")).collect();
+    let set: Vec<String> = columns.iter().filter(|c| !key.contains(c)).map(|c| format!("{c} = excluded.{c}")).collect();
     format!(
         "INSERT INTO {table} ({}) {} ON CONFLICT ({}) DO UPDATE SET {}",
         columns.join(", "),
@@ -356,7 +355,10 @@ mod tests {
         assert_eq!(width(&entry), TIMELINE.len());
         assert_eq!(width(&OutboxRow { subject: "s", msg_id: "m", traceparent: None, start: 1, length: 0 }), 5);
         assert_eq!(OUTBOX, ["subject", "msg_id", "traceparent", "start", "length"], "the outbox statement's order");
-        assert_eq!(width(&ProcessedRow { event_id: "e", subject: "s", processed_at: 0, outcome: "o" }), PROCESSED.len());
+        assert_eq!(
+            width(&ProcessedRow { event_id: "e", subject: "s", processed_at: 0, outcome: "o" }),
+            PROCESSED.len()
+        );
         assert_eq!(REQUESTS.len(), 40);
         assert_eq!(serde_json::to_string(&KeyRow { key: "k", request_id: 7 }).unwrap(), r#"["k",7]"#);
     }

@@ -299,8 +299,11 @@ impl<'a> Session<'a> {
                     .map_err(json)
             })
             .collect::<Result<Vec<_>>>()?;
-        let items: Vec<_> =
-            p.items.iter().map(|((id, season, episode), item)| flush::ItemRow::new(id.0, *season, *episode, item)).collect();
+        let items: Vec<_> = p
+            .items
+            .iter()
+            .map(|((id, season, episode), item)| flush::ItemRow::new(id.0, *season, *episode, item))
+            .collect();
         let downloads: Vec<_> =
             p.downloads.iter().map(|((id, download_id), d)| flush::DownloadRow::new(id.0, download_id, d)).collect();
         let keys: Vec<_> = p.keys.iter().map(|(key, id)| flush::KeyRow { key, request_id: id.0 }).collect();
