@@ -60,8 +60,8 @@ pub const LONG_LOG_FRAMES: i64 = 4096;
 /// Writes go through one connection that is never closed ([`Store::writer`]): in WAL mode a
 /// connection drops its whole page cache whenever it finds that another connection wrote since
 /// its last transaction, so batches handed round a pool's connections read every page they
-/// touch from the file again (27 `pread` calls for one new request at idle; none with the
-/// writer's cache kept). Reads and checkpoints use the other connections ([`Store::pool`]).
+/// touch from the file again (27 `pread` calls for one new request at idle; 3 with the
+/// writer's cache kept, from the reading connections' queries). Reads and checkpoints use the other connections ([`Store::pool`]).
 #[derive(Debug, Clone)]
 pub struct Store {
     pool: SqlitePool,
