@@ -424,6 +424,39 @@ async fn bad_input_gets_a_clear_4xx_and_is_kept() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_webhook_posted_to_an_unknown_source_is_answered_404_and_kept() {
+    let app = App::start().await;
+    let body = common::fixture("sonarr/webhook_grab_dan_da_dan_s01_season_pack.json");
+    let (status, answer) = app.post("sonar", "application/json", body.clone()).await;
+    assert_eq!(status, 404);
+    let error = answer["error"].as_str().unwrap();
+    assert!(error.starts_with("unknown webhook source \"sonar\"; use one of: "), "{answer}");
+    let (status, answer) = app.post("shoko", "application/json", "{}").await;
+    assert_eq!(status, 404);
+    assert!(answer["error"].as_str().unwrap().contains("run the shoko-bridge service"), "{answer}");
+    let long = "x".repeat(300);
+    assert_eq!(app.post(&long, "application/json", "{}").await.0, 404);
+
+    let kept = rejected_messages(&app, "media.rejected.unknown").await;
+    assert_eq!(kept.len(), 3, "{kept:?}");
+    let sonar = kept.iter().find(|k| k["path"] == "/hooks/sonar").expect("the typo is kept");
+    assert!(sonar.get("from").is_none(), "no source: {sonar}");
+    assert_eq!(sonar["status"], 404);
+    assert_eq!(sonar["reason"], error);
+    let start = sonar["body"].as_str().unwrap();
+    assert_eq!(start.len(), 1024, "only the start of a body anyone could have sent");
+    assert!(body.starts_with(start.as_bytes()));
+    assert!(kept.iter().any(|k| k["path"] == "/hooks/shoko"));
+    let cut = format!("/hooks/{}", "x".repeat(100));
+    assert!(kept.iter().any(|k| k["path"] == cut.as_str()), "a long name is cut");
+    assert_eq!(rejected_count(&app, "media.rejected.sonarr").await, 0);
+    let metrics = app.http.get(app.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    assert!(metrics.contains(r#"source="unknown""#), "counted under one label, not the name");
+    assert!(!metrics.contains("sonar\""), "no label made of the name");
+    assert_eq!(app.get("/api/health").await["status"], "ok");
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn secrets_never_reach_logs_errors_or_health() {
     let secrets = [
         ("TRACKER_WEBHOOK_TOKEN", "sekret-webhook-1a2b"),

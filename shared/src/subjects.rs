@@ -101,10 +101,18 @@ pub fn media(source: Source, event: &str) -> String {
     format!("media.{source}.{}", event_token(event))
 }
 
-/// `media.rejected.<source>`: input that could not be parsed, kept with the reason.
-pub fn rejected(source: Source) -> String {
-    format!("media.rejected.{source}")
+/// `media.rejected.<source>`: input that could not be parsed, kept with the reason;
+/// `media.rejected.unknown` for input posted to a source status-tracker does not know.
+pub fn rejected(source: Option<Source>) -> String {
+    match source {
+        Some(source) => format!("media.rejected.{source}"),
+        None => REJECTED_UNKNOWN.to_owned(),
+    }
 }
+
+/// Where input posted to an unknown source is kept (the name it was posted to is not made a
+/// subject: anyone could then create subjects).
+pub const REJECTED_UNKNOWN: &str = "media.rejected.unknown";
 
 /// `media.qbittorrent.progress.<hash>`: latest progress of one tracked torrent.
 pub fn qbit_progress(hash: &crate::ids::InfoHash) -> String {
@@ -163,7 +171,8 @@ mod tests {
     #[test]
     fn subjects_put_entity_before_verb() {
         assert_eq!(media(Source::Radarr, "Grab"), "media.radarr.grab");
-        assert_eq!(rejected(Source::Jellyfin), "media.rejected.jellyfin");
+        assert_eq!(rejected(Some(Source::Jellyfin)), "media.rejected.jellyfin");
+        assert_eq!(rejected(None), "media.rejected.unknown");
         let id = crate::ids::RequestId(42);
         assert_eq!(request_state(id, "available"), "tracker.request.42.available");
         assert_eq!(request_progress(id), "tracker.request.42.progress");

@@ -43,7 +43,7 @@ impl Step {
 
     pub fn envelope(&self) -> MediaEnvelope {
         let subject = self.fact.subject();
-        let id = content_id(self.fact.source().as_str(), &[subject.as_bytes(), self.raw.to_string().as_bytes()]);
+        let id = content_id(self.fact.source_name(), &[subject.as_bytes(), self.raw.to_string().as_bytes()]);
         Envelope::new(id, "/test", &subject, EventData { event: self.fact.clone(), raw: Some(self.raw.clone()) })
             .with_time(self.at())
     }

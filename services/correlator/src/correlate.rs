@@ -442,7 +442,7 @@ async fn resolve(s: &mut Session<'_>, fact: &Fact, at: OffsetDateTime, path_map:
                 }
             }
         }
-        Fact::Radarr(e) | Fact::Sonarr(e) => resolve_arr(s, fact.source().as_str(), e, at).await?,
+        Fact::Radarr(e) | Fact::Sonarr(e) => resolve_arr(s, fact.source_name(), e, at).await?,
         Fact::Qbittorrent(e) => {
             let key = format!("dl:{}", e.hash());
             let found = s.find_by_key(&key).await?;
@@ -531,7 +531,10 @@ async fn resolve(s: &mut Session<'_>, fact: &Fact, at: OffsetDateTime, path_map:
                 None => Target::Ignore(format!("no request {id}")),
             }
         }
-        Fact::Rejected(r) => Target::Ignore(format!("rejected {} input: {}", r.from, r.reason)),
+        Fact::Rejected(r) => {
+            let from = r.from.map_or_else(|| r.path.clone().unwrap_or_default(), |s| s.to_string());
+            Target::Ignore(format!("rejected {from} input: {}", r.reason))
+        }
     })
 }
 

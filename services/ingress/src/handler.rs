@@ -24,7 +24,8 @@ use crate::spool::Entry;
 
 /// Headers worth keeping with a rejected body. Never `Authorization` or cookies.
 const KEPT_HEADERS: [header::HeaderName; 3] = [header::CONTENT_TYPE, header::CONTENT_LENGTH, header::USER_AGENT];
-/// Of a body refused for its credentials, only this much is kept (anyone can send those).
+/// Of a body refused for its credentials or posted to an unknown source, only this much is
+/// kept (anyone can send those).
 const UNAUTHENTICATED_KEPT: usize = 1024;
 
 pub(crate) async fn hook(
@@ -60,33 +61,60 @@ async fn handle(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
+    let body = body.ok().filter(|b| b.len() <= ingress.settings.max_body_bytes);
     let Some(adapter) = Source::parse(name).and_then(sources::adapter) else {
-        return error(StatusCode::NOT_FOUND, unknown_source(name));
+        let origin = Origin::Unknown(name);
+        return ingress.reject(origin, &headers, start(&body), StatusCode::NOT_FOUND, unknown_source(name)).await;
     };
     let source = adapter.source();
-    let body = body.ok().filter(|b| b.len() <= ingress.settings.max_body_bytes);
+    let origin = Origin::Source(source);
     if let Err(refusal) = ingress.settings.auth.check(source, &headers, query.as_deref()) {
-        let kept = body.as_deref().map(|b| &b[..b.len().min(UNAUTHENTICATED_KEPT)]).unwrap_or_default();
-        let mut resp = ingress.reject(source, &headers, kept, StatusCode::UNAUTHORIZED, refusal.reason().into()).await;
+        let reason = refusal.reason().into();
+        let mut resp = ingress.reject(origin, &headers, start(&body), StatusCode::UNAUTHORIZED, reason).await;
         resp.headers_mut()
             .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer, Basic realm=\"status-tracker\""));
         return resp;
     }
     let Some(body) = body else {
         let reason = format!("body larger than {} bytes (TRACKER_MAX_BODY_BYTES)", ingress.settings.max_body_bytes);
-        return ingress.reject(source, &headers, &[], StatusCode::PAYLOAD_TOO_LARGE, reason).await;
+        return ingress.reject(origin, &headers, &[], StatusCode::PAYLOAD_TOO_LARGE, reason).await;
     };
     let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
     if let Some(reason) = unaccepted_type(adapter, content_type) {
-        return ingress.reject(source, &headers, &body, StatusCode::UNSUPPORTED_MEDIA_TYPE, reason).await;
+        return ingress.reject(origin, &headers, &body, StatusCode::UNSUPPORTED_MEDIA_TYPE, reason).await;
     }
     let parsed = tracing::info_span!("parse", source = %source)
         .in_scope(|| payload::decode(content_type, &body).and_then(|p| Ok((adapter.parse(&p)?, p.value))));
     let (fact, raw) = match parsed {
         Ok(parsed) => parsed,
-        Err(e) => return ingress.reject(source, &headers, &body, StatusCode::BAD_REQUEST, e.to_string()).await,
+        Err(e) => return ingress.reject(origin, &headers, &body, StatusCode::BAD_REQUEST, e.to_string()).await,
     };
-    ingress.accept(fact, raw, &body).await
+    ingress.accept(source, fact, raw, &body).await
+}
+
+/// Where a webhook was posted: a source, or `/hooks/{name}` with a name no source has.
+#[derive(Clone, Copy)]
+pub(crate) enum Origin<'a> {
+    Source(Source),
+    Unknown(&'a str),
+}
+
+impl Origin<'_> {
+    /// The source's name; `unknown` (a name from the URL is never made a subject or a label).
+    fn label(self) -> &'static str {
+        match self {
+            Self::Source(source) => source.as_str(),
+            Self::Unknown(_) => "unknown",
+        }
+    }
+
+    /// The path posted to, for an unknown source (its name cut to 100 characters).
+    fn path(self) -> Option<String> {
+        match self {
+            Self::Source(_) => None,
+            Self::Unknown(name) => Some(format!("/hooks/{}", name.chars().take(100).collect::<String>())),
+        }
+    }
 }
 
 /// `Some(reason)` when the sender labels its body with a type this source never sends.
@@ -107,8 +135,7 @@ enum Kept {
 
 impl Ingress {
     /// Stores a parsed fact and answers the sender: 202 once it is safe (200 for test events).
-    async fn accept(&self, fact: Fact, raw: serde_json::Value, body: &[u8]) -> Response {
-        let source = fact.source();
+    async fn accept(&self, source: Source, fact: Fact, raw: serde_json::Value, body: &[u8]) -> Response {
         let subject = fact.subject();
         let id = content_id(source.as_str(), &[subject.as_bytes(), body]);
         let is_test = fact.is_test();
@@ -186,19 +213,21 @@ impl Ingress {
     }
 
     /// Answers a rejected webhook with `status` and the reason, after keeping the body on
-    /// `media.rejected.<source>`.
+    /// `media.rejected.<source>` (`media.rejected.unknown` for an unknown source).
     pub(crate) async fn reject(
         &self,
-        source: Source,
+        origin: Origin<'_>,
         headers: &HeaderMap,
         body: &[u8],
         status: StatusCode,
         reason: String,
     ) -> Response {
-        tracing::warn!(%source, status = status.as_u16(), %reason, "rejected webhook");
-        let labels = SourceStatus { source: source.to_string(), status: status.as_u16().to_string() };
+        let source = origin.label();
+        let path = origin.path();
+        tracing::warn!(%source, path = path.as_deref(), status = status.as_u16(), %reason, "rejected webhook");
+        let labels = SourceStatus { source: source.to_owned(), status: status.as_u16().to_string() };
         count(&metrics().rejected, labels);
-        count(&metrics().webhooks, SourceOutcome { source: source.to_string(), outcome: "rejected".into() });
+        count(&metrics().webhooks, SourceOutcome { source: source.to_owned(), outcome: "rejected".into() });
         let (text, encoding) = match std::str::from_utf8(body) {
             Ok(s) => (s.to_owned(), BodyEncoding::Utf8),
             Err(_) => (base64(body), BodyEncoding::Base64),
@@ -207,8 +236,13 @@ impl Ingress {
             .iter()
             .filter_map(|h| Some((h.as_str().to_owned(), headers.get(h)?.to_str().ok()?.to_owned())))
             .collect();
+        let from = match origin {
+            Origin::Source(source) => Some(source),
+            Origin::Unknown(_) => None,
+        };
         let rejected = Rejected {
-            from: source,
+            from,
+            path,
             reason: reason.clone(),
             status: status.as_u16(),
             content_type: kept.get("content-type").cloned(),
@@ -239,6 +273,12 @@ fn set_parent_from_http(span: &tracing::Span, headers: &HeaderMap) {
     }
 }
 
+/// Of a body refused for its credentials or its address, only the start is kept: anyone can
+/// send those.
+fn start(body: &Option<Bytes>) -> &[u8] {
+    body.as_deref().map(|b| &b[..b.len().min(UNAUTHENTICATED_KEPT)]).unwrap_or_default()
+}
+
 fn error(status: StatusCode, message: String) -> Response {
     (status, Json(json!({ "error": message }))).into_response()
 }
@@ -246,7 +286,8 @@ fn error(status: StatusCode, message: String) -> Response {
 fn unknown_source(name: &str) -> String {
     let known: Vec<&str> = sources::ADAPTERS.iter().map(|a| a.source().as_str()).collect();
     let hint = if name == "shoko" { " (Shoko has no webhooks: run the shoko-bridge service)" } else { "" };
-    format!("unknown webhook source {name:?}{hint}; use one of: {}", known.join(", "))
+    let shown: String = name.chars().take(100).collect();
+    format!("unknown webhook source {shown:?}{hint}; use one of: {}", known.join(", "))
 }
 
 fn base64(bytes: &[u8]) -> String {

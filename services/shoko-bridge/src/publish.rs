@@ -128,7 +128,8 @@ pub fn event_id(event: &FileEvent) -> Option<String> {
 fn rejected(invocation: &Invocation, reason: String) -> Rejected {
     let body = json!({ "type": 1, "target": invocation.target, "arguments": invocation.arguments });
     Rejected {
-        from: Source::Shoko,
+        from: Some(Source::Shoko),
+        path: None,
         reason,
         // Not an HTTP exchange: nobody was answered.
         status: 0,

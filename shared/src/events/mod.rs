@@ -70,8 +70,10 @@ pub enum Fact {
 }
 
 impl Fact {
-    pub fn source(&self) -> Source {
-        match self {
+    /// Where the fact came from; `None` for input posted to a source status-tracker does not
+    /// know.
+    pub fn source(&self) -> Option<Source> {
+        Some(match self {
             Self::Jellyseerr(_) => Source::Jellyseerr,
             Self::Sonarr(_) => Source::Sonarr,
             Self::Radarr(_) => Source::Radarr,
@@ -79,8 +81,14 @@ impl Fact {
             Self::Shoko(_) => Source::Shoko,
             Self::Jellyfin(_) => Source::Jellyfin,
             Self::Tracker(_) => Source::Tracker,
-            Self::Rejected(r) => r.from,
-        }
+            Self::Rejected(r) => return r.from,
+        })
+    }
+
+    /// The source's name (`radarr`…), `unknown` for input posted to a source status-tracker
+    /// does not know.
+    pub fn source_name(&self) -> &'static str {
+        self.source().map_or("unknown", Source::as_str)
     }
 
     /// The subject token of this fact (`grab`, `media_pending`, `finished`, `file_matched`…).
@@ -102,7 +110,10 @@ impl Fact {
         match self {
             Self::Rejected(r) => subjects::rejected(r.from),
             Self::Qbittorrent(TorrentEvent::Progress(p)) => subjects::qbit_progress(&p.hash),
-            other => subjects::media(other.source(), &other.event_name()),
+            other => match other.source() {
+                Some(source) => subjects::media(source, &other.event_name()),
+                None => subjects::rejected(None),
+            },
         }
     }
 
@@ -147,7 +158,13 @@ pub type MediaEnvelope = Envelope<EventData>;
 /// What ingress keeps of input it could not parse.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Rejected {
-    pub from: Source,
+    /// The source it came from; absent when it was posted to a source status-tracker does not
+    /// know (see `path`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from: Option<Source>,
+    /// Where it was posted, when that names no known source (`/hooks/sonar`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
     pub reason: String,
     /// The HTTP status the sender was answered with.
     pub status: u16,

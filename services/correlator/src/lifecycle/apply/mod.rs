@@ -39,7 +39,7 @@ pub fn apply(req: &mut Request, fact: &Fact, at: OffsetDateTime, ctx: &Context) 
     let before_items = req.items.iter().map(|(k, i)| (*k, i.stage)).collect();
     // A request exists since the earliest fact about it, whichever arrived first.
     req.created_at = req.created_at.min(at);
-    let mut step = Step { req, at, source: fact.source().as_str(), before, before_items, ctx, out: Applied::default() };
+    let mut step = Step { req, at, source: fact.source_name(), before, before_items, ctx, out: Applied::default() };
     match fact {
         Fact::Jellyseerr(e) => step.jellyseerr(e),
         Fact::Radarr(e) | Fact::Sonarr(e) => step.arr(e),
