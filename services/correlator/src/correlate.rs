@@ -200,7 +200,7 @@ impl Processor {
         let ids = match resolve(s, fact, at, &self.ctx.path_map).await? {
             Target::Ignore(why) => return Ok(Outcome::Ignored(why)),
             Target::Orphan(keys) => {
-                let text = serde_json::to_string(env).map_err(|e| store::StoreError::Corrupt(e.to_string()))?;
+                let text = serde_json::to_string(env)?;
                 let expires = OffsetDateTime::now_utc() + self.orphan_ttl;
                 let slot = match fact {
                     Fact::Qbittorrent(TorrentEvent::Progress(p)) => format!("progress:{}", p.hash),
@@ -355,7 +355,7 @@ fn envelope<T: Serialize>(subject: &str, msg_id: &str, id: RequestId, data: &T) 
         envelope.traceparent = Some(parent.clone());
         envelope.tracestate = state.clone();
     }
-    let payload = serde_json::to_vec(&envelope).map_err(|e| store::StoreError::Corrupt(e.to_string()))?;
+    let payload = serde_json::to_vec(&envelope)?;
     Ok((payload, context.map(|(p, _)| p)))
 }
 

@@ -19,6 +19,8 @@ use std::sync::LazyLock;
 
 use serde::Serialize;
 
+use shared::model::TimelineEntry;
+
 use crate::lifecycle::{Download, Item, Request};
 use crate::store::ts;
 
@@ -294,6 +296,22 @@ row! {
         episode: Option<&'a str>,
         late: bool,
         event_id: Option<&'a str>,
+    }
+}
+
+impl<'a> TimelineRow<'a> {
+    pub fn new(request_id: i64, e: &'a TimelineEntry, event_id: Option<&'a str>) -> Self {
+        Self {
+            request_id,
+            state: e.state.as_str(),
+            at: ts(e.at),
+            source: &e.source,
+            message: &e.message,
+            details: e.details.to_string(),
+            episode: e.episode.as_deref(),
+            late: e.late,
+            event_id,
+        }
     }
 }
 

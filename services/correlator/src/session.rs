@@ -88,7 +88,7 @@ impl<'a> Session<'a> {
         if wanted.is_empty() {
             return Ok(());
         }
-        let list = serde_json::to_string(&wanted).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let list = serde_json::to_string(&wanted)?;
         let found: Vec<String> = sqlx::query_scalar(
             "SELECT event_id FROM processed_events WHERE event_id IN (SELECT value FROM json_each(?))",
         )
@@ -290,13 +290,11 @@ impl<'a> Session<'a> {
         if p.is_empty() {
             return Ok(());
         }
-        let json = |e: serde_json::Error| StoreError::Corrupt(e.to_string());
         let requests = p
             .requests
             .values()
             .map(|(req, summary)| {
-                flush::RequestRow::new(req, summary.state.as_str(), serde_json::to_string(summary).map_err(json)?)
-                    .map_err(json)
+                Ok(flush::RequestRow::new(req, summary.state.as_str(), serde_json::to_string(summary)?)?)
             })
             .collect::<Result<Vec<_>>>()?;
         let items: Vec<_> = p
@@ -307,21 +305,8 @@ impl<'a> Session<'a> {
         let downloads: Vec<_> =
             p.downloads.iter().map(|((id, download_id), d)| flush::DownloadRow::new(id.0, download_id, d)).collect();
         let keys: Vec<_> = p.keys.iter().map(|(key, id)| flush::KeyRow { key, request_id: id.0 }).collect();
-        let timeline: Vec<_> = p
-            .timeline
-            .iter()
-            .map(|(id, e, event_id)| flush::TimelineRow {
-                request_id: id.0,
-                state: e.state.as_str(),
-                at: ts(e.at),
-                source: &e.source,
-                message: &e.message,
-                details: e.details.to_string(),
-                episode: e.episode.as_deref(),
-                late: e.late,
-                event_id: event_id.as_deref(),
-            })
-            .collect();
+        let timeline: Vec<_> =
+            p.timeline.iter().map(|(id, e, event_id)| flush::TimelineRow::new(id.0, e, event_id.as_deref())).collect();
         let mut payloads = Vec::with_capacity(p.outbox.iter().map(|m| m.payload.len()).sum());
         let outbox: Vec<_> = p
             .outbox
@@ -382,5 +367,5 @@ impl<'a> Session<'a> {
 }
 
 fn json_array<T: serde::Serialize>(rows: &[T]) -> Result<String> {
-    serde_json::to_string(rows).map_err(|e| StoreError::Corrupt(e.to_string()))
+    Ok(serde_json::to_string(rows)?)
 }

@@ -33,6 +33,13 @@ pub enum StoreError {
     File(String),
 }
 
+/// JSON written to or read from the database that does not encode or decode.
+impl From<serde_json::Error> for StoreError {
+    fn from(e: serde_json::Error) -> Self {
+        Self::Corrupt(e.to_string())
+    }
+}
+
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
 /// An exclusive lock on `<database>.lock`, held while the database is opened and migrated,
@@ -209,7 +216,7 @@ pub async fn find_by_key(conn: &mut SqliteConnection, key: &str) -> Result<Vec<R
 
 /// The requests each key names, newest first, in one query; keys naming none are left out.
 pub async fn find_by_keys(conn: &mut SqliteConnection, keys: &[&str]) -> Result<HashMap<String, Vec<RequestId>>> {
-    let list = serde_json::to_string(keys).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    let list = serde_json::to_string(keys)?;
     let rows = sqlx::query(
         "SELECT k.key, r.id FROM request_keys k JOIN requests r ON r.id = k.request_id \
          WHERE k.key IN (SELECT value FROM json_each(?)) ORDER BY k.key, r.created_at DESC, r.id DESC",
@@ -308,7 +315,7 @@ fn request_from_row(row: &SqliteRow) -> Result<Request> {
         is_anime: row.get("is_anime"),
         is_4k: row.get("is_4k"),
         source: row.get("source"),
-        requested_seasons: serde_json::from_str(&seasons).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+        requested_seasons: serde_json::from_str(&seasons)?,
         stage: state_of(row.get("stage"))?,
         outcome,
         evidence_at: row.get::<Option<i64>, _>("evidence_at").map(from_ts),
@@ -502,10 +509,7 @@ pub async fn list(pool: &SqlitePool, q: &ListQuery) -> Result<ListReply> {
     select.push(" ORDER BY updated_at DESC, id DESC LIMIT ").push_bind(i64::from(q.limit.unwrap_or(50).min(1000)));
     select.push(" OFFSET ").push_bind(i64::from(q.offset.unwrap_or(0)));
     let rows = select.build().fetch_all(pool).await?;
-    let requests = rows
-        .iter()
-        .map(|r| serde_json::from_str(r.get(0)).map_err(|e| StoreError::Corrupt(e.to_string())))
-        .collect::<Result<_>>()?;
+    let requests = rows.iter().map(|r| Ok(serde_json::from_str(r.get(0))?)).collect::<Result<_>>()?;
     Ok(ListReply { requests, total: total as u64 })
 }
 
