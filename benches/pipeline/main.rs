@@ -296,8 +296,8 @@ async fn instructions(bin: &Path, fx: &Arc<Fixtures>, requests: u64, log: &mut d
         async move {
             let out = tempfile::tempdir().expect("temporary directory");
             let file = out.path().join("callgrind.out");
-            let wrapper = ["valgrind", "--tool=callgrind"].map(str::to_owned).to_vec();
-            let wrapper = [wrapper, vec![format!("--callgrind-out-file={}", file.display())]].concat();
+            let wrapper =
+                ["valgrind".into(), "--tool=callgrind".into(), format!("--callgrind-out-file={}", file.display())];
             let mut stack = Stack::start_under(&wrapper, bin).await;
             let webhooks = match senders {
                 0 => 0,

@@ -100,21 +100,30 @@ pub(crate) enum Origin<'a> {
 }
 
 impl Origin<'_> {
-    /// The source's name; `unknown` (a name from the URL is never made a subject or a label).
-    fn label(self) -> &'static str {
+    fn source(self) -> Option<Source> {
         match self {
-            Self::Source(source) => source.as_str(),
-            Self::Unknown(_) => "unknown",
+            Self::Source(source) => Some(source),
+            Self::Unknown(_) => None,
         }
     }
 
-    /// The path posted to, for an unknown source (its name cut to 100 characters).
+    /// The source's name; `unknown` (a name from the URL is never made a subject or a label).
+    fn label(self) -> &'static str {
+        self.source().map_or("unknown", Source::as_str)
+    }
+
+    /// The path posted to, for an unknown source.
     fn path(self) -> Option<String> {
         match self {
             Self::Source(_) => None,
-            Self::Unknown(name) => Some(format!("/hooks/{}", name.chars().take(100).collect::<String>())),
+            Self::Unknown(name) => Some(format!("/hooks/{}", shown(name))),
         }
     }
+}
+
+/// A source name from the URL as it is shown and kept: cut to 100 characters.
+fn shown(name: &str) -> String {
+    name.chars().take(100).collect()
 }
 
 /// `Some(reason)` when the sender labels its body with a type this source never sends.
@@ -236,12 +245,8 @@ impl Ingress {
             .iter()
             .filter_map(|h| Some((h.as_str().to_owned(), headers.get(h)?.to_str().ok()?.to_owned())))
             .collect();
-        let from = match origin {
-            Origin::Source(source) => Some(source),
-            Origin::Unknown(_) => None,
-        };
         let rejected = Rejected {
-            from,
+            from: origin.source(),
             path,
             reason: reason.clone(),
             status: status.as_u16(),
@@ -286,8 +291,7 @@ fn error(status: StatusCode, message: String) -> Response {
 fn unknown_source(name: &str) -> String {
     let known: Vec<&str> = sources::ADAPTERS.iter().map(|a| a.source().as_str()).collect();
     let hint = if name == "shoko" { " (Shoko has no webhooks: run the shoko-bridge service)" } else { "" };
-    let shown: String = name.chars().take(100).collect();
-    format!("unknown webhook source {shown:?}{hint}; use one of: {}", known.join(", "))
+    format!("unknown webhook source {:?}{hint}; use one of: {}", shown(name), known.join(", "))
 }
 
 fn base64(bytes: &[u8]) -> String {
