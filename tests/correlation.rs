@@ -291,6 +291,36 @@ async fn batches_of_any_size_end_as_one_event_at_a_time() {
     }
 }
 
+/// The correlator writes state messages from its own borrowed types, with the timeline
+/// serialized ahead: each must be exactly what the model types (`RequestChange`,
+/// `ProgressUpdate`), which readers decode them into, would write.
+#[tokio::test]
+async fn every_state_message_is_what_the_model_types_write() {
+    use shared::model::{ProgressUpdate, RequestChange};
+    let world = World::new().await;
+    let stories = [film(), anime(), anime_matched_and_in_jellyfin(), severance(), failure()];
+    for steps in &stories {
+        world.replay(steps).await;
+    }
+    // And a request whose timeline is read from the database, not the cache.
+    world.processor.cache.clear();
+    world.replay(&film()[6..]).await;
+    let queued = correlator::store::outbox(world.store.pool(), 0, i64::MAX).await.unwrap();
+    let mut changes = 0;
+    for m in queued {
+        let again = if m.subject.ends_with(".progress") {
+            let read: shared::Envelope<ProgressUpdate> = serde_json::from_slice(&m.payload).unwrap();
+            serde_json::to_vec(&read).unwrap()
+        } else {
+            let read: shared::Envelope<RequestChange> = serde_json::from_slice(&m.payload).unwrap();
+            changes += usize::from(read.data.request.timeline.len() > 1);
+            serde_json::to_vec(&read).unwrap()
+        };
+        assert_eq!(String::from_utf8_lossy(&again), String::from_utf8_lossy(&m.payload), "{}", m.subject);
+    }
+    assert!(changes > 20, "changes with a timeline checked: {changes}");
+}
+
 /// The queued change messages: subject and data (the envelope's time is when it was made).
 async fn changes(world: &World) -> Vec<(String, serde_json::Value)> {
     let queued = correlator::store::outbox(world.store.pool(), 0, i64::MAX).await.unwrap();

@@ -8,8 +8,11 @@ use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 
 use hashlink::LruCache;
+use serde::ser::{Serialize, SerializeSeq, Serializer};
+use serde_json::value::RawValue;
 use shared::ids::RequestId;
 use shared::model::TimelineEntry;
+use time::OffsetDateTime;
 
 use crate::lifecycle::Request;
 
@@ -37,7 +40,59 @@ struct Entry {
     /// Shared with the batch that wrote it: saving a request does not copy it.
     req: Arc<Request>,
     /// Loaded the first time it is needed.
-    timeline: Option<Vec<TimelineEntry>>,
+    timeline: Option<Timeline>,
+}
+
+/// A request's timeline as its state messages carry it: each entry serialized once, when it
+/// is added or read from the database, in the database's order. Every state message carries
+/// the whole timeline; serializing it entry by entry each time was the largest part of
+/// building one (callgrind, docs/performance.md), and grew with the timeline.
+#[derive(Debug, Default)]
+pub struct Timeline {
+    entries: Vec<(OffsetDateTime, Box<RawValue>)>,
+}
+
+impl Timeline {
+    pub fn new(entries: &[TimelineEntry]) -> serde_json::Result<Self> {
+        let mut timeline = Self::default();
+        timeline.insert_in_order(entries)?;
+        Ok(timeline)
+    }
+
+    /// Each entry after every entry at the same time or earlier, as `ORDER BY at, id` reads
+    /// them.
+    pub fn insert_in_order(&mut self, added: &[TimelineEntry]) -> serde_json::Result<()> {
+        for e in added {
+            let json = serde_json::value::to_raw_value(e)?;
+            let at = self.entries.partition_point(|(t, _)| *t <= e.at);
+            self.entries.insert(at, (e.at, json));
+        }
+        Ok(())
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// The entries, read back from their JSON (for tests that compare them with the database).
+    pub fn entries(&self) -> serde_json::Result<Vec<TimelineEntry>> {
+        self.entries.iter().map(|(_, json)| serde_json::from_str(json.get())).collect()
+    }
+}
+
+/// As the `Vec<TimelineEntry>` it holds: a JSON array of the entries.
+impl Serialize for Timeline {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut seq = serializer.serialize_seq(Some(self.entries.len()))?;
+        for (_, json) in &self.entries {
+            seq.serialize_element(json)?;
+        }
+        seq.end()
+    }
 }
 
 impl Default for Cache {
@@ -72,11 +127,11 @@ impl Cache {
 
     /// Takes the request's timeline out of the cache (a state message is built from it
     /// without copying it); [`Self::timeline_loaded`] puts it back.
-    pub fn take_timeline(&self, id: RequestId) -> Option<Vec<TimelineEntry>> {
+    pub fn take_timeline(&self, id: RequestId) -> Option<Timeline> {
         self.lock().requests.get_mut(&id).and_then(|e| e.timeline.take())
     }
 
-    pub fn timeline_loaded(&self, id: RequestId, timeline: Vec<TimelineEntry>) {
+    pub fn timeline_loaded(&self, id: RequestId, timeline: Timeline) {
         if let Some(entry) = self.lock().requests.get_mut(&id) {
             entry.timeline = Some(timeline);
         }
@@ -88,17 +143,17 @@ impl Cache {
         match inner.requests.get_mut(&req.id) {
             Some(entry) => {
                 entry.req = req.clone();
-                if let Some(timeline) = &mut entry.timeline {
-                    insert_in_order(timeline, added);
+                // An entry that does not serialize (it cannot: JSON values and text) leaves
+                // the timeline to be read from the database, where the error is reported.
+                if let Some(timeline) = &mut entry.timeline
+                    && timeline.insert_in_order(added).is_err()
+                {
+                    entry.timeline = None;
                 }
             }
             None => {
                 // A new request's timeline is what was just added; an older one's is unknown.
-                let timeline = new.then(|| {
-                    let mut timeline = Vec::new();
-                    insert_in_order(&mut timeline, added);
-                    timeline
-                });
+                let timeline = new.then(|| Timeline::new(added).ok()).flatten();
                 inner.requests.insert(req.id, Entry { req: req.clone(), timeline });
             }
         }
@@ -176,19 +231,12 @@ impl Cache {
     /// The requests held, with their timeline when it was loaded: for tests that compare them
     /// with the database.
     pub fn snapshot(&self) -> Vec<(Request, Option<Vec<TimelineEntry>>)> {
-        self.lock().requests.iter().map(|(_, e)| (Request::clone(&e.req), e.timeline.clone())).collect()
+        let timeline = |e: &Entry| e.timeline.as_ref().map(|t| t.entries().expect("cached entries read back"));
+        self.lock().requests.iter().map(|(_, e)| (Request::clone(&e.req), timeline(e))).collect()
     }
 
     /// The keys held and the requests they name, for the same tests.
     pub fn key_snapshot(&self) -> Vec<(String, Vec<RequestId>)> {
         self.lock().keys.iter().map(|(k, ids)| (k.clone(), ids.clone())).collect()
-    }
-}
-
-/// Each entry after every entry at the same time or earlier, as `ORDER BY at, id` reads them.
-pub fn insert_in_order(timeline: &mut Vec<TimelineEntry>, added: &[TimelineEntry]) {
-    for e in added {
-        let at = timeline.partition_point(|t| t.at <= e.at);
-        timeline.insert(at, e.clone());
     }
 }

@@ -15,14 +15,14 @@ use shared::events::jellyseerr::Notification;
 use shared::events::qbittorrent::TorrentEvent;
 use shared::events::{Fact, MediaEnvelope, MediaType};
 use shared::ids::{DownloadId, RequestId};
-use shared::model::{ProgressUpdate, RequestChange, RequestSummary, State, TimelineEntry};
+use shared::model::{DownloadView, EpisodeView, ProgressUpdate, RequestSummary, State, TimelineEntry};
 use shared::paths::{self, PathMap};
 use shared::subjects;
 use shared::telemetry;
 use sqlx::SqliteConnection;
 use time::OffsetDateTime;
 
-use crate::cache::Cache;
+use crate::cache::{Cache, Timeline};
 use crate::jellyfin::JellyfinClient;
 use crate::lifecycle::{self, Context, Request};
 use crate::session::Session;
@@ -306,20 +306,21 @@ impl Processor {
             let verb = if state_changed { summary.state.as_str() } else { "updated" };
             let subject = subjects::request_state(req.id, verb);
             let msg_id = format!("{event_id}:{}:{verb}", req.id);
-            // The timeline is lent by the cache for the time it takes to serialize it.
+            // The timeline is lent by the cache, serialized, for the time it takes to copy it.
             let payload = s
                 .with_timeline(req.id, |timeline| {
-                    let mut detail = req.detail(std::mem::take(timeline), self.public_jellyfin.as_deref());
-                    detail.summary = summary.clone();
-                    let change = RequestChange {
-                        request: detail,
+                    let change = ChangeMessage {
+                        request: DetailMessage {
+                            summary: &summary,
+                            downloads: req.downloads_view(),
+                            episodes: req.episodes_view(),
+                            timeline,
+                        },
                         previous_state: previous.as_ref().map(|p| p.state),
-                        event_id: Some(event_id.to_owned()),
-                        timeline_added: added.to_vec(),
+                        event_id: Some(event_id),
+                        timeline_added: added,
                     };
-                    let payload = envelope(&subject, &msg_id, req.id, &change);
-                    *timeline = change.request.timeline;
-                    payload
+                    envelope(&subject, &msg_id, req.id, &change)
                 })
                 .await?;
             let (payload, traceparent) = payload?;
@@ -343,6 +344,29 @@ impl Processor {
         }
         Ok(())
     }
+}
+
+/// [`RequestChange`] as the correlator writes it, borrowing what it can and with the timeline
+/// already serialized: the same JSON, field for field (a test reads every message the
+/// scenarios queue back as a `RequestChange` and writes it again, byte for byte).
+#[derive(Serialize)]
+struct ChangeMessage<'a> {
+    request: DetailMessage<'a>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    previous_state: Option<State>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    event_id: Option<&'a str>,
+    timeline_added: &'a [TimelineEntry],
+}
+
+/// [`shared::model::RequestDetail`], as [`ChangeMessage`] carries it.
+#[derive(Serialize)]
+struct DetailMessage<'a> {
+    #[serde(flatten)]
+    summary: &'a RequestSummary,
+    downloads: Vec<DownloadView>,
+    episodes: Vec<EpisodeView>,
+    timeline: &'a Timeline,
 }
 
 /// A state message's envelope, serialized, and the trace it continues.

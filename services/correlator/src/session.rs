@@ -13,7 +13,7 @@ use shared::model::{RequestSummary, TimelineEntry};
 use sqlx::{Row, SqliteConnection};
 use time::OffsetDateTime;
 
-use crate::cache::{Cache, insert_in_order};
+use crate::cache::{Cache, Timeline};
 use crate::flush;
 use crate::lifecycle::{Download, Item, Request};
 use crate::store::{self, Result, StoreError, ts};
@@ -220,19 +220,19 @@ impl<'a> Session<'a> {
     }
 
     /// Calls `f` with the request's timeline in the database's order, with what the batch
-    /// added. The timeline is lent by the cache, not copied.
-    pub async fn with_timeline<T>(&mut self, id: RequestId, f: impl FnOnce(&mut Vec<TimelineEntry>) -> T) -> Result<T> {
-        let mut timeline = match self.cache.take_timeline(id) {
+    /// added, each entry serialized. The timeline is lent by the cache, not copied.
+    pub async fn with_timeline<T>(&mut self, id: RequestId, f: impl FnOnce(&Timeline) -> T) -> Result<T> {
+        let timeline = match self.cache.take_timeline(id) {
             Some(timeline) => timeline,
             None => {
-                let mut timeline = store::timeline(self.conn, id).await?;
+                let mut timeline = Timeline::new(&store::timeline(self.conn, id).await?)?;
                 let added: Vec<TimelineEntry> =
                     self.pending.timeline.iter().filter(|(r, _, _)| *r == id).map(|(_, e, _)| e.clone()).collect();
-                insert_in_order(&mut timeline, &added);
+                timeline.insert_in_order(&added)?;
                 timeline
             }
         };
-        let out = f(&mut timeline);
+        let out = f(&timeline);
         self.cache.timeline_loaded(id, timeline);
         Ok(out)
     }

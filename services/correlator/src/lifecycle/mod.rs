@@ -437,24 +437,26 @@ impl Request {
     pub fn detail(&self, timeline: Vec<TimelineEntry>, public_jellyfin: Option<&str>) -> RequestDetail {
         let mut summary = self.summary();
         summary.watch_url = self.watch.as_ref().and_then(|w| watch_url(w, public_jellyfin));
-        let downloads = self.downloads_view();
-        let episodes = if self.media_type == MediaType::Tv {
-            self.items
-                .iter()
-                .map(|(&(season, episode), i)| EpisodeView {
-                    season,
-                    episode,
-                    state: i.stage,
-                    download_id: i.download_id.clone(),
-                    file_path: i.file_path.clone(),
-                    reason: i.reason.clone(),
-                    updated_at: i.updated_at,
-                })
-                .collect()
-        } else {
-            Vec::new()
-        };
-        RequestDetail { summary, downloads, episodes, timeline }
+        RequestDetail { summary, downloads: self.downloads_view(), episodes: self.episodes_view(), timeline }
+    }
+
+    /// A series' episodes as shown; none for a film.
+    pub fn episodes_view(&self) -> Vec<EpisodeView> {
+        if self.media_type != MediaType::Tv {
+            return Vec::new();
+        }
+        self.items
+            .iter()
+            .map(|(&(season, episode), i)| EpisodeView {
+                season,
+                episode,
+                state: i.stage,
+                download_id: i.download_id.clone(),
+                file_path: i.file_path.clone(),
+                reason: i.reason.clone(),
+                updated_at: i.updated_at,
+            })
+            .collect()
     }
 
     /// The request's downloads as shown (and sent with each progress update).
