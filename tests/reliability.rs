@@ -348,6 +348,12 @@ async fn webhooks_need_the_token_when_one_is_set() {
 }
 
 async fn rejected_messages(app: &App, subject: &str) -> Vec<Value> {
+    let stored = stored_messages(app, subject).await;
+    stored.iter().map(|m| serde_json::from_slice::<Value>(m).unwrap()["data"]["event"].clone()).collect()
+}
+
+/// The bodies of the messages `MEDIA` holds on `subject`, in order.
+async fn stored_messages(app: &App, subject: &str) -> Vec<Vec<u8>> {
     let js = async_nats::jetstream::new(async_nats::connect(app.nats_url()).await.unwrap());
     let stream = js.get_stream("MEDIA").await.unwrap();
     let consumer = stream
@@ -360,9 +366,55 @@ async fn rejected_messages(app: &App, subject: &str) -> Vec<Value> {
     let mut out = Vec::new();
     let mut batch = consumer.fetch().max_messages(1000).expires(Duration::from_millis(500)).messages().await.unwrap();
     while let Some(Ok(m)) = batch.next().await {
-        out.push(serde_json::from_slice::<Value>(&m.payload).unwrap()["data"]["event"].clone());
+        out.push(m.payload.to_vec());
     }
     out
+}
+
+/// A webhook's `raw` is its body as it came: its own JSON text, byte for byte (layout and all),
+/// when it is JSON; the tree read from it when it had to be repaired first; a form as an
+/// object of strings.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_accepted_webhook_keeps_its_body_as_it_came() {
+    let app = App::start().await;
+    let film =
+        String::from_utf8(common::fixture("jellyseerr/webhook_media_pending_movie_the_batman_req42.json")).unwrap();
+    let item = String::from_utf8(common::fixture("jellyfin/item_added_movie_the_batman.json")).unwrap();
+    // A Jellyfin template that left a raw line break inside a string: repaired, then read.
+    let broken = item.replace(r#""name": "The Batman""#, "\"name\": \"The\nBatman\"");
+    assert_ne!(broken, item);
+    let form = "name=The.Batman.2022&content_path=%2Fdata%2Ftorrents%2FThe.Batman&infohash_v1=5e3f9a1c7b2d4e6f8091a2b3c4d5e6f708192a3b";
+    for (source, content_type, body) in [
+        ("jellyseerr", "application/json", film.clone()),
+        ("jellyfin", "text/plain; charset=utf-8", broken.clone()),
+        ("qbittorrent", "application/x-www-form-urlencoded", form.to_owned()),
+    ] {
+        let (status, answer) = app.post(source, content_type, body).await;
+        assert!(status == 202, "{source}: {status} {answer}");
+    }
+    let raw = |subject: &'static str| {
+        let app = &app;
+        async move {
+            let stored = stored_messages(app, subject).await;
+            assert_eq!(stored.len(), 1, "{subject}");
+            let text = String::from_utf8(stored[0].clone()).unwrap();
+            let v: Value = serde_json::from_str(&text).unwrap();
+            (text, v["data"]["raw"].clone())
+        }
+    };
+    let (text, tree) = raw("media.jellyseerr.>").await;
+    assert!(text.contains(&format!(r#""raw":{}"#, film.trim())), "the body's own text:\n{text}");
+    assert_eq!(tree, serde_json::from_str::<Value>(&film).unwrap());
+    let (_, tree) = raw("media.jellyfin.>").await;
+    let mut expected: Value = serde_json::from_str(&item).unwrap();
+    expected["name"] = json!("The Batman");
+    assert_eq!(tree, expected, "repaired (the line break became a space)");
+    let (_, tree) = raw("media.qbittorrent.>").await;
+    assert_eq!(
+        tree,
+        json!({"name": "The.Batman.2022", "content_path": "/data/torrents/The.Batman",
+               "infohash_v1": "5e3f9a1c7b2d4e6f8091a2b3c4d5e6f708192a3b"})
+    );
 }
 
 async fn rejected_count(app: &App, subject: &str) -> usize {

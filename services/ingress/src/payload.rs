@@ -12,12 +12,15 @@ use crate::sources::ParseError;
 
 /// A decoded webhook body.
 #[derive(Debug, Clone)]
-pub struct Payload {
+pub struct Payload<'a> {
     /// The body as JSON (a form becomes an object of strings).
     pub value: Value,
+    /// The body's text, when it is the JSON `value` was read from (not a form, nor JSON
+    /// repaired first): kept as it is, it need not be written out again.
+    pub json: Option<&'a str>,
 }
 
-impl Payload {
+impl Payload<'_> {
     /// The body's top-level object, or an error naming what was there instead.
     pub fn object(&self) -> Result<&Map<String, Value>, ParseError> {
         self.value
@@ -27,7 +30,7 @@ impl Payload {
 }
 
 /// Decodes `bytes` according to `content_type` and what the body looks like.
-pub fn decode(content_type: Option<&str>, bytes: &[u8]) -> Result<Payload, ParseError> {
+pub fn decode<'a>(content_type: Option<&str>, bytes: &'a [u8]) -> Result<Payload<'a>, ParseError> {
     let text = std::str::from_utf8(bytes).map_err(|e| {
         ParseError::new(format!("body is not valid UTF-8 (invalid byte at offset {})", e.valid_up_to()))
     })?;
@@ -40,13 +43,13 @@ pub fn decode(content_type: Option<&str>, bytes: &[u8]) -> Result<Payload, Parse
     let unquoted = strip_shell_quotes(trimmed);
     let looks_json = unquoted.starts_with('{') || unquoted.starts_with('[');
     if mime == "application/x-www-form-urlencoded" && !looks_json {
-        return Ok(Payload { value: decode_form(trimmed) });
+        return Ok(Payload { value: decode_form(trimmed), json: None });
     }
     if looks_json || mime.ends_with("json") {
-        return parse_json(unquoted).map(|value| Payload { value });
+        return parse_json(unquoted).map(|(value, verbatim)| Payload { value, json: verbatim.then_some(unquoted) });
     }
     if trimmed.contains('=') && !trimmed.contains(char::is_whitespace) {
-        return Ok(Payload { value: decode_form(trimmed) });
+        return Ok(Payload { value: decode_form(trimmed), json: None });
     }
     Err(ParseError::new(format!(
         "body is neither JSON nor a form ({} bytes of {})",
@@ -61,9 +64,10 @@ fn strip_shell_quotes(s: &str) -> &str {
     s.strip_prefix('\'').and_then(|s| s.strip_suffix('\'')).map(str::trim).unwrap_or(s)
 }
 
-fn parse_json(text: &str) -> Result<Value, ParseError> {
+/// The JSON, and whether it was read from `text` as it is.
+fn parse_json(text: &str) -> Result<(Value, bool), ParseError> {
     match serde_json::from_str(text) {
-        Ok(v) => Ok(v),
+        Ok(v) => Ok((v, true)),
         Err(first) => {
             // Handlebars templates render raw newlines and tabs inside strings; JSON forbids
             // them. Retry with control characters turned into spaces before giving up.
@@ -73,7 +77,7 @@ fn parse_json(text: &str) -> Result<Value, ParseError> {
                 return Err(json_error(&first));
             }
             let repaired: String = text.chars().map(|c| if c.is_control() { ' ' } else { c }).collect();
-            serde_json::from_str(&repaired).map_err(|_| json_error(&first))
+            serde_json::from_str(&repaired).map(|v| (v, false)).map_err(|_| json_error(&first))
         }
     }
 }
@@ -107,8 +111,9 @@ mod tests {
 
     #[test]
     fn json_labelled_as_text_is_json() {
-        let p = decode(Some("text/plain; charset=utf-8"), br#"{"a":1}"#).unwrap();
+        let p = decode(Some("text/plain; charset=utf-8"), b" {\"a\": 1}\n").unwrap();
         assert_eq!(p.value["a"], 1);
+        assert_eq!(p.json, Some("{\"a\": 1}"), "its text is kept, trimmed");
     }
 
     #[test]
@@ -116,6 +121,7 @@ mod tests {
         let p = decode(Some("application/x-www-form-urlencoded"), b"name=The+Batman&size=15").unwrap();
         assert_eq!(p.value["name"], "The Batman");
         assert_eq!(p.value["size"], "15");
+        assert_eq!(p.json, None);
     }
 
     #[test]
@@ -123,6 +129,7 @@ mod tests {
         let body = br#"'{"hash":"abc","name":"x"}'"#;
         let p = decode(Some("application/x-www-form-urlencoded"), body).unwrap();
         assert_eq!(p.value["hash"], "abc");
+        assert_eq!(p.json, Some(r#"{"hash":"abc","name":"x"}"#), "without the quotes");
     }
 
     #[test]
@@ -130,6 +137,7 @@ mod tests {
         let body = "{\"Overview\": \"line one\nline two\", \"n\": 1}";
         let p = decode(Some("text/plain"), body.as_bytes()).unwrap();
         assert_eq!(p.value["n"], 1);
+        assert_eq!(p.json, None, "the text is not the JSON read");
     }
 
     #[test]

@@ -105,7 +105,8 @@ pub(crate) mod test_support {
     }
 
     pub fn parse_fixture(source: Source, path: &str) -> Result<Fact, ParseError> {
-        let payload = crate::payload::decode(Some("application/json"), &fixture(path))?;
+        let body = fixture(path);
+        let payload = crate::payload::decode(Some("application/json"), &body)?;
         adapter(source).unwrap().parse(&payload)
     }
 
