@@ -181,7 +181,12 @@ impl World {
             let mut tx = self.store.begin().await.unwrap();
             let mut session = correlator::session::Session::new(&mut tx, &self.processor.cache);
             let ids: Vec<&str> = envs.iter().map(|e| e.id.as_str()).collect();
+            // As the consumer does: which events were processed and which requests the batch's
+            // keys name, read before the batch writes.
+            let keys: Vec<String> =
+                envs.iter().flat_map(|e| correlator::correlate::lookup_keys(&e.data.event)).collect();
             session.prefetch_processed(&ids).await.unwrap();
+            session.prefetch_keys(&keys).await.unwrap();
             for env in &envs {
                 self.processor.process_in(&mut session, env, &env.kind).await.unwrap();
             }
