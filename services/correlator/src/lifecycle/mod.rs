@@ -351,33 +351,36 @@ impl Request {
         })
     }
 
-    /// Every key this request can be found by (see `docs/lifecycle.md`).
+    /// Every key this request can be found by (see `docs/lifecycle.md`). Built for every
+    /// request saved with a new id, download or file, so without `format!` (several times
+    /// the cost for these short strings).
     pub fn keys(&self) -> BTreeSet<String> {
         let mut keys = BTreeSet::new();
         let kind = self.media_type.as_str();
+        let mut n = itoa::Buffer::new();
         if let Some(id) = self.tmdb_id {
-            keys.insert(format!("{kind}:tmdb:{id}"));
+            keys.insert(key(&[kind, "tmdb", n.format(id.0)]));
         }
         if let Some(id) = self.tvdb_id {
-            keys.insert(format!("{kind}:tvdb:{id}"));
+            keys.insert(key(&[kind, "tvdb", n.format(id.0)]));
         }
         if let Some(id) = &self.imdb_id {
-            keys.insert(format!("{kind}:imdb:{}", id.to_ascii_lowercase()));
+            keys.insert(key(&[kind, "imdb", &id.to_ascii_lowercase()]));
         }
         if let Some(id) = self.jellyseerr_id {
-            keys.insert(format!("jellyseerr:{id}"));
+            keys.insert(key(&["jellyseerr", n.format(id.0)]));
         }
         if self.media_type == MediaType::Tv {
-            keys.insert(format!("series:{}", text::fold_title(&self.title)));
+            keys.insert(key(&["series", &text::fold_title(&self.title)]));
         }
         for id in self.downloads.keys() {
-            keys.insert(format!("dl:{id}"));
+            keys.insert(key(&["dl", id]));
         }
 
         for (&(season, episode), item) in &self.items {
             if let Some(p) = &item.file_path {
-                keys.insert(format!("path:{p}"));
-                keys.insert(format!("file:{}", shared::paths::file_name(p)));
+                keys.insert(key(&["path", p]));
+                keys.insert(key(&["file", shared::paths::file_name(p)]));
                 if let Some(dir) = self.media_path.as_ref().filter(|_| self.media_type == MediaType::Tv) {
                     keys.insert(episode_key(dir, season, episode));
                 }
@@ -486,7 +489,27 @@ impl Request {
 /// An imported episode under its series folder: how a Shoko file whose name differs from
 /// what Sonarr imported is still matched, by its episode numbers.
 pub fn episode_key(series_dir: &str, season: u32, episode: u32) -> String {
-    format!("ep:{series_dir}:S{season:02}E{episode:02}")
+    let mut key = key(&["ep", series_dir, ""]);
+    for (letter, n) in [('S', season), ('E', episode)] {
+        key.push(letter);
+        if n < 10 {
+            key.push('0');
+        }
+        key.push_str(itoa::Buffer::new().format(n));
+    }
+    key
+}
+
+/// `a:b:c`, a key from its parts.
+fn key(parts: &[&str]) -> String {
+    let mut key = String::with_capacity(parts.iter().map(|p| p.len() + 1).sum());
+    for (i, part) in parts.iter().enumerate() {
+        if i > 0 {
+            key.push(':');
+        }
+        key.push_str(part);
+    }
+    key
 }
 
 /// Jellyfin 10.9+ deep link; the public URL wins over what Jellyfin says about itself.

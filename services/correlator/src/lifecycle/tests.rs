@@ -486,3 +486,31 @@ fn same_keys_is_only_said_of_requests_whose_keys_are_equal() {
     }
     assert!(same > 0 && changed > 0, "the walk both keeps and changes keys ({same} kept, {changed} changed)");
 }
+
+#[test]
+fn keys_are_spelled_as_the_lifecycle_documents_them() {
+    let ctx = Context::default();
+    let mut req = Request::new(MediaType::Tv, "Title".into(), "jellyseerr", at(0));
+    for (minute, fact) in
+        [jellyseerr(Notification::MediaPending, true), grab(&[1, 2], HASH), import(&[1], FILE1)].iter().enumerate()
+    {
+        apply(&mut req, fact, at(minute as i64 + 1), &ctx);
+    }
+    req.imdb_id = Some("TT0123".into());
+    let keys = req.keys();
+    let spelled = |k: &str| keys.contains(k);
+    let tmdb = req.tmdb_id.map(|id| format!("tv:tmdb:{id}")).expect("a tmdb id");
+    assert!(
+        spelled(&tmdb) && spelled("tv:imdb:tt0123") && spelled(&format!("dl:{}", req.downloads.keys().next().unwrap()))
+    );
+    assert!(req.tvdb_id.is_none_or(|id| spelled(&format!("tv:tvdb:{id}"))));
+    assert!(req.jellyseerr_id.is_none_or(|id| spelled(&format!("jellyseerr:{id}"))));
+    assert!(spelled(&format!("path:{FILE1}")) && spelled(&format!("file:{}", shared::paths::file_name(FILE1))));
+    assert!(keys.iter().any(|k| k.starts_with("series:")), "{keys:?}");
+    if let Some(dir) = &req.media_path {
+        assert!(spelled(&format!("ep:{dir}:S01E01")), "{keys:?}");
+    }
+    assert_eq!(super::episode_key("/tv/X", 3, 7), "ep:/tv/X:S03E07");
+    assert_eq!(super::episode_key("/tv/X", 12, 105), "ep:/tv/X:S12E105");
+    assert_eq!(super::episode_key("", 0, 10), "ep::S00E10");
+}
