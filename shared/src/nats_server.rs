@@ -112,12 +112,23 @@ impl EmbeddedNats {
                 let tail = tail.into_iter().rev().collect::<Vec<_>>().join("\n");
                 return Err(EmbeddedNatsError::Exited { status: status.to_string(), log: tail });
             }
-            if TcpStream::connect((Ipv4Addr::LOCALHOST, self.port)).is_ok() {
+            if self.says_ready(log) && TcpStream::connect((Ipv4Addr::LOCALHOST, self.port)).is_ok() {
                 return Ok(());
             }
             tokio::time::sleep(Duration::from_millis(25)).await;
         }
         Err(EmbeddedNatsError::NotReady(READY_TIMEOUT))
+    }
+
+    /// Whether this server (by its pid; the log is appended to across restarts) has said it
+    /// is ready. A connection alone is not enough: another process may hold the port, and this
+    /// server then exits a moment later (`bind: address already in use`) while the probe has
+    /// reached the other one.
+    fn says_ready(&self, log: &Path) -> bool {
+        let Some(pid) = self.child.as_ref().and_then(|c| c.id()) else { return false };
+        let ours = format!("[{pid}] ");
+        let text = std::fs::read_to_string(log).unwrap_or_default();
+        text.lines().any(|line| line.starts_with(&ours) && line.ends_with("Server is ready"))
     }
 
     pub fn url(&self) -> String {
@@ -222,6 +233,16 @@ mod tests {
         bus.ensure_streams().await.unwrap();
         server.stop().await;
         assert!(TcpStream::connect((Ipv4Addr::LOCALHOST, port)).is_err());
+    }
+
+    #[tokio::test]
+    async fn a_port_held_by_another_process_is_an_error_not_a_server() {
+        let dir = tempfile::tempdir().unwrap();
+        let other = std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
+        let port = other.local_addr().unwrap().port();
+        let err = EmbeddedNats::start_on(dir.path(), "nats-server", port).await.unwrap_err();
+        assert!(matches!(err, EmbeddedNatsError::Exited { .. }), "{err}");
+        assert!(err.to_string().contains("address already in use"), "{err}");
     }
 
     #[tokio::test]
