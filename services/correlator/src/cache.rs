@@ -70,14 +70,6 @@ impl Timeline {
         Ok(())
     }
 
-    pub fn len(&self) -> usize {
-        self.entries.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
-    }
-
     /// The entries, read back from their JSON (for tests that compare them with the database).
     pub fn entries(&self) -> serde_json::Result<Vec<TimelineEntry>> {
         self.entries.iter().map(|(_, json)| serde_json::from_str(json.get())).collect()
