@@ -216,15 +216,25 @@ fn the_correlator_reads_facts_without_their_raw_payload() {
     }
 }
 
+/// Every story above, each one request (or two).
+fn every_story() -> [Vec<Step>; 5] {
+    [film(), anime(), anime_matched_and_in_jellyfin(), severance(), failure()]
+}
+
+/// A store with every story replayed into it, one event at a time.
+async fn world_with_every_story() -> World {
+    let world = World::new().await;
+    for steps in &every_story() {
+        world.replay(steps).await;
+    }
+    world
+}
+
 /// The correlator keeps the requests it touched in memory; what it holds must be exactly what
 /// the database holds, or a cache hit and a miss would correlate differently.
 #[tokio::test]
 async fn the_processors_cache_holds_exactly_what_the_database_holds() {
-    let world = World::new().await;
-    let stories = [film(), anime(), anime_matched_and_in_jellyfin(), severance(), failure()];
-    for steps in &stories {
-        world.replay(steps).await;
-    }
+    let world = world_with_every_story().await;
     let cached = world.processor.cache.snapshot();
     assert!(cached.len() >= 3, "the scenarios' requests are cached");
     let mut conn = world.store.pool().acquire().await.unwrap();
@@ -244,7 +254,7 @@ async fn the_processors_cache_holds_exactly_what_the_database_holds() {
     }
     // And a fresh processor, reading everything from the database, ends the same.
     let fresh = World::new().await;
-    for step in stories.iter().flatten() {
+    for step in every_story().iter().flatten() {
         fresh.apply(step).await;
         fresh.processor.cache.clear();
     }
@@ -256,7 +266,7 @@ async fn the_processors_cache_holds_exactly_what_the_database_holds() {
 /// batch, must end as one event at a time does.
 #[tokio::test]
 async fn batches_of_any_size_end_as_one_event_at_a_time() {
-    let stories = [film(), anime(), anime_matched_and_in_jellyfin(), severance(), failure()];
+    let stories = every_story();
     let mut steps: Vec<Step> = Vec::new();
     let longest = stories.iter().map(Vec::len).max().unwrap();
     for i in 0..longest {
@@ -297,11 +307,7 @@ async fn batches_of_any_size_end_as_one_event_at_a_time() {
 #[tokio::test]
 async fn every_state_message_is_what_the_model_types_write() {
     use shared::model::{ProgressUpdate, RequestChange};
-    let world = World::new().await;
-    let stories = [film(), anime(), anime_matched_and_in_jellyfin(), severance(), failure()];
-    for steps in &stories {
-        world.replay(steps).await;
-    }
+    let world = world_with_every_story().await;
     // And a request whose timeline is read from the database, not the cache.
     world.processor.cache.clear();
     world.replay(&film()[6..]).await;

@@ -73,6 +73,8 @@ impl EmbeddedNats {
 
     async fn spawn_once(store: &Path, bin: &str, port: u16) -> Result<Self, EmbeddedNatsError> {
         let log = store.join("nats-server.log");
+        // The log is appended to across starts: this start's lines begin here.
+        let log_start = std::fs::metadata(&log).map_or(0, |m| m.len());
         let mut cmd = Command::new(bin);
         cmd.arg("-js")
             .args(["-a", "127.0.0.1", "-p", &port.to_string()])
@@ -91,7 +93,7 @@ impl EmbeddedNats {
             _ => EmbeddedNatsError::Spawn { bin: bin.into(), source },
         })?;
         let mut server = Self { child: Some(child), port, store: store.to_owned() };
-        server.wait_ready(&log).await?;
+        server.wait_ready(&log, log_start).await?;
         // Operators (and tests) find the embedded server here, e.g. `nats -s $(cat data/nats/url) sub '>'`.
         if let Err(error) = std::fs::write(store.join("url"), server.url()) {
             tracing::warn!(%error, "cannot write the embedded NATS url file");
@@ -100,7 +102,7 @@ impl EmbeddedNats {
         Ok(server)
     }
 
-    async fn wait_ready(&mut self, log: &Path) -> Result<(), EmbeddedNatsError> {
+    async fn wait_ready(&mut self, log: &Path, log_start: u64) -> Result<(), EmbeddedNatsError> {
         let started = Instant::now();
         while started.elapsed() < READY_TIMEOUT {
             if let Some(child) = self.child.as_mut()
@@ -112,7 +114,7 @@ impl EmbeddedNats {
                 let tail = tail.into_iter().rev().collect::<Vec<_>>().join("\n");
                 return Err(EmbeddedNatsError::Exited { status: status.to_string(), log: tail });
             }
-            if self.says_ready(log) && TcpStream::connect((Ipv4Addr::LOCALHOST, self.port)).is_ok() {
+            if self.says_ready(log, log_start) && TcpStream::connect((Ipv4Addr::LOCALHOST, self.port)).is_ok() {
                 return Ok(());
             }
             tokio::time::sleep(Duration::from_millis(25)).await;
@@ -120,15 +122,18 @@ impl EmbeddedNats {
         Err(EmbeddedNatsError::NotReady(READY_TIMEOUT))
     }
 
-    /// Whether this server (by its pid; the log is appended to across restarts) has said it
-    /// is ready. A connection alone is not enough: another process may hold the port, and this
-    /// server then exits a moment later (`bind: address already in use`) while the probe has
-    /// reached the other one.
-    fn says_ready(&self, log: &Path) -> bool {
+    /// Whether this server (by its pid, in the lines this start wrote from `log_start` on) has
+    /// said it is ready. A connection alone is not enough: another process may hold the port,
+    /// and this server then exits a moment later (`bind: address already in use`) while the
+    /// probe has reached the other one.
+    fn says_ready(&self, log: &Path, log_start: u64) -> bool {
+        use std::io::{Read, Seek, SeekFrom};
         let Some(pid) = self.child.as_ref().and_then(|c| c.id()) else { return false };
         let ours = format!("[{pid}] ");
-        let text = std::fs::read_to_string(log).unwrap_or_default();
-        text.lines().any(|line| line.starts_with(&ours) && line.ends_with("Server is ready"))
+        let mut text = String::new();
+        let read = std::fs::File::open(log)
+            .and_then(|mut f| f.seek(SeekFrom::Start(log_start)).and_then(|_| f.read_to_string(&mut text)));
+        read.is_ok() && text.lines().any(|line| line.starts_with(&ours) && line.ends_with("Server is ready"))
     }
 
     pub fn url(&self) -> String {

@@ -100,7 +100,7 @@ struct AcceptedData<'a> {
 }
 
 /// The payload as received ([`EventData::raw`]): the body's own JSON text when it is JSON,
-/// not its tree written out again (that was a tenth of what the ingress spent on a webhook).
+/// kept exactly (its tree written out again sorted the keys and rounded numbers past `f64`).
 #[derive(Serialize)]
 #[serde(untagged)]
 enum Raw<'a> {
