@@ -301,6 +301,46 @@ async fn batches_of_any_size_end_as_one_event_at_a_time() {
     }
 }
 
+/// The consumer correlates a batch while the one before it commits: until then the database
+/// does not show that batch's processed events nor its new keys. With an event repeated just
+/// after a batch's end, and with a cache too small to hold what that batch wrote, every batch
+/// size must still end as one event at a time does.
+#[tokio::test]
+async fn batches_correlated_before_the_previous_commits_end_as_one_event_at_a_time() {
+    let stories = every_story();
+    let mut steps: Vec<Step> = Vec::new();
+    let longest = stories.iter().map(Vec::len).max().unwrap();
+    for i in 0..longest {
+        for story in &stories {
+            if let Some(step) = story.get(i) {
+                steps.push(step.clone());
+            }
+        }
+    }
+    steps.swap(0, 9);
+    let one_by_one = World::new().await;
+    one_by_one.replay(&steps).await;
+    let expected = (one_by_one.requests().await, changes(&one_by_one).await);
+    assert!(expected.0.len() >= 4);
+    for size in [1, 2, 7, 16] {
+        // The last event of the first batch again, first in the second.
+        let mut steps = steps.clone();
+        steps.insert(size, steps[size - 1].clone());
+        let world = World::new().await;
+        world.replay_pipelined(&steps, size).await;
+        assert_eq!((world.requests().await, changes(&world).await), expected, "batches of {size}");
+        for (requests, keys) in [(1, 2), (256, 1)] {
+            let ttl = std::time::Duration::from_secs(7 * 86400);
+            let mut processor = correlator::Processor::new(Default::default(), ttl, None);
+            processor.cache = correlator::cache::Cache::new(requests, keys);
+            let world = World::with(processor).await;
+            world.replay_pipelined(&steps, size).await;
+            let case = format!("batches of {size}, a cache of {requests} requests and {keys} keys");
+            assert_eq!((world.requests().await, changes(&world).await), expected, "{case}");
+        }
+    }
+}
+
 /// The correlator writes state messages from its own borrowed types, with the timeline
 /// serialized ahead: each must be exactly what the model types (`RequestChange`,
 /// `ProgressUpdate`), which readers decode them into, would write.

@@ -89,8 +89,9 @@ async fn wait_processed(db: &Path, at_least: i64, proc: &Proc) {
 }
 
 /// Runs the correlator over `events` from a fresh NATS into `dir`, optionally killing it
-/// once `kill_after` events are processed. Returns how many were processed at the kill.
-async fn correlate(dir: &Path, events: &[scenario::Step], kill_after: Option<i64>) -> Option<i64> {
+/// once `kill_after` events are processed. Returns how many were processed at the kill, and
+/// the last run's log.
+async fn correlate(dir: &Path, events: &[scenario::Step], kill_after: Option<i64>) -> (Option<i64>, String) {
     let nats = EmbeddedNats::start(&dir.join("nats"), "nats-server").await.unwrap();
     let bus = Bus::connect(&nats.url(), "test").await.unwrap();
     bus.ensure_streams().await.unwrap();
@@ -109,7 +110,7 @@ async fn correlate(dir: &Path, events: &[scenario::Step], kill_after: Option<i64
     wait_processed(&db, events.len() as i64, &proc).await;
     assert!(proc.terminate().await.success(), "{}", proc.log());
     nats.stop().await;
-    killed_at
+    (killed_at, proc.log())
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -118,7 +119,7 @@ async fn a_correlator_killed_mid_stream_ends_like_an_undisturbed_one() {
     let events: Vec<scenario::Step> = (0..films).flat_map(|i| scenario::synthetic_film(i, i as i64 * 6)).collect();
     let tmp = tempfile::tempdir().unwrap();
     let started = Instant::now();
-    let killed_at = correlate(&tmp.path().join("killed"), &events, Some(events.len() as i64 / 3)).await.unwrap();
+    let killed_at = correlate(&tmp.path().join("killed"), &events, Some(events.len() as i64 / 3)).await.0.unwrap();
     correlate(&tmp.path().join("calm"), &events, None).await;
     let killed = scenario::dump(&tmp.path().join("killed/tracker.db")).await;
     let calm = scenario::dump(&tmp.path().join("calm/tracker.db")).await;
@@ -136,6 +137,43 @@ async fn a_correlator_killed_mid_stream_ends_like_an_undisturbed_one() {
     assert_eq!(entries, films * 6, "one timeline entry per event: none lost, none doubled");
     assert!(killed.iter().all(|(_, c, _)| c.state == shared::model::State::Available));
     assert_eq!(killed, calm);
+}
+
+/// The correlator commits a batch while it correlates the next one on top of it. When that
+/// commit fails, both batches are applied again one message at a time, and what still fails
+/// is redelivered until it applies: the end is the same as a run where nothing failed.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_batch_that_does_not_commit_is_applied_again_and_ends_like_an_undisturbed_run() {
+    let films = 300;
+    let events: Vec<scenario::Step> = (0..films).flat_map(|i| scenario::synthetic_film(i, i as i64 * 6)).collect();
+    let tmp = tempfile::tempdir().unwrap();
+    let calm = tmp.path().join("calm");
+    correlate(&calm, &events, None).await;
+    // The database refuses to write "Film 1" for the first seconds: the first batch holds it,
+    // and its commit fails while the second batch is correlated.
+    let failing = tmp.path().join("failing");
+    let store = correlator::Store::open(&failing.join("tracker.db")).await.unwrap();
+    let until = time::OffsetDateTime::now_utc().unix_timestamp() + 3;
+    for verb in ["INSERT", "UPDATE"] {
+        // Made of constants and a number.
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "CREATE TRIGGER refuse_{verb} BEFORE {verb} ON requests \
+             WHEN NEW.title = 'Film 1' AND unixepoch() < {until} \
+             BEGIN SELECT RAISE(ABORT, 'refused by the test'); END"
+        )))
+        .execute(store.writer())
+        .await
+        .unwrap();
+    }
+    store.close().await;
+    let (_, log) = correlate(&failing, &events, None).await;
+    assert!(log.contains("batch rolled back; applying its messages one by one"), "{log}");
+    assert!(log.contains("refused by the test"), "{log}");
+    let ended = scenario::dump(&failing.join("tracker.db")).await;
+    let entries: usize = ended.iter().map(|(_, _, n)| n).sum();
+    assert_eq!(ended.len(), films);
+    assert_eq!(entries, films * 6, "one timeline entry per event: none lost, none doubled");
+    assert_eq!(ended, scenario::dump(&calm.join("tracker.db")).await);
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -196,6 +196,54 @@ impl World {
         }
     }
 
+    /// Applies steps `size` at a time as the consumer does: each chunk correlated in a batch
+    /// session while the chunk before it has not committed yet. That commit is held back until
+    /// the chunk needs it or has been correlated, the longest the consumer can leave it.
+    pub async fn replay_pipelined(&self, steps: &[Step], size: usize) {
+        use correlator::session::{Commit, Done, Finished, Session};
+        let mut previous: Option<(Commit, Done)> = None;
+        let mut prior = None;
+        for chunk in steps.chunks(size) {
+            let mut envs = Vec::new();
+            for step in chunk {
+                let mut env = step.envelope();
+                self.processor.enrich(&mut env).await;
+                envs.push(env);
+            }
+            let correlated = tokio::sync::Notify::new();
+            let correlate = async {
+                let mut session = Session::batch(&self.store, &self.processor.cache, prior.take());
+                let ids: Vec<&str> = envs.iter().map(|e| e.id.as_str()).collect();
+                let keys: Vec<String> =
+                    envs.iter().flat_map(|e| correlator::correlate::lookup_keys(&e.data.event)).collect();
+                session.prefetch_processed(&ids).await.unwrap();
+                session.prefetch_keys(&keys).await.unwrap();
+                for env in &envs {
+                    self.processor.process_in(&mut session, env, &env.kind).await.unwrap();
+                }
+                correlated.notify_one();
+                session.finish()
+            };
+            let commit_previous = async {
+                if let Some((commit, done)) = previous.take() {
+                    tokio::select! {
+                        _ = done.needed() => {}
+                        _ = correlated.notified() => {}
+                    }
+                    commit.run(None).await.unwrap();
+                    done.send(true);
+                }
+            };
+            let (Finished { commit, next, done }, ()) = tokio::join!(correlate, commit_previous);
+            previous = Some((commit, done));
+            prior = Some(next);
+        }
+        if let Some((commit, done)) = previous {
+            commit.run(None).await.unwrap();
+            done.send(true);
+        }
+    }
+
     pub async fn requests(&self) -> Vec<RequestDetail> {
         let list =
             store::list(self.store.pool(), &ListQuery { limit: Some(1000), ..Default::default() }).await.unwrap();

@@ -2,6 +2,9 @@
 //! into one loop that applies messages in batches, one SQLite transaction per batch, and
 //! acknowledges only after the commit. Then the outbox is published.
 //!
+//! A batch is committed while the next one is correlated ([`Session::batch`]); the next one
+//! is committed only after it, and when it does not commit, both are applied again.
+//!
 //! A message that cannot be decoded is terminated (it stays in the stream) and logged; a
 //! database error rolls the batch back and retries its messages one by one, so one bad
 //! message never blocks the others.
@@ -12,6 +15,7 @@ use std::time::Duration;
 use async_nats::jetstream::consumer::{AckPolicy, DeliverPolicy, pull};
 use async_nats::jetstream::{self, AckKind};
 use futures_util::StreamExt;
+use futures_util::future::OptionFuture;
 use shared::Bus;
 use shared::events::MediaEnvelope;
 use shared::health::HealthCell;
@@ -24,7 +28,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, Span};
 
 use crate::correlate::{Outcome, Processor};
-use crate::session::Session;
+use crate::session::{Commit, Done, Finished, Prior, Session};
 use crate::store::{self, Store};
 
 /// Most messages applied in one transaction.
@@ -116,9 +120,18 @@ async fn apply_until_cancelled(
     // State gauges are refreshed at most once a second, and once more after the last batch.
     let mut gauges_at = std::time::Instant::now();
     let mut gauges_stale = false;
+    // The batch being committed, and what the next one needs of it.
+    let mut committing: Option<(tokio::task::JoinHandle<Option<Failed>>, Prior)> = None;
     loop {
         let first = tokio::select! {
             _ = cancel.cancelled() => break,
+            Some(ended) = OptionFuture::from(committing.as_mut().map(|(task, _)| task)) => {
+                committing = None;
+                if let Some(failed) = ended_commit(ended) {
+                    reapply(&store, &processor, &outbox, failed.batch, failed.decoded).await;
+                }
+                continue;
+            }
             m = rx.recv() => match m { Some(m) => m, None => break },
             _ = tokio::time::sleep(Duration::from_secs(1)), if gauges_stale => {
                 update_state_gauges(&store).await;
@@ -133,9 +146,32 @@ async fn apply_until_cancelled(
                 Err(_) => break,
             }
         }
-        handle_batch(&store, &processor, batch, &outbox).await;
-        if let Err(error) = store.restart_long_log().await {
-            tracing::warn!(%error, "the write-ahead log was not restarted; it will be after a later checkpoint");
+        let (batch, mut decoded): (Vec<jetstream::Message>, Vec<Decoded>) = batch.into_iter().unzip();
+        for d in &mut decoded {
+            if let Decoded::Event(env) = d {
+                processor.enrich(env).await;
+            }
+        }
+        let (previous, prior) = committing.take().unzip();
+        let prepared = correlate(&store, &processor, &batch, &decoded, prior).await;
+        // This batch rests on the previous one: it is committed only after that one.
+        if let Some(failed) = OptionFuture::from(previous).await.and_then(ended_commit) {
+            drop(prepared);
+            reapply(&store, &processor, &outbox, failed.batch, failed.decoded).await;
+            reapply(&store, &processor, &outbox, batch, decoded).await;
+        } else {
+            match prepared {
+                Ok(mut prepared) => {
+                    let prior = prepared.next.take();
+                    let task = tokio::spawn(commit_and_ack(prepared, batch, decoded, store.clone(), outbox.clone()));
+                    committing = prior.map(|prior| (task, prior));
+                }
+                Err(error) => {
+                    processor.cache.clear();
+                    tracing::warn!(%error, size = batch.len(), "batch not applied; applying its messages one by one");
+                    reapply(&store, &processor, &outbox, batch, decoded).await;
+                }
+            }
         }
         gauges_stale = true;
         if gauges_at.elapsed() >= Duration::from_secs(1) {
@@ -144,6 +180,81 @@ async fn apply_until_cancelled(
         }
         for (name, count) in processor.counters.snapshot() {
             health.set_detail(name, count);
+        }
+    }
+    if let Some((task, _)) = committing
+        && let Some(failed) = ended_commit(task.await)
+    {
+        reapply(&store, &processor, &outbox, failed.batch, failed.decoded).await;
+    }
+}
+
+/// A batch that did not commit: its messages, to apply again.
+struct Failed {
+    batch: Vec<jetstream::Message>,
+    decoded: Vec<Decoded>,
+}
+
+/// What a batch's commit task ended with: `None` when it committed, else the messages to
+/// apply again ([`reapply`] also empties the cache, which holds what the batch wrote and what
+/// the next batch correlated on top of it).
+fn ended_commit(ended: Result<Option<Failed>, tokio::task::JoinError>) -> Option<Failed> {
+    match ended {
+        Ok(failed) => failed,
+        Err(error) => {
+            // Its messages went with the task, unacked: JetStream redelivers them after `ack_wait`.
+            tracing::error!(%error, "a batch's commit ended early (panicked); its events are redelivered in a minute");
+            Some(Failed { batch: Vec::new(), decoded: Vec::new() })
+        }
+    }
+}
+
+/// Commits a correlated batch and acknowledges its messages; returns them when it did not
+/// commit.
+async fn commit_and_ack(
+    prepared: Prepared,
+    batch: Vec<jetstream::Message>,
+    decoded: Vec<Decoded>,
+    store: Store,
+    outbox: Arc<Outbox>,
+) -> Option<Failed> {
+    match commit(prepared, &store, &outbox).await {
+        Ok(()) => {
+            for (msg, d) in batch.iter().zip(&decoded) {
+                ack(msg, matches!(d, Decoded::Poison(_))).await;
+            }
+            None
+        }
+        Err(error) => {
+            tracing::warn!(%error, size = batch.len(), "batch rolled back; applying its messages one by one");
+            Some(Failed { batch, decoded })
+        }
+    }
+}
+
+/// Applies the messages one by one, each in its own transaction: a batch did not commit, and
+/// one bad message must not hold the others back. One that still fails is redelivered later.
+async fn reapply(
+    store: &Store,
+    processor: &Processor,
+    outbox: &Outbox,
+    batch: Vec<jetstream::Message>,
+    decoded: Vec<Decoded>,
+) {
+    processor.cache.clear();
+    for (msg, d) in batch.into_iter().zip(decoded) {
+        let (one, d) = (std::slice::from_ref(&msg), std::slice::from_ref(&d));
+        let result = match correlate(store, processor, one, d, None).await {
+            Ok(prepared) => commit(prepared, store, outbox).await,
+            Err(error) => Err(error),
+        };
+        match result {
+            Ok(()) => ack(&msg, matches!(d[0], Decoded::Poison(_))).await,
+            Err(error) => {
+                processor.cache.clear();
+                tracing::error!(subject = %msg.subject, %error, "event not applied; redelivery in 5 s");
+                drop(msg.ack_with(AckKind::Nak(Some(Duration::from_secs(5)))).await);
+            }
         }
     }
 }
@@ -367,49 +478,6 @@ fn decode(msg: &jetstream::Message) -> Decoded {
     }
 }
 
-async fn handle_batch(
-    store: &Store,
-    processor: &Processor,
-    batch: Vec<(jetstream::Message, Decoded)>,
-    outbox: &Outbox,
-) {
-    let (batch, mut decoded): (Vec<jetstream::Message>, Vec<Decoded>) = batch.into_iter().unzip();
-    for d in &mut decoded {
-        if let Decoded::Event(env) = d {
-            processor.enrich(env).await;
-        }
-    }
-    let published = outbox.published.load(Ordering::Acquire);
-    let delete_up_to = (published > outbox.deleted.load(Ordering::Acquire)).then_some(published);
-    match apply_all(store, processor, &batch, &decoded, delete_up_to).await {
-        Ok(written) => {
-            outbox.hand_over(written);
-            if let Some(up_to) = delete_up_to {
-                outbox.deleted.fetch_max(up_to, Ordering::AcqRel);
-            }
-            for (msg, d) in batch.iter().zip(&decoded) {
-                ack(msg, matches!(d, Decoded::Poison(_))).await;
-            }
-        }
-        Err(error) => {
-            tracing::warn!(%error, size = batch.len(), "batch rolled back; applying its messages one by one");
-            for (msg, d) in batch.iter().zip(&decoded) {
-                let one = std::slice::from_ref(msg);
-                match apply_all(store, processor, one, std::slice::from_ref(d), None).await {
-                    Ok(written) => {
-                        outbox.hand_over(written);
-                        ack(msg, matches!(d, Decoded::Poison(_))).await;
-                    }
-                    Err(error) => {
-                        tracing::error!(subject = %msg.subject, %error, "event not applied; redelivery in 5 s");
-                        drop(msg.ack_with(AckKind::Nak(Some(Duration::from_secs(5)))).await);
-                    }
-                }
-            }
-        }
-    }
-}
-
 /// The span of one message: a child of the trace that published it.
 fn consume_span(msg: &jetstream::Message, decoded: &Decoded) -> Span {
     let span = tracing::info_span!(
@@ -429,32 +497,28 @@ fn consume_span(msg: &jetstream::Message, decoded: &Decoded) -> Span {
     span
 }
 
-/// Applies the messages in one transaction. When it does not commit, the processor's cache
-/// forgets what the transaction wrote.
-async fn apply_all(
-    store: &Store,
-    processor: &Processor,
-    batch: &[jetstream::Message],
-    decoded: &[Decoded],
-    delete_outbox_up_to: Option<i64>,
-) -> store::Result<Vec<store::OutboxMessage>> {
-    let result = apply_in_transaction(store, processor, batch, decoded, delete_outbox_up_to).await;
-    if result.is_err() {
-        processor.cache.clear();
-    }
-    result
+/// A batch correlated, not committed yet.
+struct Prepared {
+    commit: Commit,
+    done: Done,
+    /// What the next batch needs of this one, until it is taken.
+    next: Option<Prior>,
+    spans: Vec<Span>,
+    correlates: Vec<Span>,
+    outcomes: Vec<Option<(Outcome, time::OffsetDateTime)>>,
 }
 
-async fn apply_in_transaction(
+/// Correlates the messages in one session, while `prior` (the previous batch) may still be
+/// committing.
+async fn correlate(
     store: &Store,
     processor: &Processor,
     batch: &[jetstream::Message],
     decoded: &[Decoded],
-    delete_outbox_up_to: Option<i64>,
-) -> store::Result<Vec<store::OutboxMessage>> {
+    prior: Option<Prior>,
+) -> store::Result<Prepared> {
     let spans: Vec<Span> = batch.iter().zip(decoded).map(|(m, d)| consume_span(m, d)).collect();
-    let mut tx = store.begin().await?;
-    let mut session = Session::new(&mut tx, &processor.cache);
+    let mut session = Session::batch(store, &processor.cache, prior);
     let ids: Vec<&str> = decoded
         .iter()
         .filter_map(|d| match d {
@@ -478,7 +542,7 @@ async fn apply_in_transaction(
     // hands the close of its parent (`consume`) to that thread's default subscriber: the global
     // one in the product, but none where the subscriber is set per thread (tests), and the
     // parent then never closes nor is exported. Once the commit has answered, sqlx's thread
-    // has finished every earlier statement, so the last handles are dropped here.
+    // has finished every earlier statement, so the last handles are dropped there.
     let mut correlates = Vec::with_capacity(batch.len());
     for ((msg, d), span) in batch.iter().zip(decoded).zip(&spans) {
         match d {
@@ -509,17 +573,36 @@ async fn apply_in_transaction(
             }
         }
     }
+    let Finished { commit, next, done } = session.finish();
+    Ok(Prepared { commit, done, next: Some(next), spans, correlates, outcomes })
+}
+
+/// Commits a correlated batch and hands its state messages to the publisher. The next batch
+/// learns whether it committed once nothing of this one needs the writer any more.
+async fn commit(prepared: Prepared, store: &Store, outbox: &Outbox) -> store::Result<()> {
+    let Prepared { commit, done, spans, correlates, outcomes, .. } = prepared;
+    let published = outbox.published.load(Ordering::Acquire);
+    let delete_up_to = (published > outbox.deleted.load(Ordering::Acquire)).then_some(published);
     // One commit for the batch, shown in the trace of each of its messages.
     let commits: Vec<Span> = spans.iter().map(|s| tracing::info_span!(parent: s, "commit")).collect();
-    session.flush().await?;
-    let written = session.take_written_outbox();
-    drop(session);
-    if let Some(up_to) = delete_outbox_up_to {
-        store::delete_outbox(&mut tx, up_to).await?;
-    }
-    tx.commit().await?;
+    let written = commit.run(delete_up_to).await;
     drop(commits);
     drop(correlates);
+    let written = match written {
+        Ok(written) => written,
+        Err(error) => {
+            done.send(false);
+            return Err(error);
+        }
+    };
+    outbox.hand_over(written);
+    if let Some(up_to) = delete_up_to {
+        outbox.deleted.fetch_max(up_to, Ordering::AcqRel);
+    }
+    if let Err(error) = store.restart_long_log().await {
+        tracing::warn!(%error, "the write-ahead log was not restarted; it will be after a later checkpoint");
+    }
+    done.send(true);
     let now = time::OffsetDateTime::now_utc();
     for outcome in outcomes {
         let label = match &outcome {
@@ -531,7 +614,7 @@ async fn apply_in_transaction(
         };
         count(&metrics().events, OutcomeLabel { outcome: label });
     }
-    Ok(written)
+    Ok(())
 }
 
 async fn ack(msg: &jetstream::Message, poison: bool) {

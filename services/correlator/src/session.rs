@@ -4,26 +4,40 @@
 //! the batch already wrote and from the correlator's cache, and keeps the batch's writes in
 //! memory until [`Session::flush`] writes them in one statement (before the commit, or before
 //! a query that must see them).
+//!
+//! The consumer's batches ([`Session::batch`]) are correlated while the previous batch is
+//! still being written and committed: the correlator's thread and SQLite's took turns, each
+//! idle half the time (docs/performance.md). Such a session opens its transaction only when a
+//! statement needs it, after the previous batch's commit; until then it reads through the
+//! reading connections, which may not show the previous batch yet, so it takes that batch's
+//! processed events and new keys from the batch itself ([`Prior`]). Everything else the
+//! previous batch wrote is in the cache; what is not (evicted) is read after its commit.
 
 use std::collections::{BTreeMap, HashSet};
+use std::ops::{Deref, DerefMut};
 use std::sync::Arc;
 
 use shared::ids::RequestId;
 use shared::model::{RequestSummary, TimelineEntry};
-use sqlx::{Row, SqliteConnection};
+use sqlx::pool::PoolConnection;
+use sqlx::{Row, Sqlite, SqliteConnection};
 use time::OffsetDateTime;
+use tokio::sync::{Notify, watch};
 
 use crate::cache::{Cache, Timeline};
 use crate::flush;
 use crate::lifecycle::{Download, Item, Request};
-use crate::store::{self, Result, StoreError, ts};
+use crate::store::{self, Result, Store, StoreError, Tx, ts};
 
 pub struct Session<'a> {
-    conn: &'a mut SqliteConnection,
+    link: Link<'a>,
     cache: &'a Cache,
     pending: Pending,
-    /// Event ids known to be processed: the batch's, and those found by [`Self::prefetch_processed`].
+    /// Event ids known to be processed: the batch's, the previous batch's, and those found by
+    /// [`Self::prefetch_processed`].
     processed: HashSet<String>,
+    /// Keys the batch added, flushed or not: the next batch's reads may not show them yet.
+    keys_added: HashSet<String>,
     /// Event ids known not to be processed before this batch.
     unprocessed: HashSet<String>,
     /// Outbox rows written so far, with their ids, for the publisher once committed.
@@ -55,6 +69,125 @@ impl Pending {
     }
 }
 
+/// Where a session's statements go.
+enum Link<'a> {
+    /// A connection in a transaction its owner commits.
+    Conn(&'a mut SqliteConnection),
+    /// A consumer's batch ([`Session::batch`]).
+    Batch(Box<Batch>),
+}
+
+/// A consumer's batch: its transaction begins when a statement first needs it, after the
+/// previous batch's commit.
+struct Batch {
+    store: Store,
+    prior: Option<Prior>,
+    tx: Option<Tx<'static>>,
+}
+
+/// The previous batch, as the next one sees it while it commits.
+pub struct Prior {
+    committed: watch::Receiver<Option<bool>>,
+    needed: Arc<Notify>,
+    /// Its events and those it knew processed: all of them are, once it commits.
+    processed: HashSet<String>,
+    /// The keys it added, which a reading connection may not show yet.
+    keys: HashSet<String>,
+}
+
+impl Prior {
+    /// Waits for the previous batch's commit; an error when it did not commit (what this
+    /// batch correlated then rests on writes that were rolled back).
+    async fn committed(&mut self) -> Result<()> {
+        self.needed.notify_one();
+        match self.committed.wait_for(Option::is_some).await.map(|c| *c) {
+            Ok(Some(true)) => Ok(()),
+            _ => Err(StoreError::PriorRolledBack),
+        }
+    }
+}
+
+/// The committing batch's side of [`Prior`].
+pub struct Done {
+    committed: watch::Sender<Option<bool>>,
+    needed: Arc<Notify>,
+}
+
+impl Done {
+    /// Tells the next batch whether this one committed. Send it only when nothing else of
+    /// this batch needs the writer: the next batch takes it then.
+    pub fn send(self, committed: bool) {
+        self.committed.send_replace(Some(committed));
+    }
+
+    /// Returns once the next batch waits for this one's commit (tests hold a commit back
+    /// until then, to give the next batch the longest time without it).
+    pub async fn needed(&self) {
+        self.needed.notified().await;
+    }
+}
+
+/// A batch correlated: its writes, to commit ([`Commit::run`]), the view of it the next batch
+/// starts from, and the signal that tells that batch how the commit went.
+pub struct Finished {
+    pub commit: Commit,
+    pub next: Prior,
+    pub done: Done,
+}
+
+/// A batch's writes and its transaction, if it has begun.
+pub struct Commit {
+    store: Store,
+    tx: Option<Tx<'static>>,
+    pending: Pending,
+    written_outbox: Vec<store::OutboxMessage>,
+}
+
+impl Commit {
+    /// Writes what is left and commits, deleting the outbox's rows up to `delete_outbox_up_to`
+    /// in the same transaction; returns the outbox rows the batch wrote, with their ids.
+    pub async fn run(self, delete_outbox_up_to: Option<i64>) -> Result<Vec<store::OutboxMessage>> {
+        let Self { store, tx, pending, mut written_outbox } = self;
+        let mut tx = match tx {
+            Some(tx) => tx,
+            None => store.begin().await?,
+        };
+        written_outbox.extend(write(&mut tx, pending).await?);
+        if let Some(up_to) = delete_outbox_up_to {
+            store::delete_outbox(&mut tx, up_to).await?;
+        }
+        tx.commit().await?;
+        Ok(written_outbox)
+    }
+}
+
+/// A connection to read through: one of the reading connections while a batch has no
+/// transaction yet, else the session's.
+enum Reading<'c> {
+    Pooled(PoolConnection<Sqlite>),
+    Conn(&'c mut SqliteConnection),
+}
+
+impl Deref for Reading<'_> {
+    type Target = SqliteConnection;
+
+    fn deref(&self) -> &SqliteConnection {
+        match self {
+            Reading::Pooled(c) => c,
+            Reading::Conn(c) => c,
+        }
+    }
+}
+
+impl DerefMut for Reading<'_> {
+    fn deref_mut(&mut self) -> &mut SqliteConnection {
+        match self {
+            Reading::Pooled(c) => c,
+            Reading::Conn(c) => c,
+        }
+    }
+}
+
 struct OutboxRow {
     subject: String,
     msg_id: String,
@@ -63,21 +196,100 @@ struct OutboxRow {
 }
 
 impl<'a> Session<'a> {
+    /// A session in the transaction `conn` is in, which its owner commits.
     pub fn new(conn: &'a mut SqliteConnection, cache: &'a Cache) -> Self {
+        Self::with_link(Link::Conn(conn), cache, HashSet::new())
+    }
+
+    /// A consumer's batch, correlated while `prior` (the previous batch) may still commit; its
+    /// writes are committed by [`Finished::commit`] ([`Self::finish`]).
+    pub fn batch(store: &Store, cache: &'a Cache, mut prior: Option<Prior>) -> Self {
+        let processed = prior.as_mut().map(|p| std::mem::take(&mut p.processed)).unwrap_or_default();
+        Self::with_link(Link::Batch(Box::new(Batch { store: store.clone(), prior, tx: None })), cache, processed)
+    }
+
+    fn with_link(link: Link<'a>, cache: &'a Cache, processed: HashSet<String>) -> Self {
         Self {
-            conn,
+            link,
             cache,
             pending: Pending::default(),
-            processed: HashSet::new(),
+            processed,
+            keys_added: HashSet::new(),
             unprocessed: HashSet::new(),
             written_outbox: Vec::new(),
+        }
+    }
+
+    /// The batch correlated: its writes to commit, and what the next batch needs of it.
+    ///
+    /// # Panics
+    /// When the session is not a batch's ([`Self::batch`]): the owner of a connection commits.
+    pub fn finish(self) -> Finished {
+        let Link::Batch(batch) = self.link else {
+            panic!("Session::finish is for batches (Session::batch); commit the connection instead")
+        };
+        let (committed, receiver) = watch::channel(None);
+        let needed = Arc::new(Notify::new());
+        Finished {
+            commit: Commit {
+                store: batch.store,
+                tx: batch.tx,
+                pending: self.pending,
+                written_outbox: self.written_outbox,
+            },
+            next: Prior {
+                committed: receiver,
+                needed: needed.clone(),
+                processed: self.processed,
+                keys: self.keys_added,
+            },
+            done: Done { committed, needed },
         }
     }
 
     /// The connection, with the batch's writes flushed: for queries the session does not know.
     pub async fn conn(&mut self) -> Result<&mut SqliteConnection> {
         self.flush().await?;
-        Ok(self.conn)
+        self.tx().await
+    }
+
+    /// The session's connection; a batch begins its transaction here, once the previous
+    /// batch has committed.
+    async fn tx(&mut self) -> Result<&mut SqliteConnection> {
+        match &mut self.link {
+            Link::Conn(conn) => Ok(conn),
+            Link::Batch(batch) => {
+                let Batch { store, prior, tx } = &mut **batch;
+                let tx = match tx {
+                    Some(tx) => tx,
+                    None => {
+                        if let Some(prior) = prior {
+                            prior.committed().await?;
+                        }
+                        tx.insert(store.begin().await?)
+                    }
+                };
+                Ok(tx)
+            }
+        }
+    }
+
+    /// A connection for a read the session knows what the previous batch changed of: a
+    /// reading connection while that batch commits, else the session's (the writer's, whose
+    /// page cache is warm: a reading connection drops its cache whenever the writer wrote).
+    async fn reading(&mut self) -> Result<Reading<'_>> {
+        if let Link::Batch(batch) = &self.link
+            && batch.tx.is_none()
+            && batch.prior.as_ref().is_some_and(|prior| prior.committed.borrow().is_none())
+        {
+            return Ok(Reading::Pooled(batch.store.pool().acquire().await?));
+        }
+        Ok(Reading::Conn(self.tx().await?))
+    }
+
+    /// The previous batch added `key`: reading connections may not show it yet.
+    fn prior_added(&self, key: &str) -> bool {
+        matches!(&self.link, Link::Batch(batch) if batch.prior.as_ref().is_some_and(|prior| prior.keys.contains(key)))
     }
 
     // ------------------------------------------------------------ processed events ---
@@ -93,7 +305,7 @@ impl<'a> Session<'a> {
             "SELECT event_id FROM processed_events WHERE event_id IN (SELECT value FROM json_each(?))",
         )
         .bind(list)
-        .fetch_all(&mut *self.conn)
+        .fetch_all(&mut *self.reading().await?)
         .await?;
         let found: HashSet<String> = found.into_iter().collect();
         for id in wanted {
@@ -106,15 +318,18 @@ impl<'a> Session<'a> {
     }
 
     /// Reads which requests `keys` name, in one query, for those the cache does not know.
-    /// Call it before the batch writes anything (keys it adds are then kept up to date).
+    /// Call it before the batch writes anything (keys it adds are then kept up to date). Keys
+    /// the previous batch added and the cache no longer knows are left to be read after its
+    /// commit.
     pub async fn prefetch_keys(&mut self, keys: &[String]) -> Result<()> {
-        let mut wanted: Vec<&str> = keys.iter().map(String::as_str).filter(|k| !self.cache.has_key(k)).collect();
+        let mut wanted: Vec<&str> =
+            keys.iter().map(String::as_str).filter(|k| !self.cache.has_key(k) && !self.prior_added(k)).collect();
         wanted.sort_unstable();
         wanted.dedup();
         if wanted.is_empty() {
             return Ok(());
         }
-        let found = store::find_by_keys(self.conn, &wanted).await?;
+        let found = store::find_by_keys(&mut *self.reading().await?, &wanted).await?;
         for key in wanted {
             self.cache.key_loaded(key, found.get(key).map_or(&[], Vec::as_slice));
         }
@@ -128,7 +343,7 @@ impl<'a> Session<'a> {
         if self.unprocessed.contains(id) {
             return Ok(false);
         }
-        store::is_processed(self.conn, id).await
+        store::is_processed(self.tx().await?, id).await
     }
 
     pub fn mark_processed(&mut self, id: &str, subject: &str, outcome: &str) {
@@ -146,7 +361,7 @@ impl<'a> Session<'a> {
         if let Some(req) = self.cache.request(id) {
             return Ok(Some(req));
         }
-        let loaded = store::load(self.conn, id).await?.map(Arc::new);
+        let loaded = store::load(self.tx().await?, id).await?.map(Arc::new);
         if let Some(req) = &loaded {
             self.cache.loaded(req);
         }
@@ -161,7 +376,7 @@ impl<'a> Session<'a> {
         if self.pending.key_set.contains(key) {
             self.flush().await?;
         }
-        let ids = store::find_by_key(self.conn, key).await?;
+        let ids = store::find_by_key(self.tx().await?, key).await?;
         self.cache.key_loaded(key, &ids);
         Ok(ids)
     }
@@ -171,7 +386,7 @@ impl<'a> Session<'a> {
             return Ok(id);
         }
         self.flush().await?;
-        let next = store::next_id(self.conn).await?;
+        let next = store::next_id(self.tx().await?).await?;
         self.cache.set_next_id(next.0 + 1);
         Ok(next)
     }
@@ -209,6 +424,7 @@ impl<'a> Session<'a> {
         for key in &fresh {
             self.pending.keys.push((key.clone(), id));
             self.pending.key_set.insert(key.clone());
+            self.keys_added.insert(key.clone());
             self.cache.key_added(key, id);
         }
         for e in added {
@@ -225,7 +441,7 @@ impl<'a> Session<'a> {
         let timeline = match self.cache.take_timeline(id) {
             Some(timeline) => timeline,
             None => {
-                let mut timeline = Timeline::new(&store::timeline(self.conn, id).await?)?;
+                let mut timeline = Timeline::new(&store::timeline(self.tx().await?, id).await?)?;
                 let added: Vec<TimelineEntry> =
                     self.pending.timeline.iter().filter(|(r, _, _)| *r == id).map(|(_, e, _)| e.clone()).collect();
                 timeline.insert_in_order(&added)?;
@@ -256,7 +472,7 @@ impl<'a> Session<'a> {
         at: OffsetDateTime,
         expires_at: OffsetDateTime,
     ) -> Result<()> {
-        store::add_orphan(self.conn, slot, key, envelope, at, expires_at).await?;
+        store::add_orphan(self.tx().await?, slot, key, envelope, at, expires_at).await?;
         self.cache.orphan_added(key);
         Ok(())
     }
@@ -268,7 +484,7 @@ impl<'a> Session<'a> {
             Some(true) => {}
             None => {
                 let keys: Vec<String> =
-                    sqlx::query_scalar("SELECT DISTINCT key FROM orphans").fetch_all(&mut *self.conn).await?;
+                    sqlx::query_scalar("SELECT DISTINCT key FROM orphans").fetch_all(self.tx().await?).await?;
                 let found = keys.iter().any(|k| k == key);
                 self.cache.orphan_keys_loaded(keys.into_iter().collect());
                 if !found {
@@ -276,7 +492,7 @@ impl<'a> Session<'a> {
                 }
             }
         }
-        let taken = store::take_orphans(self.conn, key).await?;
+        let taken = store::take_orphans(self.tx().await?, key).await?;
         self.cache.orphans_taken(key);
         Ok(taken)
     }
@@ -286,76 +502,12 @@ impl<'a> Session<'a> {
     /// Writes everything the batch changed, in one statement whose text never changes
     /// ([`flush::SQL`]): each table's rows go as one JSON array.
     pub async fn flush(&mut self) -> Result<()> {
-        let p = std::mem::take(&mut self.pending);
-        if p.is_empty() {
+        let pending = std::mem::take(&mut self.pending);
+        if pending.is_empty() {
             return Ok(());
         }
-        let requests = p
-            .requests
-            .values()
-            .map(|(req, summary)| {
-                Ok(flush::RequestRow::new(req, summary.state.as_str(), serde_json::to_string(summary)?)?)
-            })
-            .collect::<Result<Vec<_>>>()?;
-        let items: Vec<_> = p
-            .items
-            .iter()
-            .map(|((id, season, episode), item)| flush::ItemRow::new(id.0, *season, *episode, item))
-            .collect();
-        let downloads: Vec<_> =
-            p.downloads.iter().map(|((id, download_id), d)| flush::DownloadRow::new(id.0, download_id, d)).collect();
-        let keys: Vec<_> = p.keys.iter().map(|(key, id)| flush::KeyRow { key, request_id: id.0 }).collect();
-        let timeline: Vec<_> =
-            p.timeline.iter().map(|(id, e, event_id)| flush::TimelineRow::new(id.0, e, event_id.as_deref())).collect();
-        let mut payloads = Vec::with_capacity(p.outbox.iter().map(|m| m.payload.len()).sum());
-        let outbox: Vec<_> = p
-            .outbox
-            .iter()
-            .map(|m| {
-                let start = payloads.len() + 1;
-                payloads.extend_from_slice(&m.payload);
-                flush::OutboxRow {
-                    subject: &m.subject,
-                    msg_id: &m.msg_id,
-                    traceparent: m.traceparent.as_deref(),
-                    start,
-                    length: m.payload.len(),
-                }
-            })
-            .collect();
-        let now = ts(OffsetDateTime::now_utc());
-        let processed: Vec<_> = p
-            .processed
-            .iter()
-            .map(|(id, (subject, outcome))| flush::ProcessedRow { event_id: id, subject, processed_at: now, outcome })
-            .collect();
-        let mut ids: Vec<i64> = sqlx::query(flush::SQL.as_str())
-            .bind(json_array(&requests)?)
-            .bind(json_array(&items)?)
-            .bind(json_array(&downloads)?)
-            .bind(json_array(&keys)?)
-            .bind(json_array(&timeline)?)
-            .bind(payloads)
-            .bind(json_array(&outbox)?)
-            .bind(json_array(&processed)?)
-            .fetch_all(&mut *self.conn)
-            .await?
-            .iter()
-            .map(|r| r.get(0))
-            .collect();
-        if ids.len() != p.outbox.len() {
-            return Err(StoreError::Corrupt(format!("{} outbox ids for {} rows", ids.len(), p.outbox.len())));
-        }
-        // The ids increase in the order the rows were inserted, the array's order, whatever
-        // order RETURNING gives them in.
-        ids.sort_unstable();
-        self.written_outbox.extend(p.outbox.into_iter().zip(ids).map(|(m, id)| store::OutboxMessage {
-            id,
-            subject: m.subject,
-            msg_id: m.msg_id,
-            payload: m.payload,
-            traceparent: m.traceparent,
-        }));
+        let written = write(self.tx().await?, pending).await?;
+        self.written_outbox.extend(written);
         Ok(())
     }
 
@@ -364,6 +516,81 @@ impl<'a> Session<'a> {
     pub fn take_written_outbox(&mut self) -> Vec<store::OutboxMessage> {
         std::mem::take(&mut self.written_outbox)
     }
+}
+
+/// Writes `p` in one statement; returns the outbox rows written, with their ids.
+async fn write(conn: &mut SqliteConnection, p: Pending) -> Result<Vec<store::OutboxMessage>> {
+    if p.is_empty() {
+        return Ok(Vec::new());
+    }
+    let requests = p
+        .requests
+        .values()
+        .map(|(req, summary)| Ok(flush::RequestRow::new(req, summary.state.as_str(), serde_json::to_string(summary)?)?))
+        .collect::<Result<Vec<_>>>()?;
+    let items: Vec<_> = p
+        .items
+        .iter()
+        .map(|((id, season, episode), item)| flush::ItemRow::new(id.0, *season, *episode, item))
+        .collect();
+    let downloads: Vec<_> =
+        p.downloads.iter().map(|((id, download_id), d)| flush::DownloadRow::new(id.0, download_id, d)).collect();
+    let keys: Vec<_> = p.keys.iter().map(|(key, id)| flush::KeyRow { key, request_id: id.0 }).collect();
+    let timeline: Vec<_> =
+        p.timeline.iter().map(|(id, e, event_id)| flush::TimelineRow::new(id.0, e, event_id.as_deref())).collect();
+    let mut payloads = Vec::with_capacity(p.outbox.iter().map(|m| m.payload.len()).sum());
+    let outbox: Vec<_> = p
+        .outbox
+        .iter()
+        .map(|m| {
+            let start = payloads.len() + 1;
+            payloads.extend_from_slice(&m.payload);
+            flush::OutboxRow {
+                subject: &m.subject,
+                msg_id: &m.msg_id,
+                traceparent: m.traceparent.as_deref(),
+                start,
+                length: m.payload.len(),
+            }
+        })
+        .collect();
+    let now = ts(OffsetDateTime::now_utc());
+    let processed: Vec<_> = p
+        .processed
+        .iter()
+        .map(|(id, (subject, outcome))| flush::ProcessedRow { event_id: id, subject, processed_at: now, outcome })
+        .collect();
+    let mut ids: Vec<i64> = sqlx::query(flush::SQL.as_str())
+        .bind(json_array(&requests)?)
+        .bind(json_array(&items)?)
+        .bind(json_array(&downloads)?)
+        .bind(json_array(&keys)?)
+        .bind(json_array(&timeline)?)
+        .bind(payloads)
+        .bind(json_array(&outbox)?)
+        .bind(json_array(&processed)?)
+        .fetch_all(conn)
+        .await?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    if ids.len() != p.outbox.len() {
+        return Err(StoreError::Corrupt(format!("{} outbox ids for {} rows", ids.len(), p.outbox.len())));
+    }
+    // The ids increase in the order the rows were inserted, the array's order, whatever
+    // order RETURNING gives them in.
+    ids.sort_unstable();
+    Ok(p.outbox
+        .into_iter()
+        .zip(ids)
+        .map(|(m, id)| store::OutboxMessage {
+            id,
+            subject: m.subject,
+            msg_id: m.msg_id,
+            payload: m.payload,
+            traceparent: m.traceparent,
+        })
+        .collect())
 }
 
 fn json_array<T: serde::Serialize>(rows: &[T]) -> Result<String> {

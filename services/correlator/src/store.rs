@@ -31,6 +31,9 @@ pub enum StoreError {
     /// The database's directory or lock file cannot be made or used.
     #[error("{0}")]
     File(String),
+    /// A batch read what the previous batch wrote, and that batch did not commit.
+    #[error("the previous batch was rolled back")]
+    PriorRolledBack,
 }
 
 /// JSON written to or read from the database that does not encode or decode.
