@@ -167,7 +167,6 @@ async fn apply_until_cancelled(
                     committing = prior.map(|prior| (task, prior));
                 }
                 Err(error) => {
-                    processor.cache.clear();
                     tracing::warn!(%error, size = batch.len(), "batch not applied; applying its messages one by one");
                     reapply(&store, &processor, &outbox, batch, decoded).await;
                 }

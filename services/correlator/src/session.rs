@@ -161,8 +161,8 @@ impl Commit {
     }
 }
 
-/// A connection to read through: one of the reading connections while a batch has no
-/// transaction yet, else the session's.
+/// A connection to read through: one of the reading connections while the previous batch
+/// commits and this one has no transaction yet, else the session's.
 enum Reading<'c> {
     Pooled(PoolConnection<Sqlite>),
     Conn(&'c mut SqliteConnection),
