@@ -33,8 +33,8 @@ pub struct Session<'a> {
     link: Link<'a>,
     cache: &'a Cache,
     pending: Pending,
-    /// Event ids known to be processed: the batch's, the previous batch's, and those found by
-    /// [`Self::prefetch_processed`].
+    /// Event ids known to be processed: the batch's and those found by
+    /// [`Self::prefetch_processed`] (the previous batch's are in its [`Prior`]).
     processed: HashSet<String>,
     /// Keys the batch added, flushed or not: the next batch's reads may not show them yet.
     keys_added: HashSet<String>,
@@ -89,7 +89,9 @@ struct Batch {
 pub struct Prior {
     committed: watch::Receiver<Option<bool>>,
     needed: Arc<Notify>,
-    /// Its events and those it knew processed: all of them are, once it commits.
+    /// Its events and those it found processed: all of them are, once it commits. Only its
+    /// own: a batch hands on what its predecessor handed it, so the set would grow for as long
+    /// as batches follow each other.
     processed: HashSet<String>,
     /// The keys it added, which a reading connection may not show yet.
     keys: HashSet<String>,
@@ -198,22 +200,21 @@ struct OutboxRow {
 impl<'a> Session<'a> {
     /// A session in the transaction `conn` is in, which its owner commits.
     pub fn new(conn: &'a mut SqliteConnection, cache: &'a Cache) -> Self {
-        Self::with_link(Link::Conn(conn), cache, HashSet::new())
+        Self::with_link(Link::Conn(conn), cache)
     }
 
     /// A consumer's batch, correlated while `prior` (the previous batch) may still commit; its
     /// writes are committed by [`Finished::commit`] ([`Self::finish`]).
-    pub fn batch(store: &Store, cache: &'a Cache, mut prior: Option<Prior>) -> Self {
-        let processed = prior.as_mut().map(|p| std::mem::take(&mut p.processed)).unwrap_or_default();
-        Self::with_link(Link::Batch(Box::new(Batch { store: store.clone(), prior, tx: None })), cache, processed)
+    pub fn batch(store: &Store, cache: &'a Cache, prior: Option<Prior>) -> Self {
+        Self::with_link(Link::Batch(Box::new(Batch { store: store.clone(), prior, tx: None })), cache)
     }
 
-    fn with_link(link: Link<'a>, cache: &'a Cache, processed: HashSet<String>) -> Self {
+    fn with_link(link: Link<'a>, cache: &'a Cache) -> Self {
         Self {
             link,
             cache,
             pending: Pending::default(),
-            processed,
+            processed: HashSet::new(),
             keys_added: HashSet::new(),
             unprocessed: HashSet::new(),
             written_outbox: Vec::new(),
@@ -292,11 +293,17 @@ impl<'a> Session<'a> {
         matches!(&self.link, Link::Batch(batch) if batch.prior.as_ref().is_some_and(|prior| prior.keys.contains(key)))
     }
 
+    /// The previous batch processed event `id`.
+    fn prior_processed(&self, id: &str) -> bool {
+        matches!(&self.link, Link::Batch(batch) if batch.prior.as_ref().is_some_and(|prior| prior.processed.contains(id)))
+    }
+
     // ------------------------------------------------------------ processed events ---
 
     /// Looks up which of `ids` were processed before, in one query.
     pub async fn prefetch_processed(&mut self, ids: &[&str]) -> Result<()> {
-        let wanted: Vec<&str> = ids.iter().copied().filter(|id| !self.processed.contains(*id)).collect();
+        let wanted: Vec<&str> =
+            ids.iter().copied().filter(|id| !self.processed.contains(*id) && !self.prior_processed(id)).collect();
         if wanted.is_empty() {
             return Ok(());
         }
@@ -337,7 +344,7 @@ impl<'a> Session<'a> {
     }
 
     pub async fn is_processed(&mut self, id: &str) -> Result<bool> {
-        if self.processed.contains(id) {
+        if self.processed.contains(id) || self.prior_processed(id) {
             return Ok(true);
         }
         if self.unprocessed.contains(id) {
@@ -595,4 +602,35 @@ async fn write(conn: &mut SqliteConnection, p: Pending) -> Result<Vec<store::Out
 
 fn json_array<T: serde::Serialize>(rows: &[T]) -> Result<String> {
     Ok(serde_json::to_string(rows)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Under sustained load batches follow each other without a pause: what each hands to the
+    /// next must not include what it was handed, or it grows with every batch.
+    #[tokio::test]
+    async fn a_batch_hands_the_next_only_its_own_processed_events() {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let store = Store::open(&dir.path().join("tracker.db")).await.expect("database");
+        let cache = Cache::default();
+        let mut prior: Option<Prior> = None;
+        for batch in 0..4 {
+            let mut session = Session::batch(&store, &cache, prior.take());
+            if batch > 0 {
+                let before = format!("{}-1", batch - 1);
+                assert!(session.is_processed(&before).await.expect("look-up"), "the previous batch's event");
+            }
+            for i in 0..2 {
+                session.mark_processed(&format!("{batch}-{i}"), "media.radarr.grab", "applied");
+            }
+            let Finished { next, .. } = session.finish();
+            let mut handed: Vec<&String> = next.processed.iter().collect();
+            handed.sort();
+            assert_eq!(handed, [&format!("{batch}-0"), &format!("{batch}-1")], "batch {batch}");
+            prior = Some(next);
+        }
+        store.close().await;
+    }
 }
