@@ -321,6 +321,20 @@ async fn metrics_show_what_the_pipeline_is_doing() {
     ] {
         assert!(text.contains(line), "missing {line:?} in\n{text}");
     }
+    // After a quiet moment (the gauges are refreshed at most once a second), a change shows
+    // once it is committed, not as it was before.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    app.post_fixture("jellyseerr", "jellyseerr/webhook_media_auto_approved_tv_dan_da_dan_req43.json").await;
+    app.wait_state(2, "approved").await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let text = app.http.get(app.url("/metrics")).send().await.unwrap().text().await.unwrap();
+        if text.contains(r#"tracker_requests{state="approved"} 1"#) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the gauges still show the state before the commit:\n{text}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -117,7 +117,8 @@ async fn apply_until_cancelled(
     cancel: CancellationToken,
 ) {
     update_state_gauges(&store).await;
-    // State gauges are refreshed at most once a second, and once more after the last batch.
+    // State gauges are refreshed after a commit, at most once a second, and once more after
+    // the last one.
     let mut gauges_at = std::time::Instant::now();
     let mut gauges_stale = false;
     // The batch being committed, and what the next one needs of it.
@@ -127,6 +128,7 @@ async fn apply_until_cancelled(
             _ = cancel.cancelled() => break,
             Some(ended) = OptionFuture::from(committing.as_mut().map(|(task, _)| task)) => {
                 committing = None;
+                gauges_stale = true;
                 if let Some(failed) = ended_commit(ended) {
                     reapply(&store, &processor, &outbox, failed.batch, failed.decoded).await;
                 }
@@ -153,6 +155,7 @@ async fn apply_until_cancelled(
             }
         }
         let (previous, prior) = committing.take().unzip();
+        gauges_stale |= previous.is_some();
         let prepared = correlate(&store, &processor, &batch, &decoded, prior).await;
         // This batch rests on the previous one: it is committed only after that one.
         if let Some(failed) = OptionFuture::from(previous).await.and_then(ended_commit) {
@@ -169,11 +172,13 @@ async fn apply_until_cancelled(
                 Err(error) => {
                     tracing::warn!(%error, size = batch.len(), "batch not applied; applying its messages one by one");
                     reapply(&store, &processor, &outbox, batch, decoded).await;
+                    gauges_stale = true;
                 }
             }
         }
-        gauges_stale = true;
-        if gauges_at.elapsed() >= Duration::from_secs(1) {
+        // Only what has committed: the batch just handed over may not have yet (its end sets
+        // the gauges stale again).
+        if gauges_stale && gauges_at.elapsed() >= Duration::from_secs(1) {
             update_state_gauges(&store).await;
             (gauges_at, gauges_stale) = (std::time::Instant::now(), false);
         }
