@@ -221,6 +221,13 @@ fn every_story() -> [Vec<Step>; 5] {
     [film(), anime(), anime_matched_and_in_jellyfin(), severance(), failure()]
 }
 
+/// Every story's steps, the first step of each story, then the second of each, and so on.
+fn every_story_interleaved() -> Vec<Step> {
+    let stories = every_story();
+    let longest = stories.iter().map(Vec::len).max().unwrap();
+    (0..longest).flat_map(|i| stories.iter().filter_map(move |story| story.get(i).cloned())).collect()
+}
+
 /// A store with every story replayed into it, one event at a time.
 async fn world_with_every_story() -> World {
     let world = World::new().await;
@@ -266,16 +273,7 @@ async fn the_processors_cache_holds_exactly_what_the_database_holds() {
 /// batch, must end as one event at a time does.
 #[tokio::test]
 async fn batches_of_any_size_end_as_one_event_at_a_time() {
-    let stories = every_story();
-    let mut steps: Vec<Step> = Vec::new();
-    let longest = stories.iter().map(Vec::len).max().unwrap();
-    for i in 0..longest {
-        for story in &stories {
-            if let Some(step) = story.get(i) {
-                steps.push(step.clone());
-            }
-        }
-    }
+    let mut steps = every_story_interleaved();
     // Some events before their requests (orphans), and one event twice.
     steps.swap(0, 9);
     steps.swap(1, 14);
@@ -307,16 +305,7 @@ async fn batches_of_any_size_end_as_one_event_at_a_time() {
 /// size must still end as one event at a time does.
 #[tokio::test]
 async fn batches_correlated_before_the_previous_commits_end_as_one_event_at_a_time() {
-    let stories = every_story();
-    let mut steps: Vec<Step> = Vec::new();
-    let longest = stories.iter().map(Vec::len).max().unwrap();
-    for i in 0..longest {
-        for story in &stories {
-            if let Some(step) = story.get(i) {
-                steps.push(step.clone());
-            }
-        }
-    }
+    let mut steps = every_story_interleaved();
     steps.swap(0, 9);
     let one_by_one = World::new().await;
     one_by_one.replay(&steps).await;

@@ -168,28 +168,37 @@ impl World {
         }
     }
 
+    /// The steps' envelopes, enriched as the consumer enriches them before a batch.
+    async fn envelopes(&self, steps: &[Step]) -> Vec<MediaEnvelope> {
+        let mut envs = Vec::new();
+        for step in steps {
+            let mut env = step.envelope();
+            self.processor.enrich(&mut env).await;
+            envs.push(env);
+        }
+        envs
+    }
+
+    /// Correlates a batch's envelopes in `session` as the consumer does: first which events
+    /// were processed and which requests the batch's keys name, read before the batch writes.
+    async fn correlate(&self, session: &mut correlator::session::Session<'_>, envs: &[MediaEnvelope]) {
+        let ids: Vec<&str> = envs.iter().map(|e| e.id.as_str()).collect();
+        let keys: Vec<String> = envs.iter().flat_map(|e| correlator::correlate::lookup_keys(&e.data.event)).collect();
+        session.prefetch_processed(&ids).await.unwrap();
+        session.prefetch_keys(&keys).await.unwrap();
+        for env in envs {
+            self.processor.process_in(session, env, &env.kind).await.unwrap();
+        }
+    }
+
     /// Applies steps `size` at a time, each chunk in one session and transaction, as the
     /// consumer applies a batch.
     pub async fn replay_batched(&self, steps: &[Step], size: usize) {
         for chunk in steps.chunks(size) {
-            let mut envs = Vec::new();
-            for step in chunk {
-                let mut env = step.envelope();
-                self.processor.enrich(&mut env).await;
-                envs.push(env);
-            }
+            let envs = self.envelopes(chunk).await;
             let mut tx = self.store.begin().await.unwrap();
             let mut session = correlator::session::Session::new(&mut tx, &self.processor.cache);
-            let ids: Vec<&str> = envs.iter().map(|e| e.id.as_str()).collect();
-            // As the consumer does: which events were processed and which requests the batch's
-            // keys name, read before the batch writes.
-            let keys: Vec<String> =
-                envs.iter().flat_map(|e| correlator::correlate::lookup_keys(&e.data.event)).collect();
-            session.prefetch_processed(&ids).await.unwrap();
-            session.prefetch_keys(&keys).await.unwrap();
-            for env in &envs {
-                self.processor.process_in(&mut session, env, &env.kind).await.unwrap();
-            }
+            self.correlate(&mut session, &envs).await;
             session.flush().await.unwrap();
             drop(session);
             tx.commit().await.unwrap();
@@ -204,23 +213,11 @@ impl World {
         let mut previous: Option<(Commit, Done)> = None;
         let mut prior = None;
         for chunk in steps.chunks(size) {
-            let mut envs = Vec::new();
-            for step in chunk {
-                let mut env = step.envelope();
-                self.processor.enrich(&mut env).await;
-                envs.push(env);
-            }
+            let envs = self.envelopes(chunk).await;
             let correlated = tokio::sync::Notify::new();
             let correlate = async {
                 let mut session = Session::batch(&self.store, &self.processor.cache, prior.take());
-                let ids: Vec<&str> = envs.iter().map(|e| e.id.as_str()).collect();
-                let keys: Vec<String> =
-                    envs.iter().flat_map(|e| correlator::correlate::lookup_keys(&e.data.event)).collect();
-                session.prefetch_processed(&ids).await.unwrap();
-                session.prefetch_keys(&keys).await.unwrap();
-                for env in &envs {
-                    self.processor.process_in(&mut session, env, &env.kind).await.unwrap();
-                }
+                self.correlate(&mut session, &envs).await;
                 correlated.notify_one();
                 session.finish()
             };
