@@ -164,10 +164,9 @@ async fn apply_until_cancelled(
             reapply(&store, &processor, &outbox, batch, decoded).await;
         } else {
             match prepared {
-                Ok(mut prepared) => {
-                    let prior = prepared.next.take();
+                Ok((prepared, prior)) => {
                     let task = tokio::spawn(commit_and_ack(prepared, batch, decoded, store.clone(), outbox.clone()));
-                    committing = prior.map(|prior| (task, prior));
+                    committing = Some((task, prior));
                 }
                 Err(error) => {
                     tracing::warn!(%error, size = batch.len(), "batch not applied; applying its messages one by one");
@@ -249,7 +248,7 @@ async fn reapply(
     for (msg, d) in batch.into_iter().zip(decoded) {
         let (one, d) = (std::slice::from_ref(&msg), std::slice::from_ref(&d));
         let result = match correlate(store, processor, one, d, None).await {
-            Ok(prepared) => commit(prepared, store, outbox).await,
+            Ok((prepared, _)) => commit(prepared, store, outbox).await,
             Err(error) => Err(error),
         };
         match result {
@@ -505,22 +504,20 @@ fn consume_span(msg: &jetstream::Message, decoded: &Decoded) -> Span {
 struct Prepared {
     commit: Commit,
     done: Done,
-    /// What the next batch needs of this one, until it is taken.
-    next: Option<Prior>,
     spans: Vec<Span>,
     correlates: Vec<Span>,
     outcomes: Vec<Option<(Outcome, time::OffsetDateTime)>>,
 }
 
 /// Correlates the messages in one session, while `prior` (the previous batch) may still be
-/// committing.
+/// committing; returns the batch to commit and what the next batch needs of it.
 async fn correlate(
     store: &Store,
     processor: &Processor,
     batch: &[jetstream::Message],
     decoded: &[Decoded],
     prior: Option<Prior>,
-) -> store::Result<Prepared> {
+) -> store::Result<(Prepared, Prior)> {
     let spans: Vec<Span> = batch.iter().zip(decoded).map(|(m, d)| consume_span(m, d)).collect();
     let mut session = Session::batch(store, &processor.cache, prior);
     let ids: Vec<&str> = decoded
@@ -578,13 +575,13 @@ async fn correlate(
         }
     }
     let Finished { commit, next, done } = session.finish();
-    Ok(Prepared { commit, done, next: Some(next), spans, correlates, outcomes })
+    Ok((Prepared { commit, done, spans, correlates, outcomes }, next))
 }
 
 /// Commits a correlated batch and hands its state messages to the publisher. The next batch
 /// learns whether it committed once nothing of this one needs the writer any more.
 async fn commit(prepared: Prepared, store: &Store, outbox: &Outbox) -> store::Result<()> {
-    let Prepared { commit, done, spans, correlates, outcomes, .. } = prepared;
+    let Prepared { commit, done, spans, correlates, outcomes } = prepared;
     let published = outbox.published.load(Ordering::Acquire);
     let delete_up_to = (published > outbox.deleted.load(Ordering::Acquire)).then_some(published);
     // One commit for the batch, shown in the trace of each of its messages.
