@@ -36,7 +36,8 @@ pub struct Session<'a> {
     /// Event ids known to be processed: the batch's and those found by
     /// [`Self::prefetch_processed`] (the previous batch's are in its [`Prior`]).
     processed: HashSet<String>,
-    /// Keys the batch added, flushed or not: the next batch's reads may not show them yet.
+    /// Keys the batch added, flushed or not: a query must see them (flush first), and the
+    /// next batch's reads may not show them yet.
     keys_added: HashSet<String>,
     /// Event ids known not to be processed before this batch.
     unprocessed: HashSet<String>,
@@ -51,7 +52,6 @@ struct Pending {
     items: BTreeMap<(RequestId, u32, u32), Item>,
     downloads: BTreeMap<(RequestId, String), Download>,
     keys: Vec<(String, RequestId)>,
-    key_set: HashSet<String>,
     timeline: Vec<(RequestId, TimelineEntry, Option<String>)>,
     outbox: Vec<OutboxRow>,
     processed: BTreeMap<String, (String, String)>,
@@ -380,7 +380,9 @@ impl<'a> Session<'a> {
         if let Some(ids) = self.cache.key(key) {
             return Ok(ids);
         }
-        if self.pending.key_set.contains(key) {
+        // A key added before an earlier flush is written already; flushing again then only
+        // writes the rest earlier.
+        if self.keys_added.contains(key) {
             self.flush().await?;
         }
         let ids = store::find_by_key(self.tx().await?, key).await?;
@@ -430,7 +432,6 @@ impl<'a> Session<'a> {
         };
         for key in &fresh {
             self.pending.keys.push((key.clone(), id));
-            self.pending.key_set.insert(key.clone());
             self.keys_added.insert(key.clone());
             self.cache.key_added(key, id);
         }
