@@ -10,6 +10,8 @@
 //! under the `service.name` of the service whose code made it (by module path), so the
 //! all-in-one process shows up as five services, like the compose stack.
 
+mod fields;
+
 use std::collections::HashMap;
 use std::io::IsTerminal;
 
@@ -26,6 +28,8 @@ use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer};
+
+pub use fields::LogFields;
 
 use crate::settings::Env;
 
@@ -75,7 +79,12 @@ pub fn init(env: &Env, process: &str) -> Telemetry {
             .boxed()
     } else {
         let ansi = std::io::stderr().is_terminal();
-        tracing_subscriber::fmt::layer().with_ansi(ansi).with_writer(std::io::stderr).with_filter(filter).boxed()
+        tracing_subscriber::fmt::layer()
+            .with_ansi(ansi)
+            .fmt_fields(LogFields)
+            .with_writer(std::io::stderr)
+            .with_filter(filter)
+            .boxed()
     };
     let exported = endpoint.is_some();
     let result = tracing_subscriber::registry().with(fmt).with(otel_layer(&provider, exported)).try_init();
