@@ -6,6 +6,7 @@
 //! that a better parser can rebuild state by replaying `MEDIA` from the start.
 
 pub mod arr;
+mod decode;
 pub mod jellyfin;
 pub mod jellyseerr;
 pub mod qbittorrent;
@@ -53,8 +54,8 @@ impl MediaType {
     }
 }
 
-/// A normalized fact, tagged by its source.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+/// A normalized fact, tagged by its source (written first; read by [`decode`]).
+#[derive(Debug, Clone, PartialEq, Serialize, JsonSchema)]
 #[serde(tag = "source", rename_all = "lowercase")]
 pub enum Fact {
     Jellyseerr(RequestEvent),
