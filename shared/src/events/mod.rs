@@ -54,7 +54,8 @@ impl MediaType {
     }
 }
 
-/// A normalized fact, tagged by its source (written first; read by [`decode`]).
+// Read by `decode.rs`, which takes the tag from the first field.
+/// A normalized fact, tagged by its source (its first field).
 #[derive(Debug, Clone, PartialEq, Serialize, JsonSchema)]
 #[serde(tag = "source", rename_all = "lowercase")]
 pub enum Fact {
