@@ -13,8 +13,8 @@ use std::fmt;
 use tracing::field::{Field, Visit};
 use tracing_subscriber::field::{RecordFields, VisitOutput};
 use tracing_subscriber::fmt::FormatFields;
-use tracing_subscriber::fmt::format::{DefaultVisitor, Writer};
 use tracing_subscriber::fmt::FormattedFields;
+use tracing_subscriber::fmt::format::{DefaultVisitor, Writer};
 
 /// The text log's field formatter (see the module's documentation).
 #[derive(Debug, Default, Clone, Copy)]
@@ -79,7 +79,10 @@ impl Visit for FieldWriter<'_> {
             // Quoted, as `{:?}` would; escaped by it only when something needs escaping.
             let clean = !value.contains(|c: char| c == '"' || c == '\\' || c.is_control());
             self.result = if clean {
-                self.writer.write_char('"').and_then(|()| self.writer.write_str(value)).and_then(|()| self.writer.write_char('"'))
+                self.writer
+                    .write_char('"')
+                    .and_then(|()| self.writer.write_str(value))
+                    .and_then(|()| self.writer.write_char('"'))
             } else {
                 write!(self.writer, "{value:?}")
             };
