@@ -4,13 +4,13 @@
 //! The media services disagree on how they write ids: Jellyseerr sends every number as a string
 //! (`"tmdbId":"414906"`, `""` when absent), Sonarr/Radarr send numbers, test events send `0`, and
 //! Radarr/Sonarr send torrent hashes in upper case while qBittorrent uses lower case. The parsers
-//! in this module accept all of those and normalize them once, at the edge.
+//! in this module (and ingress's readers of webhook bodies) accept all of those and normalize
+//! them once, at the edge.
 
 use std::fmt;
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Deserializer, Serialize};
-use serde_json::Value;
 
 macro_rules! numeric_id {
     ($(#[$doc:meta])* $name:ident) => {
@@ -18,14 +18,6 @@ macro_rules! numeric_id {
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
         #[serde(transparent)]
         pub struct $name(pub u64);
-
-        impl $name {
-            /// Reads the id from a JSON number or numeric string. `0`, `""`, `null` and
-            /// anything non-numeric mean "no id" (test payloads use `0`).
-            pub fn from_json(value: Option<&Value>) -> Option<Self> {
-                lenient_u64(value).filter(|n| *n != 0).map(Self)
-            }
-        }
 
         impl fmt::Display for $name {
             fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -67,34 +59,6 @@ impl std::str::FromStr for RequestId {
     type Err = std::num::ParseIntError;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         s.parse().map(Self)
-    }
-}
-
-/// Reads an unsigned integer from a JSON number or a string holding one (Jellyseerr sends
-/// strings). Surrounding whitespace is ignored; floats, negatives and overflow give `None`.
-pub fn lenient_u64(value: Option<&Value>) -> Option<u64> {
-    match value? {
-        Value::Number(n) => n.as_u64(),
-        Value::String(s) => s.trim().parse().ok(),
-        _ => None,
-    }
-}
-
-/// Reads a signed integer from a JSON number or numeric string.
-pub fn lenient_i64(value: Option<&Value>) -> Option<i64> {
-    match value? {
-        Value::Number(n) => n.as_i64(),
-        Value::String(s) => s.trim().parse().ok(),
-        _ => None,
-    }
-}
-
-/// Reads a non-empty string; numbers are rendered, blanks and `null` are `None`.
-pub fn lenient_string(value: Option<&Value>) -> Option<String> {
-    match value? {
-        Value::String(s) if !s.trim().is_empty() => Some(s.trim().to_owned()),
-        Value::Number(n) => Some(n.to_string()),
-        _ => None,
     }
 }
 
@@ -194,7 +158,6 @@ impl fmt::Display for DownloadId {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
 
     #[test]
     fn hashes_compare_case_insensitively() {
@@ -218,16 +181,5 @@ mod tests {
         assert!(id.hash().is_none());
         assert!(DownloadId::parse("").is_none());
         assert!(DownloadId::parse("-").is_none());
-    }
-
-    #[test]
-    fn numeric_ids_accept_strings_and_numbers_but_not_zero_or_blank() {
-        assert_eq!(TmdbId::from_json(Some(&json!("414906"))), Some(TmdbId(414906)));
-        assert_eq!(TmdbId::from_json(Some(&json!(414906))), Some(TmdbId(414906)));
-        assert_eq!(TmdbId::from_json(Some(&json!(""))), None);
-        assert_eq!(TmdbId::from_json(Some(&json!(0))), None);
-        assert_eq!(TmdbId::from_json(Some(&json!(-4))), None);
-        assert_eq!(TmdbId::from_json(Some(&json!(1e300))), None);
-        assert_eq!(TmdbId::from_json(None), None);
     }
 }

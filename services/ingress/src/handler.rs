@@ -105,7 +105,7 @@ struct AcceptedData<'a> {
 #[serde(untagged)]
 enum Raw<'a> {
     Text(&'a serde_json::value::RawValue),
-    Tree(&'a serde_json::Value),
+    Tree(&'a payload::Value<'a>),
 }
 
 impl<'a> Raw<'a> {

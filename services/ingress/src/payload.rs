@@ -6,23 +6,33 @@
 //! labelled as a form, sometimes still wrapped in the single quotes of a shell that was not
 //! there. All of those decode here into one [`Payload`].
 
-use serde_json::{Map, Value};
+use serde::Deserialize;
 
 use crate::sources::ParseError;
+
+/// A webhook body's JSON: a tree whose strings borrow from the body where they can. The
+/// adapters read a few fields of bodies of several kilobytes; building `serde_json`'s tree
+/// (a string and a map node allocated for every field, all dropped a moment later) was the
+/// largest part of the cost of accepting a webhook.
+pub use serde_json_borrow::Value;
+
+/// A JSON object, its fields in their order. A key given twice reads as its first value
+/// (`serde_json`'s map kept the last).
+pub type Map<'a> = serde_json_borrow::ObjectAsVec<'a>;
 
 /// A decoded webhook body.
 #[derive(Debug, Clone)]
 pub struct Payload<'a> {
     /// The body as JSON (a form becomes an object of strings).
-    pub value: Value,
+    pub value: Value<'a>,
     /// The body's text, when it is the JSON `value` was read from (not a form, nor JSON
     /// repaired first): kept as it is, it need not be written out again.
     pub json: Option<&'a str>,
 }
 
-impl Payload<'_> {
+impl<'a> Payload<'a> {
     /// The body's top-level object, or an error naming what was there instead.
-    pub fn object(&self) -> Result<&Map<String, Value>, ParseError> {
+    pub fn object(&self) -> Result<&Map<'a>, ParseError> {
         self.value
             .as_object()
             .ok_or_else(|| ParseError::new(format!("expected a JSON object, got {}", kind_of(&self.value))))
@@ -43,13 +53,13 @@ pub fn decode<'a>(content_type: Option<&str>, bytes: &'a [u8]) -> Result<Payload
     let unquoted = strip_shell_quotes(trimmed);
     let looks_json = unquoted.starts_with('{') || unquoted.starts_with('[');
     if mime == "application/x-www-form-urlencoded" && !looks_json {
-        return Ok(Payload { value: decode_form(trimmed), json: None });
+        return Ok(Payload { value: decode_form(trimmed)?, json: None });
     }
     if looks_json || mime.ends_with("json") {
         return parse_json(unquoted).map(|(value, verbatim)| Payload { value, json: verbatim.then_some(unquoted) });
     }
     if trimmed.contains('=') && !trimmed.contains(char::is_whitespace) {
-        return Ok(Payload { value: decode_form(trimmed), json: None });
+        return Ok(Payload { value: decode_form(trimmed)?, json: None });
     }
     Err(ParseError::new(format!(
         "body is neither JSON nor a form ({} bytes of {})",
@@ -65,7 +75,7 @@ fn strip_shell_quotes(s: &str) -> &str {
 }
 
 /// The JSON, and whether it was read from `text` as it is.
-fn parse_json(text: &str) -> Result<(Value, bool), ParseError> {
+fn parse_json(text: &str) -> Result<(Value<'_>, bool), ParseError> {
     match serde_json::from_str(text) {
         Ok(v) => Ok((v, true)),
         Err(first) => {
@@ -77,7 +87,8 @@ fn parse_json(text: &str) -> Result<(Value, bool), ParseError> {
                 return Err(json_error(&first));
             }
             let repaired: String = text.chars().map(|c| if c.is_control() { ' ' } else { c }).collect();
-            serde_json::from_str(&repaired).map(|v| (v, false)).map_err(|_| json_error(&first))
+            let tree = serde_json::from_str::<serde_json::Value>(&repaired).map_err(|_| json_error(&first))?;
+            Ok((owned(tree)?, false))
         }
     }
 }
@@ -86,20 +97,24 @@ fn json_error(e: &serde_json::Error) -> ParseError {
     ParseError::new(format!("invalid JSON: {e}"))
 }
 
-fn decode_form(text: &str) -> Value {
-    let mut map = Map::new();
-    for (k, v) in form_urlencoded::parse(text.as_bytes()) {
-        map.insert(k.into_owned(), Value::String(v.into_owned()));
-    }
-    Value::Object(map)
+fn decode_form(text: &str) -> Result<Value<'static>, ParseError> {
+    let map = form_urlencoded::parse(text.as_bytes())
+        .map(|(k, v)| (k.into_owned(), serde_json::Value::String(v.into_owned())))
+        .collect();
+    owned(serde_json::Value::Object(map))
 }
 
-pub fn kind_of(v: &Value) -> &'static str {
+/// A tree of its own (of a form, or of JSON repaired first: rare, small bodies).
+fn owned(tree: serde_json::Value) -> Result<Value<'static>, ParseError> {
+    Value::deserialize(tree).map_err(|e| json_error(&e))
+}
+
+pub fn kind_of(v: &Value<'_>) -> &'static str {
     match v {
         Value::Null => "null",
         Value::Bool(_) => "a boolean",
         Value::Number(_) => "a number",
-        Value::String(_) => "a string",
+        Value::Str(_) => "a string",
         Value::Array(_) => "an array",
         Value::Object(_) => "an object",
     }
@@ -112,15 +127,15 @@ mod tests {
     #[test]
     fn json_labelled_as_text_is_json() {
         let p = decode(Some("text/plain; charset=utf-8"), b" {\"a\": 1}\n").unwrap();
-        assert_eq!(p.value["a"], 1);
+        assert_eq!(p.value.get("a").as_u64(), Some(1));
         assert_eq!(p.json, Some("{\"a\": 1}"), "its text is kept, trimmed");
     }
 
     #[test]
     fn forms_become_objects_of_strings() {
         let p = decode(Some("application/x-www-form-urlencoded"), b"name=The+Batman&size=15").unwrap();
-        assert_eq!(p.value["name"], "The Batman");
-        assert_eq!(p.value["size"], "15");
+        assert_eq!(p.value.get("name").as_str(), Some("The Batman"));
+        assert_eq!(p.value.get("size").as_str(), Some("15"));
         assert_eq!(p.json, None);
     }
 
@@ -128,7 +143,7 @@ mod tests {
     fn json_sent_as_a_form_and_shell_quotes_are_tolerated() {
         let body = br#"'{"hash":"abc","name":"x"}'"#;
         let p = decode(Some("application/x-www-form-urlencoded"), body).unwrap();
-        assert_eq!(p.value["hash"], "abc");
+        assert_eq!(p.value.get("hash").as_str(), Some("abc"));
         assert_eq!(p.json, Some(r#"{"hash":"abc","name":"x"}"#), "without the quotes");
     }
 
@@ -136,7 +151,7 @@ mod tests {
     fn raw_newlines_inside_strings_are_repaired() {
         let body = "{\"Overview\": \"line one\nline two\", \"n\": 1}";
         let p = decode(Some("text/plain"), body.as_bytes()).unwrap();
-        assert_eq!(p.value["n"], 1);
+        assert_eq!(p.value.get("n").as_u64(), Some(1));
         assert_eq!(p.json, None, "the text is not the JSON read");
     }
 

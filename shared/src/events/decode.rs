@@ -10,11 +10,11 @@
 
 use std::fmt;
 
-use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, Visitor};
 use serde::Deserialize;
+use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, Visitor};
 use serde_json::{Map, Value};
 
-use super::{ArrEvent, FileEvent, Fact, JellyfinEvent, Rejected, RequestEvent, TorrentEvent, TrackerEvent};
+use super::{ArrEvent, Fact, FileEvent, JellyfinEvent, Rejected, RequestEvent, TorrentEvent, TrackerEvent};
 
 /// The variants' tags, as `Fact` writes them.
 #[derive(Deserialize)]
@@ -106,7 +106,7 @@ impl Visitor<'_> for FirstKey {
 
 #[cfg(test)]
 mod tests {
-        use super::*;
+    use super::*;
     use crate::events::qbittorrent::TorrentEvent;
 
     const HASH: &str = "5b1f2b5d5b1f2b5d5b1f2b5d5b1f2b5d5b1f2b5d";

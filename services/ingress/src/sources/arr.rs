@@ -1,13 +1,13 @@
 //! What Sonarr and Radarr webhooks have in common (same serializer, same release, file and
 //! health shapes); `radarr.rs` and `sonarr.rs` add the movie and series parts.
 
-use serde_json::{Map, Value};
+use crate::payload::{Map, Value};
 use shared::events::arr::{ArrEvent, Health, ImportedFile, Release, RenamedFile};
 use shared::ids::DownloadId;
 
 use super::ObjExt;
 
-pub fn release(obj: Option<&Map<String, Value>>) -> Release {
+pub fn release(obj: Option<&Map<'_>>) -> Release {
     let Some(r) = obj else {
         return Release::default();
     };
@@ -21,7 +21,7 @@ pub fn release(obj: Option<&Map<String, Value>>) -> Release {
     }
 }
 
-pub fn file(f: &Map<String, Value>) -> Option<ImportedFile> {
+pub fn file(f: &Map<'_>) -> Option<ImportedFile> {
     let path = f.str_of("path")?;
     let relative_path = f.str_of("relativePath");
     let episodes = shared::paths::episode_numbers(relative_path.as_deref().unwrap_or(&path));
@@ -36,11 +36,11 @@ pub fn file(f: &Map<String, Value>) -> Option<ImportedFile> {
     })
 }
 
-pub fn download_id(root: &Map<String, Value>) -> Option<DownloadId> {
+pub fn download_id(root: &Map<'_>) -> Option<DownloadId> {
     root.str_of("downloadId").and_then(|s| DownloadId::parse(&s))
 }
 
-pub fn deleted_files(root: &Map<String, Value>) -> Vec<String> {
+pub fn deleted_files(root: &Map<'_>) -> Vec<String> {
     root.array_of("deletedFiles")
         .iter()
         .filter_map(Value::as_object)
@@ -49,7 +49,7 @@ pub fn deleted_files(root: &Map<String, Value>) -> Vec<String> {
         .collect()
 }
 
-pub fn renamed(files: &[Value]) -> Vec<RenamedFile> {
+pub fn renamed(files: &[Value<'_>]) -> Vec<RenamedFile> {
     files
         .iter()
         .filter_map(Value::as_object)
@@ -62,7 +62,7 @@ pub fn renamed(files: &[Value]) -> Vec<RenamedFile> {
         .collect()
 }
 
-pub fn status_messages(root: &Map<String, Value>) -> Vec<String> {
+pub fn status_messages(root: &Map<'_>) -> Vec<String> {
     root.array_of("downloadStatusMessages")
         .iter()
         .filter_map(Value::as_object)
@@ -70,7 +70,7 @@ pub fn status_messages(root: &Map<String, Value>) -> Vec<String> {
         .collect()
 }
 
-pub fn health(root: &Map<String, Value>) -> Health {
+pub fn health(root: &Map<'_>) -> Health {
     Health {
         level: root.str_of("level"),
         message: root.str_of("message").unwrap_or_default(),
@@ -80,7 +80,7 @@ pub fn health(root: &Map<String, Value>) -> Health {
 }
 
 /// Events that need no movie or series: health, updates, tests, unknown types.
-pub fn media_free_event(event_type: &str, root: &Map<String, Value>) -> Option<ArrEvent> {
+pub fn media_free_event(event_type: &str, root: &Map<'_>) -> Option<ArrEvent> {
     Some(match event_type {
         "Test" => ArrEvent::Test,
         "Health" => ArrEvent::Health(health(root)),
@@ -95,7 +95,7 @@ pub fn media_free_event(event_type: &str, root: &Map<String, Value>) -> Option<A
 }
 
 /// The poster's remote URL from an *arr `images` array.
-pub fn poster(media: &Map<String, Value>) -> Option<String> {
+pub fn poster(media: &Map<'_>) -> Option<String> {
     media.array_of("images").iter().filter_map(Value::as_object).find_map(|i| {
         (i.str_of("coverType").as_deref() == Some("poster"))
             .then(|| i.str_of("remoteUrl").or_else(|| i.str_of("url")))
@@ -103,6 +103,6 @@ pub fn poster(media: &Map<String, Value>) -> Option<String> {
     })
 }
 
-pub fn tags(media: &Map<String, Value>) -> Vec<String> {
-    media.array_of("tags").iter().filter_map(|t| shared::ids::lenient_string(Some(t))).collect()
+pub fn tags(media: &Map<'_>) -> Vec<String> {
+    media.array_of("tags").iter().filter_map(super::lenient_string).collect()
 }

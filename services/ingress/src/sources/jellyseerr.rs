@@ -2,14 +2,13 @@
 //! missing ones as `""`; user-edited templates may drop keys, so everything but
 //! `notification_type` is optional, and media notifications must name their media.
 
-use serde_json::{Map, Value};
 use shared::events::jellyseerr::{Issue, Notification, RequestEvent};
 use shared::events::{Fact, MediaType};
 use shared::ids::{JellyseerrRequestId, TmdbId, TvdbId};
 use shared::subjects::Source;
 
 use super::{Adapter, ObjExt, ParseError, split_title_year};
-use crate::payload::Payload;
+use crate::payload::{Map, Payload, Value};
 
 pub struct Jellyseerr;
 
@@ -45,9 +44,9 @@ impl Adapter for Jellyseerr {
             is_4k: event.as_deref().is_some_and(|e| e.contains("4K")),
             event,
             media_type: media.and_then(|m| m.str_of("media_type")).and_then(|t| MediaType::parse(&t)),
-            tmdb_id: media.and_then(|m| TmdbId::from_json(m.get("tmdbId"))),
-            tvdb_id: media.and_then(|m| TvdbId::from_json(m.get("tvdbId"))),
-            request_id: request.and_then(|r| JellyseerrRequestId::from_json(r.get("request_id"))),
+            tmdb_id: media.and_then(|m| m.id_of("tmdbId").map(TmdbId)),
+            tvdb_id: media.and_then(|m| m.id_of("tvdbId").map(TvdbId)),
+            request_id: request.and_then(|r| r.id_of("request_id").map(JellyseerrRequestId)),
             requested_by: request.and_then(|r| r.str_of("requestedBy_username")),
             requested_by_email: request.and_then(|r| r.str_of("requestedBy_email")),
             title,
@@ -85,7 +84,7 @@ fn is_media_notification(n: Notification) -> bool {
     )
 }
 
-fn extra_value(extra: &[Value], name: &str) -> Option<String> {
+fn extra_value(extra: &[Value<'_>], name: &str) -> Option<String> {
     extra.iter().filter_map(Value::as_object).find_map(|e| {
         let n = e.str_of("name")?;
         n.eq_ignore_ascii_case(name).then(|| e.str_of("value")).flatten()
@@ -111,7 +110,7 @@ fn parse_seasons(s: &str) -> Vec<u32> {
     seasons
 }
 
-fn parse_issue(issue: &Map<String, Value>, extra: &[Value]) -> Issue {
+fn parse_issue(issue: &Map<'_>, extra: &[Value<'_>]) -> Issue {
     Issue {
         id: issue.u64_of("issue_id"),
         issue_type: issue.str_of("issue_type"),

@@ -8,11 +8,10 @@ mod qbittorrent;
 mod radarr;
 mod sonarr;
 
-use serde_json::{Map, Value};
 use shared::events::Fact;
 use shared::subjects::Source;
 
-use crate::payload::Payload;
+use crate::payload::{Map, Payload, Value};
 
 /// Why a body could not become a [`Fact`]; shown to the sender and kept on
 /// `media.rejected.<source>`.
@@ -46,38 +45,60 @@ pub fn adapter(source: Source) -> Option<&'static dyn Adapter> {
     ADAPTERS.iter().copied().find(|a| a.source() == source)
 }
 
-/// Small accessors over a JSON object, shared by the adapters.
-pub(crate) trait ObjExt {
-    fn obj(&self, key: &str) -> Option<&Map<String, Value>>;
+/// Small accessors over a JSON object, shared by the adapters. Numbers and strings are read
+/// leniently: senders write ids as either, and blanks mean "none".
+pub(crate) trait ObjExt<'a> {
+    fn obj(&self, key: &str) -> Option<&Map<'a>>;
+    /// A non-empty string, trimmed; a number is rendered.
     fn str_of(&self, key: &str) -> Option<String>;
+    /// A number, or a string holding one.
     fn u64_of(&self, key: &str) -> Option<u64>;
+    /// An id: a number or numeric string, `0` meaning none (test payloads use it).
+    fn id_of(&self, key: &str) -> Option<u64>;
     fn bool_of(&self, key: &str) -> Option<bool>;
-    fn array_of(&self, key: &str) -> &[Value];
+    fn array_of(&self, key: &str) -> &[Value<'a>];
 }
 
-impl ObjExt for Map<String, Value> {
-    fn obj(&self, key: &str) -> Option<&Map<String, Value>> {
+impl<'a> ObjExt<'a> for Map<'a> {
+    fn obj(&self, key: &str) -> Option<&Map<'a>> {
         self.get(key).and_then(Value::as_object)
     }
 
     fn str_of(&self, key: &str) -> Option<String> {
-        shared::ids::lenient_string(self.get(key))
+        lenient_string(self.get(key)?)
     }
 
     fn u64_of(&self, key: &str) -> Option<u64> {
-        shared::ids::lenient_u64(self.get(key))
+        match self.get(key)? {
+            Value::Number(n) => n.as_u64(),
+            Value::Str(s) => s.trim().parse().ok(),
+            _ => None,
+        }
+    }
+
+    fn id_of(&self, key: &str) -> Option<u64> {
+        self.u64_of(key).filter(|n| *n != 0)
     }
 
     fn bool_of(&self, key: &str) -> Option<bool> {
         match self.get(key)? {
             Value::Bool(b) => Some(*b),
-            Value::String(s) => s.trim().parse().ok(),
+            Value::Str(s) => s.trim().parse().ok(),
             _ => None,
         }
     }
 
-    fn array_of(&self, key: &str) -> &[Value] {
-        self.get(key).and_then(Value::as_array).map(Vec::as_slice).unwrap_or(&[])
+    fn array_of(&self, key: &str) -> &[Value<'a>] {
+        self.get(key).and_then(Value::as_array).unwrap_or(&[])
+    }
+}
+
+/// A non-empty string, trimmed; a number is rendered.
+pub(crate) fn lenient_string(value: &Value<'_>) -> Option<String> {
+    match value {
+        Value::Str(s) if !s.trim().is_empty() => Some(s.trim().to_owned()),
+        Value::Number(n) => Some(n.to_string()),
+        _ => None,
     }
 }
 
@@ -108,6 +129,25 @@ pub(crate) mod test_support {
         let body = fixture(path);
         let payload = crate::payload::decode(Some("application/json"), &body)?;
         adapter(source).unwrap().parse(&payload)
+    }
+
+    #[test]
+    fn numbers_and_strings_are_read_leniently() {
+        let body = br#"{"num": 414906, "text": " 414906 ", "blank": "", "zero": 0, "negative": -4, "huge": 1e300,
+            "null": null, "name": "  The Batman ", "flag": "true", "esc\u0061ped": "\u00e9t\u00e9"}"#;
+        let payload = crate::payload::decode(Some("application/json"), body).unwrap();
+        let root = payload.object().unwrap();
+        assert_eq!(root.id_of("num"), Some(414906));
+        assert_eq!(root.id_of("text"), Some(414906), "Jellyseerr writes ids as strings");
+        for none in ["blank", "zero", "negative", "huge", "null", "missing", "name"] {
+            assert_eq!(root.id_of(none), None, "{none}");
+        }
+        assert_eq!(root.u64_of("zero"), Some(0));
+        assert_eq!(root.str_of("name").as_deref(), Some("The Batman"));
+        assert_eq!(root.str_of("num").as_deref(), Some("414906"));
+        assert_eq!(root.str_of("blank"), None);
+        assert_eq!(root.bool_of("flag"), Some(true));
+        assert_eq!(root.str_of("escaped").as_deref(), Some("été"), "escaped keys and values are read too");
     }
 
     #[test]

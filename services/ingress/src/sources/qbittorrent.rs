@@ -2,14 +2,13 @@
 //! (`{"hash":"%I","name":"%N","path":"%F","size":"%Z"}`) or a form with the placeholder names
 //! of the fixtures (`infohash_v1`, `torrent_id`, `content_path`…).
 
-use serde_json::{Map, Value};
 use shared::events::Fact;
 use shared::events::qbittorrent::{Finished, FinishedVia, TorrentEvent};
 use shared::ids::InfoHash;
 use shared::subjects::Source;
 
 use super::{Adapter, ObjExt, ParseError};
-use crate::payload::Payload;
+use crate::payload::{Map, Payload};
 
 pub struct Qbittorrent;
 
@@ -44,7 +43,7 @@ impl Adapter for Qbittorrent {
 }
 
 /// `%K` (the id qBittorrent and the *arrs use, also for hybrid torrents) first, then `%I`.
-fn torrent_hash(root: &Map<String, Value>) -> Result<InfoHash, ParseError> {
+fn torrent_hash(root: &Map<'_>) -> Result<InfoHash, ParseError> {
     let candidates = ["torrent_id", "hash", "infohash_v1", "infohash_v2"];
     let mut seen = None;
     for key in candidates {
@@ -87,7 +86,7 @@ mod tests {
 
     #[test]
     fn the_fixture_form_body_parses() {
-        let exchange: Value =
+        let exchange: serde_json::Value =
             serde_json::from_slice(&fixture("qbittorrent/run_on_finished_dan_da_dan_pack.json")).unwrap();
         let body = exchange["http_request"]["body"].as_str().unwrap();
         let f = finished("application/x-www-form-urlencoded", body.as_bytes()).unwrap();

@@ -1,13 +1,12 @@
 //! Radarr webhook (v4–v6).
 
-use serde_json::{Map, Value};
 use shared::events::arr::{ArrEvent, ArrMedia};
 use shared::events::{Fact, MediaType};
 use shared::ids::{ArrId, TmdbId};
 use shared::subjects::Source;
 
 use super::{Adapter, ObjExt, ParseError, arr};
-use crate::payload::Payload;
+use crate::payload::{Map, Payload};
 
 pub struct Radarr;
 
@@ -88,16 +87,18 @@ impl Adapter for Radarr {
     }
 }
 
-fn movie(root: &Map<String, Value>, context: &str) -> Result<ArrMedia, ParseError> {
+fn movie(root: &Map<'_>, context: &str) -> Result<ArrMedia, ParseError> {
     let movie = root.obj("movie").ok_or_else(|| ParseError::missing("movie", context))?;
     let remote = root.obj("remoteMovie");
-    let tmdb_id = TmdbId::from_json(movie.get("tmdbId"))
-        .or_else(|| remote.and_then(|r| TmdbId::from_json(r.get("tmdbId"))))
+    let tmdb_id = movie
+        .id_of("tmdbId")
+        .map(TmdbId)
+        .or_else(|| remote.and_then(|r| r.id_of("tmdbId").map(TmdbId)))
         .ok_or_else(|| ParseError::missing("movie.tmdbId", context))?;
     let tags = arr::tags(movie);
     Ok(ArrMedia {
         media_type: MediaType::Movie,
-        arr_id: ArrId::from_json(movie.get("id")),
+        arr_id: movie.id_of("id").map(ArrId),
         title: movie.str_of("title").ok_or_else(|| ParseError::missing("movie.title", context))?,
         year: movie.u64_of("year").and_then(|y| i32::try_from(y).ok()).filter(|y| *y > 0),
         tmdb_id: Some(tmdb_id),

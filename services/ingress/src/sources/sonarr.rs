@@ -2,14 +2,13 @@
 //! `Download` is either one imported file ("On File Import") or, since v4.0.6, the end of an
 //! import ("On Import Complete", with `episodeFiles`/`fileCount` and no `episodeFile`).
 
-use serde_json::{Map, Value};
 use shared::events::arr::{ArrEvent, ArrMedia, EpisodeRef};
 use shared::events::{Fact, MediaType};
 use shared::ids::{ArrId, TmdbId, TvdbId};
 use shared::subjects::Source;
 
 use super::{Adapter, ObjExt, ParseError, arr};
-use crate::payload::Payload;
+use crate::payload::{Map, Payload, Value};
 
 pub struct Sonarr;
 
@@ -114,16 +113,16 @@ impl Adapter for Sonarr {
     }
 }
 
-fn series(root: &Map<String, Value>, context: &str) -> Result<ArrMedia, ParseError> {
+fn series(root: &Map<'_>, context: &str) -> Result<ArrMedia, ParseError> {
     let series = root.obj("series").ok_or_else(|| ParseError::missing("series", context))?;
-    let tvdb_id = TvdbId::from_json(series.get("tvdbId"));
-    let tmdb_id = TmdbId::from_json(series.get("tmdbId"));
+    let tvdb_id = series.id_of("tvdbId").map(TvdbId);
+    let tmdb_id = series.id_of("tmdbId").map(TmdbId);
     if tvdb_id.is_none() && tmdb_id.is_none() {
         return Err(ParseError::missing("series.tvdbId", context));
     }
     Ok(ArrMedia {
         media_type: MediaType::Tv,
-        arr_id: ArrId::from_json(series.get("id")),
+        arr_id: series.id_of("id").map(ArrId),
         title: series.str_of("title").ok_or_else(|| ParseError::missing("series.title", context))?,
         year: series.u64_of("year").and_then(|y| i32::try_from(y).ok()).filter(|y| *y > 0),
         tmdb_id,
@@ -136,7 +135,7 @@ fn series(root: &Map<String, Value>, context: &str) -> Result<ArrMedia, ParseErr
     })
 }
 
-fn episodes(root: &Map<String, Value>) -> Vec<EpisodeRef> {
+fn episodes(root: &Map<'_>) -> Vec<EpisodeRef> {
     let mut eps: Vec<EpisodeRef> = root
         .array_of("episodes")
         .iter()
