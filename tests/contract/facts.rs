@@ -58,7 +58,7 @@ pub fn ingress_envelope(source: Source, content_type: &str, body: &[u8]) -> Opti
     let subject = fact.subject();
     let id = content_id(source.as_str(), &[subject.as_bytes(), body]);
     let key = fact.media_key();
-    let data = EventData { event: fact, raw: Some(payload.value) };
+    let data = EventData { event: fact, raw: Some(payload.value.into()) };
     Some(Envelope::new(id, format!("/status-tracker/ingress/{source}"), &subject, data).with_subject(key))
 }
 

@@ -53,7 +53,7 @@ impl Step {
 pub fn hook(source: Source, content_type: &str, body: &[u8], minute: i64) -> Step {
     let payload = ingress::payload::decode(Some(content_type), body).expect("decodable");
     let fact = ingress::sources::adapter(source).expect("webhook source").parse(&payload).expect("parsable");
-    Step { fact, raw: payload.value, minute, name: String::from_utf8_lossy(&body[..body.len().min(60)]).into() }
+    Step { fact, raw: payload.value.into(), minute, name: String::from_utf8_lossy(&body[..body.len().min(60)]).into() }
 }
 
 /// A webhook fixture (`radarr/webhook_grab_the_batman.json`…).
