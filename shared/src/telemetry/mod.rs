@@ -12,7 +12,6 @@
 
 mod fields;
 
-use std::collections::HashMap;
 use std::io::IsTerminal;
 
 use opentelemetry::propagation::{Extractor, Injector, TextMapPropagator};
@@ -244,8 +243,37 @@ pub fn link(span: &Span, traceparent: &str) {
 }
 
 fn from_traceparent(traceparent: &str) -> opentelemetry::Context {
-    let carrier: HashMap<String, String> = [("traceparent".to_owned(), traceparent.to_owned())].into();
-    TraceContextPropagator::new().extract(&carrier)
+    TraceContextPropagator::new().extract(&Traceparent(traceparent))
+}
+
+/// A carrier of one `traceparent` and nothing else (a map would be built for every message).
+struct Traceparent<'a>(&'a str);
+
+impl Extractor for Traceparent<'_> {
+    fn get(&self, key: &str) -> Option<&str> {
+        (key == "traceparent").then_some(self.0)
+    }
+
+    fn keys(&self) -> Vec<&str> {
+        vec!["traceparent"]
+    }
+}
+
+/// What the propagator writes: `traceparent` and `tracestate`.
+#[derive(Default)]
+struct TraceHeaders {
+    parent: Option<String>,
+    state: Option<String>,
+}
+
+impl Injector for TraceHeaders {
+    fn set(&mut self, key: &str, value: String) {
+        match key {
+            "traceparent" => self.parent = Some(value),
+            "tracestate" => self.state = Some(value).filter(|s| !s.is_empty()),
+            _ => {}
+        }
+    }
 }
 
 /// The current span's context as a W3C `traceparent` (and `tracestate`, if any).
@@ -254,10 +282,9 @@ pub fn current_traceparent() -> Option<(String, Option<String>)> {
     if !cx.span().span_context().is_valid() {
         return None;
     }
-    let mut carrier: HashMap<String, String> = HashMap::new();
-    TraceContextPropagator::new().inject_context(&cx, &mut carrier);
-    let parent = carrier.remove("traceparent")?;
-    Some((parent, carrier.remove("tracestate").filter(|s| !s.is_empty())))
+    let mut headers = TraceHeaders::default();
+    TraceContextPropagator::new().inject_context(&cx, &mut headers);
+    Some((headers.parent?, headers.state))
 }
 
 /// The trace id (32 hex digits) of a span, when it has one.
