@@ -2,11 +2,12 @@
 //!
 //! `Fact` is tagged by its `source` field. serde's derived reader for such an enum cannot know
 //! where the tag is, so it first copies the whole object into a tree of its own, then reads
-//! the variant from that tree: for the correlator, which reads every fact, that copy was a
-//! third of the cost of decoding one. status-tracker always writes `source` first, so this
-//! reader takes the tag from the first field and reads the rest of the object straight into
-//! the variant. An object whose `source` comes later (written by hand, or by another program)
-//! is still read, through a tree.
+//! the variant from that tree, for every fact the correlator reads. status-tracker always
+//! writes `source` first, so this reader takes the tag from the first field and reads the
+//! rest of the object straight into the variant: a tenth fewer instructions per fact decoded
+//! (callgrind; the *arr, torrent and tracker events inside are still buffered the derived
+//! way). An object whose `source` comes later (written by hand, or by another program) is
+//! still read, through a tree.
 
 use std::fmt;
 
