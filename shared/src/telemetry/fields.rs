@@ -76,7 +76,8 @@ impl<'w> FieldWriter<'w> {
 impl Visit for FieldWriter<'_> {
     fn record_str(&mut self, field: &Field, value: &str) {
         if self.plain(field, |d| d.record_str(field, value)) {
-            // Quoted, as `{:?}` would; escaped by it only when something needs escaping.
+            // Quoted, as `{:?}` would; escaped by it when it holds a quote, a backslash or a
+            // control character (other rare characters `{:?}` would escape are written as they are).
             let clean = !value.contains(|c: char| c == '"' || c == '\\' || c.is_control());
             self.result = if clean {
                 self.writer
