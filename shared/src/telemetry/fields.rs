@@ -56,10 +56,7 @@ impl<'w> FieldWriter<'w> {
             return false;
         }
         if name == "message" || name.starts_with("r#") || self.writer.has_ansi_escapes() {
-            let mut default = DefaultVisitor::new(self.writer.by_ref(), self.empty);
-            delegate(&mut default);
-            self.result = default.finish();
-            self.empty = false;
+            self.by_default(delegate);
             return false;
         }
         if !std::mem::take(&mut self.empty) {
@@ -70,6 +67,14 @@ impl<'w> FieldWriter<'w> {
             self.writer.write_char('=')
         });
         self.result.is_ok()
+    }
+
+    /// Has the default writer write a field, after the fields written so far.
+    fn by_default(&mut self, record: impl FnOnce(&mut DefaultVisitor<'_>)) {
+        let mut default = DefaultVisitor::new(self.writer.by_ref(), self.empty);
+        record(&mut default);
+        self.result = default.finish();
+        self.empty = false;
     }
 }
 
@@ -109,12 +114,8 @@ impl Visit for FieldWriter<'_> {
     }
 
     fn record_error(&mut self, field: &Field, value: &(dyn std::error::Error + 'static)) {
-        let name = field.name();
-        if self.result.is_ok() && !name.starts_with("otel.") {
-            let mut default = DefaultVisitor::new(self.writer.by_ref(), self.empty);
-            default.record_error(field, value);
-            self.result = default.finish();
-            self.empty = false;
+        if self.result.is_ok() && !field.name().starts_with("otel.") {
+            self.by_default(|d| d.record_error(field, value));
         }
     }
 
