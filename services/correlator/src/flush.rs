@@ -13,7 +13,10 @@
 //! objects keyed by column: less to write and to read, and no key to look up. A row type's
 //! fields are its table's columns, in order ([`row!`]). The outbox's payloads, large
 //! JSON documents, do not go inside the JSON (escaping them and parsing them back cost more
-//! than the rest): they are one blob, each row naming its slice.
+//! than the rest): they are one blob, each row naming its slice. So do the JSON documents kept
+//! as text, a request's summary and a timeline entry's details ([`Texts`]): inside the rows
+//! they were escaped, parsed and unescaped again, and copied with the row for each of its
+//! columns that SQLite read.
 
 use std::sync::LazyLock;
 
@@ -47,9 +50,10 @@ macro_rules! row {
     };
 }
 
-/// The batch's statement. Its parameters, in this order: the JSON arrays of requests, items,
-/// downloads, keys and timeline entries, the outbox's payloads end to end (a blob), the JSON
-/// arrays of outbox messages and processed events. Only the outbox insert returns rows: the
+/// The batch's statement. Its parameters, in this order: the requests' summaries end to end
+/// (a blob, [`Texts`]), the JSON arrays of requests, items, downloads and keys, the timeline
+/// entries' details end to end and the JSON array of timeline entries, the outbox's payloads
+/// end to end (a blob) and the JSON arrays of outbox messages and processed events. Only the outbox insert returns rows: the
 /// new ids. (Parameters are plain `?`: sqlx stops binding a statement at the first
 /// unnumbered gap, so `?7` in a statement without `?1` would stay unbound.)
 pub static SQL: LazyLock<String> = LazyLock::new(|| {
@@ -73,10 +77,42 @@ pub static SQL: LazyLock<String> = LazyLock::new(|| {
 });
 
 /// `SELECT value->>0, value->>1, … FROM jsonb_each(?) WHERE true`; an upsert needs the `WHERE`
-/// to be told from a join's `ON`.
+/// to be told from a join's `ON`. A column in [`TEXT_COLUMNS`] is a [`Slice`] of the blob
+/// bound before the rows.
 fn select(columns: &[&str]) -> String {
-    let values: Vec<String> = (0..columns.len()).map(|i| format!("value->>{i}")).collect();
+    let values: Vec<String> = (0..columns.len())
+        .map(|i| match TEXT_COLUMNS.contains(&columns[i]) {
+            true => format!("CAST(substr(?, value->>'$[{i}][0]', value->>'$[{i}][1]') AS TEXT)"),
+            false => format!("value->>{i}"),
+        })
+        .collect();
     format!("SELECT {} FROM jsonb_each(?) WHERE true", values.join(", "))
+}
+
+/// The columns whose JSON documents go in a blob beside the rows ([`Texts`]); a table has one
+/// at most, as it has one blob.
+pub const TEXT_COLUMNS: &[&str] = &["summary", "details"];
+
+/// Where a row's text is in its table's blob ([`Texts`]): bytes `start..start + length`,
+/// counted from 1. A row carries it as `[start, length]`.
+#[derive(Debug, Serialize)]
+pub struct Slice(usize, usize);
+
+/// One table's texts, end to end: a blob, bound before the table's rows.
+#[derive(Debug, Default)]
+pub struct Texts(Vec<u8>);
+
+impl Texts {
+    /// Writes `value` as JSON at the end of the blob.
+    pub fn push_json<T: Serialize + ?Sized>(&mut self, value: &T) -> serde_json::Result<Slice> {
+        let start = self.0.len();
+        serde_json::to_writer(&mut self.0, value)?;
+        Ok(Slice(start + 1, self.0.len() - start))
+    }
+
+    pub fn into_bytes(self) -> Vec<u8> {
+        self.0
+    }
 }
 
 fn upsert(table: &str, columns: &[&str], key: &[&str]) -> String {
@@ -133,13 +169,13 @@ row! {
         alert_message: Option<&'a str>,
         alert_at: Option<i64>,
         state: &'a str,
-        /// JSON text of the request's summary.
-        summary: String,
+        /// The request's summary, JSON text in the requests' blob.
+        summary: Slice,
     }
 }
 
 impl<'a> RequestRow<'a> {
-    pub fn new(req: &'a Request, state: &'a str, summary: String) -> serde_json::Result<Self> {
+    pub fn new(req: &'a Request, state: &'a str, summary: Slice) -> serde_json::Result<Self> {
         Ok(Self {
             id: req.id.0,
             media_type: req.media_type.as_str(),
@@ -291,8 +327,8 @@ row! {
         at: i64,
         source: &'a str,
         message: &'a str,
-        /// JSON text.
-        details: String,
+        /// JSON text, in the timeline's blob.
+        details: Slice,
         episode: Option<&'a str>,
         late: bool,
         event_id: Option<&'a str>,
@@ -300,14 +336,14 @@ row! {
 }
 
 impl<'a> TimelineRow<'a> {
-    pub fn new(request_id: i64, e: &'a TimelineEntry, event_id: Option<&'a str>) -> Self {
+    pub fn new(request_id: i64, e: &'a TimelineEntry, event_id: Option<&'a str>, details: Slice) -> Self {
         Self {
             request_id,
             state: e.state.as_str(),
             at: ts(e.at),
             source: &e.source,
             message: &e.message,
-            details: e.details.to_string(),
+            details,
             episode: e.episode.as_deref(),
             late: e.late,
             event_id,
@@ -355,7 +391,7 @@ mod tests {
         let req = Request::new(shared::events::MediaType::Movie, "Dune".into(), "jellyseerr", at);
         let item = Item::new(at);
         let download = Download::new("torrent", at);
-        assert_eq!(width(&RequestRow::new(&req, "requested", "{}".into()).unwrap()), REQUESTS.len());
+        assert_eq!(width(&RequestRow::new(&req, "requested", Slice(1, 2)).unwrap()), REQUESTS.len());
         assert_eq!(width(&ItemRow::new(1, 0, 0, &item)), ITEMS.len());
         assert_eq!(width(&DownloadRow::new(1, "ab", &download)), DOWNLOADS.len());
         assert_eq!(width(&KeyRow { key: "k", request_id: 1 }), KEYS.len());
@@ -365,7 +401,7 @@ mod tests {
             at: 0,
             source: "s",
             message: "m",
-            details: "{}".into(),
+            details: Slice(1, 2),
             episode: None,
             late: false,
             event_id: None,
@@ -393,10 +429,29 @@ mod tests {
         ] {
             let statement = SQL.split(";\n").find(|s| s.contains(&format!("INTO {table} "))).expect(table);
             assert!(statement.contains(&format!("({})", columns.join(", "))), "{table}: columns in their order");
-            let last = columns.len() - 1;
-            assert!(statement.contains(&format!("value->>{last} ")), "{table}: every value read");
-            assert!(!statement.contains(&format!("value->>{} ", last + 1)), "{table}: no value beyond the row");
+            for (i, column) in columns.iter().enumerate() {
+                let read = match TEXT_COLUMNS.contains(column) {
+                    true => format!("CAST(substr(?, value->>'$[{i}][0]', value->>'$[{i}][1]') AS TEXT)"),
+                    false => format!("value->>{i}"),
+                };
+                assert!(statement.contains(&format!("{read},")) || statement.contains(&format!("{read} ")), "{table}.{column}");
+            }
+            let beyond = columns.len();
+            assert!(!statement.contains(&format!("value->>{beyond} ")), "{table}: no value beyond the row");
+            let texts = columns.iter().filter(|c| TEXT_COLUMNS.contains(c)).count();
+            assert!(texts <= 1, "{table}: one blob of texts at most");
         }
-        assert_eq!(SQL.matches('?').count(), 8, "one parameter per table, and the payloads");
+        assert_eq!(REQUESTS.last(), Some(&"summary"));
+        assert!(TIMELINE.contains(&"details"));
+        assert_eq!(SQL.matches('?').count(), 10, "one parameter per table, and the blobs of summaries, details and payloads");
+    }
+
+    #[test]
+    fn texts_are_sliced_from_one_counted_from_one() {
+        let mut texts = Texts::default();
+        let a = texts.push_json(&serde_json::json!({ "a": "\"x\"" })).unwrap();
+        let b = texts.push_json("é").unwrap();
+        assert_eq!(serde_json::to_string(&(a, b)).unwrap(), "[[1,13],[14,4]]");
+        assert_eq!(texts.into_bytes(), r#"{"a":"\"x\""}"é""#.as_bytes());
     }
 }

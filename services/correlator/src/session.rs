@@ -531,10 +531,11 @@ async fn write(conn: &mut SqliteConnection, p: Pending) -> Result<Vec<store::Out
     if p.is_empty() {
         return Ok(Vec::new());
     }
+    let mut summaries = flush::Texts::default();
     let requests = p
         .requests
         .values()
-        .map(|(req, summary)| Ok(flush::RequestRow::new(req, summary.state.as_str(), serde_json::to_string(summary)?)?))
+        .map(|(req, summary)| Ok(flush::RequestRow::new(req, summary.state.as_str(), summaries.push_json(summary)?)?))
         .collect::<Result<Vec<_>>>()?;
     let items: Vec<_> = p
         .items
@@ -544,8 +545,12 @@ async fn write(conn: &mut SqliteConnection, p: Pending) -> Result<Vec<store::Out
     let downloads: Vec<_> =
         p.downloads.iter().map(|((id, download_id), d)| flush::DownloadRow::new(id.0, download_id, d)).collect();
     let keys: Vec<_> = p.keys.iter().map(|(key, id)| flush::KeyRow { key, request_id: id.0 }).collect();
-    let timeline: Vec<_> =
-        p.timeline.iter().map(|(id, e, event_id)| flush::TimelineRow::new(id.0, e, event_id.as_deref())).collect();
+    let mut details = flush::Texts::default();
+    let timeline = p
+        .timeline
+        .iter()
+        .map(|(id, e, event_id)| Ok(flush::TimelineRow::new(id.0, e, event_id.as_deref(), details.push_json(&e.details)?)))
+        .collect::<Result<Vec<_>>>()?;
     let mut payloads = Vec::with_capacity(p.outbox.iter().map(|m| m.payload.len()).sum());
     let outbox: Vec<_> = p
         .outbox
@@ -569,10 +574,12 @@ async fn write(conn: &mut SqliteConnection, p: Pending) -> Result<Vec<store::Out
         .map(|(id, (subject, outcome))| flush::ProcessedRow { event_id: id, subject, processed_at: now, outcome })
         .collect();
     let mut ids: Vec<i64> = sqlx::query(flush::SQL.as_str())
+        .bind(summaries.into_bytes())
         .bind(json_array(&requests)?)
         .bind(json_array(&items)?)
         .bind(json_array(&downloads)?)
         .bind(json_array(&keys)?)
+        .bind(details.into_bytes())
         .bind(json_array(&timeline)?)
         .bind(payloads)
         .bind(json_array(&outbox)?)
