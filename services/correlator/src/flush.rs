@@ -434,7 +434,10 @@ mod tests {
                     true => format!("CAST(substr(?, value->>'$[{i}][0]', value->>'$[{i}][1]') AS TEXT)"),
                     false => format!("value->>{i}"),
                 };
-                assert!(statement.contains(&format!("{read},")) || statement.contains(&format!("{read} ")), "{table}.{column}");
+                assert!(
+                    statement.contains(&format!("{read},")) || statement.contains(&format!("{read} ")),
+                    "{table}.{column}"
+                );
             }
             let beyond = columns.len();
             assert!(!statement.contains(&format!("value->>{beyond} ")), "{table}: no value beyond the row");
@@ -443,7 +446,11 @@ mod tests {
         }
         assert_eq!(REQUESTS.last(), Some(&"summary"));
         assert!(TIMELINE.contains(&"details"));
-        assert_eq!(SQL.matches('?').count(), 10, "one parameter per table, and the blobs of summaries, details and payloads");
+        assert_eq!(
+            SQL.matches('?').count(),
+            10,
+            "one parameter per table, and the blobs of summaries, details and payloads"
+        );
     }
 
     #[test]

@@ -549,7 +549,9 @@ async fn write(conn: &mut SqliteConnection, p: Pending) -> Result<Vec<store::Out
     let timeline = p
         .timeline
         .iter()
-        .map(|(id, e, event_id)| Ok(flush::TimelineRow::new(id.0, e, event_id.as_deref(), details.push_json(&e.details)?)))
+        .map(|(id, e, event_id)| {
+            Ok(flush::TimelineRow::new(id.0, e, event_id.as_deref(), details.push_json(&e.details)?))
+        })
         .collect::<Result<Vec<_>>>()?;
     let mut payloads = Vec::with_capacity(p.outbox.iter().map(|m| m.payload.len()).sum());
     let outbox: Vec<_> = p
