@@ -59,8 +59,8 @@ macro_rules! row {
 /// The batch's statement. Its parameters, in this order: the requests' summaries end to end
 /// (a blob, [`Texts`]), the JSON arrays of requests, items, downloads and keys, the timeline
 /// entries' details end to end and the JSON array of timeline entries, the outbox's payloads
-/// end to end (a blob) and the JSON arrays of outbox messages and processed events. Only the outbox insert returns rows: the
-/// new ids. (Parameters are plain `?`: sqlx stops binding a statement at the first
+/// end to end (a blob) and the JSON arrays of outbox messages and processed events. Only the
+/// outbox insert returns rows: the new ids. (Parameters are plain `?`: sqlx stops binding a statement at the first
 /// unnumbered gap, so `?7` in a statement without `?1` would stay unbound.)
 pub static SQL: LazyLock<String> = LazyLock::new(|| {
     [
@@ -87,9 +87,12 @@ pub static SQL: LazyLock<String> = LazyLock::new(|| {
 /// bound before the rows.
 fn select(columns: &[&str]) -> String {
     let values: Vec<String> = (0..columns.len())
-        .map(|i| match TEXT_COLUMNS.contains(&columns[i]) {
-            true => format!("CAST(substr(?, value->>'$[{i}][0]', value->>'$[{i}][1]') AS TEXT)"),
-            false => format!("value->>{i}"),
+        .map(|i| {
+            if TEXT_COLUMNS.contains(&columns[i]) {
+                format!("CAST(substr(?, value->>'$[{i}][0]', value->>'$[{i}][1]') AS TEXT)")
+            } else {
+                format!("value->>{i}")
+            }
         })
         .collect();
     format!("SELECT {} FROM jsonb_each(?) WHERE true", values.join(", "))
@@ -436,9 +439,10 @@ mod tests {
             let statement = SQL.split(";\n").find(|s| s.contains(&format!("INTO {table} "))).expect(table);
             assert!(statement.contains(&format!("({})", columns.join(", "))), "{table}: columns in their order");
             for (i, column) in columns.iter().enumerate() {
-                let read = match TEXT_COLUMNS.contains(column) {
-                    true => format!("CAST(substr(?, value->>'$[{i}][0]', value->>'$[{i}][1]') AS TEXT)"),
-                    false => format!("value->>{i}"),
+                let read = if TEXT_COLUMNS.contains(column) {
+                    format!("CAST(substr(?, value->>'$[{i}][0]', value->>'$[{i}][1]') AS TEXT)")
+                } else {
+                    format!("value->>{i}")
                 };
                 assert!(
                     statement.contains(&format!("{read},")) || statement.contains(&format!("{read} ")),
