@@ -618,6 +618,59 @@ fn json_array<T: serde::Serialize>(rows: &[T]) -> Result<String> {
 mod tests {
     use super::*;
 
+    /// Summaries and timeline details travel beside the rows, each row naming its slice of
+    /// a blob: every one must come back whole, whatever its neighbours and characters.
+    #[tokio::test]
+    async fn summaries_and_details_are_stored_as_written() {
+        use shared::events::MediaType;
+        use shared::model::State;
+
+        let at = OffsetDateTime::UNIX_EPOCH;
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let store = Store::open(&dir.path().join("tracker.db")).await.expect("database");
+        let cache = Cache::default();
+        let mut tx = store.begin().await.expect("transaction");
+        let mut session = Session::new(&mut tx, &cache);
+        let titles = ["Amélie", r#"The "Quoted" \ One"#, "", "火垂るの墓 🎞"];
+        let mut written = Vec::new();
+        for (i, title) in titles.iter().enumerate() {
+            let mut req = Request::new(MediaType::Movie, (*title).to_owned(), "jellyseerr", at);
+            req.id = RequestId(i as i64 + 1);
+            let req = Arc::new(req);
+            let entry = TimelineEntry {
+                state: State::Requested,
+                at,
+                source: "jellyseerr".into(),
+                message: format!("Requested {title}"),
+                details: serde_json::json!({ "title": title, "n": i }),
+                episode: None,
+                late: false,
+            };
+            session.save(None, &req, req.summary(), std::slice::from_ref(&entry), &format!("event-{i}"));
+            written.push((req.id, serde_json::to_value(req.summary()).unwrap(), entry.details));
+        }
+        session.flush().await.expect("batch written");
+        drop(session);
+        for (id, summary, details) in written {
+            let (text, typ): (String, String) =
+                sqlx::query_as("SELECT summary, typeof(summary) FROM requests WHERE id = ?")
+                    .bind(id.0)
+                    .fetch_one(&mut *tx)
+                    .await
+                    .expect("request");
+            assert_eq!(typ, "text");
+            assert_eq!(serde_json::from_str::<serde_json::Value>(&text).expect("JSON"), summary);
+            let stored: String = sqlx::query_scalar("SELECT details FROM timeline WHERE request_id = ?")
+                .bind(id.0)
+                .fetch_one(&mut *tx)
+                .await
+                .expect("timeline entry");
+            assert_eq!(serde_json::from_str::<serde_json::Value>(&stored).expect("JSON"), details);
+        }
+        tx.commit().await.expect("commit");
+        store.close().await;
+    }
+
     /// Under sustained load batches follow each other without a pause: what each hands to the
     /// next must not include what it was handed, or it grows with every batch.
     #[tokio::test]
