@@ -11,12 +11,12 @@
 //! `jsonb_each`, not `json_each`: it hands each row over in SQLite's binary form, where
 //! `json_each` renders it as text that every `->>` parses again. Rows are arrays rather than
 //! objects keyed by column: less to write and to read, and no key to look up. A row type's
-//! fields are its table's columns, in order ([`row!`]). The outbox's payloads, large
-//! JSON documents, do not go inside the JSON (escaping them and parsing them back cost more
-//! than the rest): they are one blob, each row naming its slice. So do the JSON documents kept
-//! as text, a request's summary and a timeline entry's details ([`Texts`]): inside the rows
-//! they were escaped, parsed and unescaped again, and copied with the row for each of its
-//! columns that SQLite read.
+//! fields are its table's columns, in order ([`row!`]). Large values do not go inside the
+//! JSON: the outbox's payloads (escaping them and parsing them back cost more than the rest),
+//! a request's summary and a timeline entry's details (JSON documents themselves, which were
+//! escaped, parsed and unescaped again, and copied with the row for each of its columns that
+//! SQLite read). Each table's go end to end in one blob ([`Blob`]), each row naming its
+//! [`Slice`].
 //!
 //! Not bound parameters, one per value: statements of fixed sizes (4, 16, 64, 256 rows, the
 //! last padded with NULLs that a `WHERE` drops) took 9 % fewer instructions per webhook, but
@@ -57,7 +57,7 @@ macro_rules! row {
 }
 
 /// The batch's statement. Its parameters, in this order: the requests' summaries end to end
-/// (a blob, [`Texts`]), the JSON arrays of requests, items, downloads and keys, the timeline
+/// (a [`Blob`]), the JSON arrays of requests, items, downloads and keys, the timeline
 /// entries' details end to end and the JSON array of timeline entries, the outbox's payloads
 /// end to end (a blob) and the JSON arrays of outbox messages and processed events. Only the
 /// outbox insert returns rows: the new ids. (Parameters are plain `?`: sqlx stops binding a statement at the first
@@ -69,10 +69,7 @@ pub static SQL: LazyLock<String> = LazyLock::new(|| {
         upsert("downloads", DOWNLOADS, &["request_id", "download_id"]),
         format!("INSERT OR IGNORE INTO request_keys ({}) {}", KEYS.join(", "), select(KEYS)),
         format!("INSERT INTO timeline ({}) {}", TIMELINE.join(", "), select(TIMELINE)),
-        // The payload is bytes `start..start + length` of the blob, counted from 1.
-        "INSERT INTO outbox (subject, msg_id, traceparent, payload) \
-         SELECT value->>0, value->>1, value->>2, substr(?, value->>3, value->>4) FROM jsonb_each(?) RETURNING id"
-            .to_owned(),
+        format!("INSERT INTO outbox ({}) {} RETURNING id", OUTBOX.join(", "), select(OUTBOX)),
         format!(
             "INSERT INTO processed_events ({}) {} ON CONFLICT (event_id) DO UPDATE SET outcome = excluded.outcome",
             PROCESSED.join(", "),
@@ -83,40 +80,46 @@ pub static SQL: LazyLock<String> = LazyLock::new(|| {
 });
 
 /// `SELECT value->>0, value->>1, … FROM jsonb_each(?) WHERE true`; an upsert needs the `WHERE`
-/// to be told from a join's `ON`. A column in [`TEXT_COLUMNS`] is a [`Slice`] of the blob
-/// bound before the rows.
+/// to be told from a join's `ON`. A column in [`SLICED`] is a [`Slice`] of the blob bound
+/// before the rows.
 fn select(columns: &[&str]) -> String {
-    let values: Vec<String> = (0..columns.len())
-        .map(|i| {
-            if TEXT_COLUMNS.contains(&columns[i]) {
-                format!("CAST(substr(?, value->>'$[{i}][0]', value->>'$[{i}][1]') AS TEXT)")
-            } else {
-                format!("value->>{i}")
-            }
-        })
-        .collect();
+    let values: Vec<String> = (0..columns.len()).map(|i| read(columns[i], i)).collect();
     format!("SELECT {} FROM jsonb_each(?) WHERE true", values.join(", "))
 }
 
-/// The columns whose JSON documents go in a blob beside the rows ([`Texts`]); a table has one
-/// at most, as it has one blob.
-pub const TEXT_COLUMNS: &[&str] = &["summary", "details"];
+/// How the statement reads column `i` of a row.
+fn read(column: &str, i: usize) -> String {
+    match SLICED.iter().find(|(name, _)| *name == column) {
+        Some((_, kind)) => format!("CAST(substr(?, value->>'$[{i}][0]', value->>'$[{i}][1]') AS {kind})"),
+        None => format!("value->>{i}"),
+    }
+}
 
-/// Where a row's text is in its table's blob ([`Texts`]): bytes `start..start + length`,
+/// The columns whose values go in a blob beside the rows ([`Blob`]), and their type; a table
+/// has one at most, as it has one blob.
+pub const SLICED: &[(&str, &str)] = &[("summary", "TEXT"), ("details", "TEXT"), ("payload", "BLOB")];
+
+/// Where a row's value is in its table's blob ([`Blob`]): bytes `start..start + length`,
 /// counted from 1. A row carries it as `[start, length]`.
 #[derive(Debug, Serialize)]
 pub struct Slice(usize, usize);
 
-/// One table's texts, end to end: a blob, bound before the table's rows.
+/// One table's large values, end to end, bound before the table's rows.
 #[derive(Debug, Default)]
-pub struct Texts(Vec<u8>);
+pub struct Blob(Vec<u8>);
 
-impl Texts {
+impl Blob {
     /// Writes `value` as JSON at the end of the blob.
     pub fn push_json<T: Serialize + ?Sized>(&mut self, value: &T) -> serde_json::Result<Slice> {
         let start = self.0.len();
         serde_json::to_writer(&mut self.0, value)?;
         Ok(Slice(start + 1, self.0.len() - start))
+    }
+
+    pub fn push(&mut self, bytes: &[u8]) -> Slice {
+        let start = self.0.len();
+        self.0.extend_from_slice(bytes);
+        Slice(start + 1, bytes.len())
     }
 
     pub fn into_bytes(self) -> Vec<u8> {
@@ -361,14 +364,13 @@ impl<'a> TimelineRow<'a> {
 }
 
 row! {
-    /// A row of `outbox`: its payload is the bytes `start..start + length` of the
-    /// payloads' blob, counted from 1.
+    /// A row of `outbox`.
     OutboxRow, OUTBOX {
         subject: &'a str,
         msg_id: &'a str,
         traceparent: Option<&'a str>,
-        start: usize,
-        length: usize,
+        /// In the outbox's blob.
+        payload: Slice,
     }
 }
 
@@ -416,8 +418,10 @@ mod tests {
             event_id: None,
         };
         assert_eq!(width(&entry), TIMELINE.len());
-        assert_eq!(width(&OutboxRow { subject: "s", msg_id: "m", traceparent: None, start: 1, length: 0 }), 5);
-        assert_eq!(OUTBOX, ["subject", "msg_id", "traceparent", "start", "length"], "the outbox statement's order");
+        assert_eq!(
+            width(&OutboxRow { subject: "s", msg_id: "m", traceparent: None, payload: Slice(1, 0) }),
+            OUTBOX.len()
+        );
         assert_eq!(
             width(&ProcessedRow { event_id: "e", subject: "s", processed_at: 0, outcome: "o" }),
             PROCESSED.len()
@@ -434,15 +438,17 @@ mod tests {
             ("downloads", DOWNLOADS),
             ("request_keys", KEYS),
             ("timeline", TIMELINE),
+            ("outbox", OUTBOX),
             ("processed_events", PROCESSED),
         ] {
             let statement = SQL.split(";\n").find(|s| s.contains(&format!("INTO {table} "))).expect(table);
             assert!(statement.contains(&format!("({})", columns.join(", "))), "{table}: columns in their order");
             for (i, column) in columns.iter().enumerate() {
-                let read = if TEXT_COLUMNS.contains(column) {
-                    format!("CAST(substr(?, value->>'$[{i}][0]', value->>'$[{i}][1]') AS TEXT)")
-                } else {
-                    format!("value->>{i}")
+                let sliced = |kind| format!("CAST(substr(?, value->>'$[{i}][0]', value->>'$[{i}][1]') AS {kind})");
+                let read = match *column {
+                    "summary" | "details" => sliced("TEXT"),
+                    "payload" => sliced("BLOB"),
+                    _ => format!("value->>{i}"),
                 };
                 assert!(
                     statement.contains(&format!("{read},")) || statement.contains(&format!("{read} ")),
@@ -451,11 +457,14 @@ mod tests {
             }
             let beyond = columns.len();
             assert!(!statement.contains(&format!("value->>{beyond} ")), "{table}: no value beyond the row");
-            let texts = columns.iter().filter(|c| TEXT_COLUMNS.contains(c)).count();
-            assert!(texts <= 1, "{table}: one blob of texts at most");
+            let sliced = columns.iter().filter(|c| SLICED.iter().any(|(name, _)| name == *c)).count();
+            assert!(sliced <= 1, "{table}: one blob at most");
         }
         assert_eq!(REQUESTS.last(), Some(&"summary"));
         assert!(TIMELINE.contains(&"details"));
+        assert!(SQL.contains(
+            "CAST(substr(?, value->>'$[3][0]', value->>'$[3][1]') AS BLOB) FROM jsonb_each(?) WHERE true RETURNING id"
+        ));
         assert_eq!(
             SQL.matches('?').count(),
             10,
@@ -464,11 +473,12 @@ mod tests {
     }
 
     #[test]
-    fn texts_are_sliced_from_one_counted_from_one() {
-        let mut texts = Texts::default();
-        let a = texts.push_json(&serde_json::json!({ "a": "\"x\"" })).unwrap();
-        let b = texts.push_json("é").unwrap();
-        assert_eq!(serde_json::to_string(&(a, b)).unwrap(), "[[1,13],[14,4]]");
-        assert_eq!(texts.into_bytes(), r#"{"a":"\"x\""}"é""#.as_bytes());
+    fn values_are_sliced_from_the_blob_counted_from_one() {
+        let mut blob = Blob::default();
+        let a = blob.push_json(&serde_json::json!({ "a": "\"x\"" })).unwrap();
+        let b = blob.push_json("é").unwrap();
+        let c = blob.push(&[0, 255]);
+        assert_eq!(serde_json::to_string(&(a, b, c)).unwrap(), "[[1,13],[14,4],[18,2]]");
+        assert_eq!(blob.into_bytes(), [r#"{"a":"\"x\""}"é""#.as_bytes(), &[0, 255]].concat());
     }
 }

@@ -531,7 +531,7 @@ async fn write(conn: &mut SqliteConnection, p: Pending) -> Result<Vec<store::Out
     if p.is_empty() {
         return Ok(Vec::new());
     }
-    let mut summaries = flush::Texts::default();
+    let mut summaries = flush::Blob::default();
     let requests = p
         .requests
         .values()
@@ -545,7 +545,7 @@ async fn write(conn: &mut SqliteConnection, p: Pending) -> Result<Vec<store::Out
     let downloads: Vec<_> =
         p.downloads.iter().map(|((id, download_id), d)| flush::DownloadRow::new(id.0, download_id, d)).collect();
     let keys: Vec<_> = p.keys.iter().map(|(key, id)| flush::KeyRow { key, request_id: id.0 }).collect();
-    let mut details = flush::Texts::default();
+    let mut details = flush::Blob::default();
     let timeline = p
         .timeline
         .iter()
@@ -553,20 +553,15 @@ async fn write(conn: &mut SqliteConnection, p: Pending) -> Result<Vec<store::Out
             Ok(flush::TimelineRow::new(id.0, e, event_id.as_deref(), details.push_json(&e.details)?))
         })
         .collect::<Result<Vec<_>>>()?;
-    let mut payloads = Vec::with_capacity(p.outbox.iter().map(|m| m.payload.len()).sum());
+    let mut payloads = flush::Blob::default();
     let outbox: Vec<_> = p
         .outbox
         .iter()
-        .map(|m| {
-            let start = payloads.len() + 1;
-            payloads.extend_from_slice(&m.payload);
-            flush::OutboxRow {
-                subject: &m.subject,
-                msg_id: &m.msg_id,
-                traceparent: m.traceparent.as_deref(),
-                start,
-                length: m.payload.len(),
-            }
+        .map(|m| flush::OutboxRow {
+            subject: &m.subject,
+            msg_id: &m.msg_id,
+            traceparent: m.traceparent.as_deref(),
+            payload: payloads.push(&m.payload),
         })
         .collect();
     let now = ts(OffsetDateTime::now_utc());
@@ -583,7 +578,7 @@ async fn write(conn: &mut SqliteConnection, p: Pending) -> Result<Vec<store::Out
         .bind(json_array(&keys)?)
         .bind(details.into_bytes())
         .bind(json_array(&timeline)?)
-        .bind(payloads)
+        .bind(payloads.into_bytes())
         .bind(json_array(&outbox)?)
         .bind(json_array(&processed)?)
         .fetch_all(conn)
@@ -618,10 +613,11 @@ fn json_array<T: serde::Serialize>(rows: &[T]) -> Result<String> {
 mod tests {
     use super::*;
 
-    /// Summaries and timeline details travel beside the rows, each row naming its slice of
-    /// a blob: every one must come back whole, whatever its neighbours and characters.
+    /// Summaries, timeline details and outbox payloads travel beside the rows, each row
+    /// naming its slice of a blob: every one must come back whole, whatever its neighbours
+    /// and characters (an empty one too).
     #[tokio::test]
-    async fn summaries_and_details_are_stored_as_written() {
+    async fn summaries_details_and_payloads_are_stored_as_written() {
         use shared::events::MediaType;
         use shared::model::State;
 
@@ -647,10 +643,22 @@ mod tests {
                 late: false,
             };
             session.save(None, &req, req.summary(), std::slice::from_ref(&entry), &format!("event-{i}"));
+            session.queue_outbox("tracker.request.1.requested", &format!("msg-{i}"), title.as_bytes().to_vec(), None);
             written.push((req.id, serde_json::to_value(req.summary()).unwrap(), entry.details));
         }
         session.flush().await.expect("batch written");
+        let outbox = session.take_written_outbox();
         drop(session);
+        assert_eq!(outbox.len(), titles.len());
+        for (m, title) in outbox.iter().zip(titles) {
+            let (payload, typ): (Vec<u8>, String) =
+                sqlx::query_as("SELECT payload, typeof(payload) FROM outbox WHERE id = ?")
+                    .bind(m.id)
+                    .fetch_one(&mut *tx)
+                    .await
+                    .expect("outbox row");
+            assert_eq!((payload.as_slice(), typ.as_str()), (title.as_bytes(), "blob"), "{}", m.msg_id);
+        }
         for (id, summary, details) in written {
             let (text, typ): (String, String) =
                 sqlx::query_as("SELECT summary, typeof(summary) FROM requests WHERE id = ?")
