@@ -109,6 +109,10 @@ pub struct Slice(usize, usize);
 pub struct Blob(Vec<u8>);
 
 impl Blob {
+    pub fn with_capacity(bytes: usize) -> Self {
+        Self(Vec::with_capacity(bytes))
+    }
+
     /// Writes `value` as JSON at the end of the blob.
     pub fn push_json<T: Serialize + ?Sized>(&mut self, value: &T) -> serde_json::Result<Slice> {
         let start = self.0.len();

@@ -553,7 +553,7 @@ async fn write(conn: &mut SqliteConnection, p: Pending) -> Result<Vec<store::Out
             Ok(flush::TimelineRow::new(id.0, e, event_id.as_deref(), details.push_json(&e.details)?))
         })
         .collect::<Result<Vec<_>>>()?;
-    let mut payloads = flush::Blob::default();
+    let mut payloads = flush::Blob::with_capacity(p.outbox.iter().map(|m| m.payload.len()).sum());
     let outbox: Vec<_> = p
         .outbox
         .iter()
