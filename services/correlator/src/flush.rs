@@ -60,8 +60,9 @@ macro_rules! row {
 /// (a [`Blob`]), the JSON arrays of requests, items, downloads and keys, the timeline
 /// entries' details end to end and the JSON array of timeline entries, the outbox's payloads
 /// end to end (a blob) and the JSON arrays of outbox messages and processed events. Only the
-/// outbox insert returns rows: the new ids. (Parameters are plain `?`: sqlx stops binding a statement at the first
-/// unnumbered gap, so `?7` in a statement without `?1` would stay unbound.)
+/// outbox insert returns rows: the new ids. (Parameters are plain `?`: sqlx stops binding a
+/// statement at the first unnumbered gap, so `?7` in a statement without `?1` would stay
+/// unbound.)
 pub static SQL: LazyLock<String> = LazyLock::new(|| {
     [
         upsert("requests", REQUESTS, &["id"]),
@@ -97,7 +98,7 @@ fn read(column: &str, i: usize) -> String {
 
 /// The columns whose values go in a blob beside the rows ([`Blob`]), and their type; a table
 /// has one at most, as it has one blob.
-pub const SLICED: &[(&str, &str)] = &[("summary", "TEXT"), ("details", "TEXT"), ("payload", "BLOB")];
+const SLICED: &[(&str, &str)] = &[("summary", "TEXT"), ("details", "TEXT"), ("payload", "BLOB")];
 
 /// Where a row's value is in its table's blob ([`Blob`]): bytes `start..start + length`,
 /// counted from 1. A row carries it as `[start, length]`.
