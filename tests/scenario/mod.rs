@@ -184,8 +184,7 @@ impl World {
     async fn correlate(&self, session: &mut correlator::session::Session<'_>, envs: &[MediaEnvelope]) {
         let ids: Vec<&str> = envs.iter().map(|e| e.id.as_str()).collect();
         let keys: Vec<String> = envs.iter().flat_map(|e| correlator::correlate::lookup_keys(&e.data.event)).collect();
-        session.prefetch_processed(&ids).await.unwrap();
-        session.prefetch_keys(&keys).await.unwrap();
+        session.prefetch(&ids, &keys).await.unwrap();
         for env in envs {
             self.processor.process_in(session, env, &env.kind).await.unwrap();
         }

@@ -527,7 +527,6 @@ async fn correlate(
             Decoded::Poison(_) => None,
         })
         .collect();
-    session.prefetch_processed(&ids).await?;
     let keys: Vec<String> = decoded
         .iter()
         .flat_map(|d| match d {
@@ -535,7 +534,7 @@ async fn correlate(
             Decoded::Poison(_) => Vec::new(),
         })
         .collect();
-    session.prefetch_keys(&keys).await?;
+    session.prefetch(&ids, &keys).await?;
     let mut outcomes = Vec::with_capacity(batch.len());
     // Kept until after the commit. sqlx runs each statement on its connection's thread inside
     // the span current when it was sent (a `correlate` span) and drops that handle there when

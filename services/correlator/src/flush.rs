@@ -59,10 +59,14 @@ macro_rules! row {
 /// The batch's statement. Its parameters, in this order: the requests' summaries end to end
 /// (a [`Blob`]), the JSON arrays of requests, items, downloads and keys, the timeline
 /// entries' details end to end and the JSON array of timeline entries, the outbox's payloads
-/// end to end (a blob) and the JSON arrays of outbox messages and processed events. Only the
-/// outbox insert returns rows: the new ids. (Parameters are plain `?`: sqlx stops binding a
-/// statement at the first unnumbered gap, so `?7` in a statement without `?1` would stay
-/// unbound.)
+/// end to end (a blob) and the JSON arrays of outbox messages and processed events, and the
+/// id up to which published outbox rows are deleted (`NULL`: none). Only the outbox insert
+/// returns rows: the new ids. (Parameters are plain `?`: sqlx stops binding a statement at
+/// the first unnumbered gap, so `?7` in a statement without `?1` would stay unbound.)
+///
+/// The delete is part of the statement, not a statement of its own: each statement sent is a
+/// round trip to the connection's thread, and at idle those round trips were a fifth of a
+/// webhook's time between its delivery and its commit (docs/performance.md, "Latency").
 pub static SQL: LazyLock<String> = LazyLock::new(|| {
     [
         upsert("requests", REQUESTS, &["id"]),
@@ -76,9 +80,15 @@ pub static SQL: LazyLock<String> = LazyLock::new(|| {
             PROCESSED.join(", "),
             select(PROCESSED)
         ),
+        // After the insert: the rows it adds are newer than any published one.
+        "DELETE FROM outbox WHERE id <= ?".to_owned(),
     ]
     .join(";\n")
 });
+
+/// [`SQL`] as a transaction of its own: `BEGIN IMMEDIATE`, the writes, `COMMIT`, in one
+/// round trip to the connection's thread.
+pub static COMMITTING: LazyLock<String> = LazyLock::new(|| format!("BEGIN IMMEDIATE;\n{};\nCOMMIT", *SQL));
 
 /// `SELECT value->>0, value->>1, … FROM jsonb_each(?) WHERE true`; an upsert needs the `WHERE`
 /// to be told from a join's `ON`. A column in [`SLICED`] is a [`Slice`] of the blob bound
@@ -472,9 +482,10 @@ mod tests {
         ));
         assert_eq!(
             SQL.matches('?').count(),
-            10,
-            "one parameter per table, and the blobs of summaries, details and payloads"
+            11,
+            "one parameter per table, the blobs of summaries, details and payloads, and the outbox's published id"
         );
+        assert!(SQL.ends_with(";\nDELETE FROM outbox WHERE id <= ?"), "the delete comes after the outbox insert");
     }
 
     #[test]

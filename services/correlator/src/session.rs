@@ -27,14 +27,14 @@ use tokio::sync::{Notify, watch};
 use crate::cache::{Cache, Timeline};
 use crate::flush;
 use crate::lifecycle::{Download, Item, Request};
-use crate::store::{self, Result, Store, StoreError, Tx, ts};
+use crate::store::{self, Result, Store, StoreError, ts};
 
 pub struct Session<'a> {
     link: Link<'a>,
     cache: &'a Cache,
     pending: Pending,
     /// Event ids known to be processed: the batch's and those found by
-    /// [`Self::prefetch_processed`] (the previous batch's are in its [`Prior`]).
+    /// [`Self::prefetch`] (the previous batch's are in its [`Prior`]).
     processed: HashSet<String>,
     /// Keys the batch added, flushed or not: a query must see them (flush first), and the
     /// next batch's reads may not show them yet.
@@ -77,12 +77,67 @@ enum Link<'a> {
     Batch(Box<Batch>),
 }
 
-/// A consumer's batch: its transaction begins when a statement first needs it, after the
-/// previous batch's commit.
+/// A consumer's batch: it holds the writer's connection from its first statement that needs
+/// it, after the previous batch's commit, to its own commit.
 struct Batch {
     store: Store,
     prior: Option<Prior>,
-    tx: Option<Tx<'static>>,
+    writer: Option<Writer>,
+}
+
+/// The writer's connection, held by a batch. Every write goes through this one connection
+/// ([`Store::writer`]), so a batch holding it reads what no one else can change before it
+/// commits, and needs no transaction until it writes.
+///
+/// The transaction is begun and committed by hand, not with sqlx's `Transaction`: a batch that
+/// wrote nothing before its commit sends its `BEGIN`, its writes and its `COMMIT` as one
+/// statement ([`flush::COMMITTING`]), one round trip to the connection's thread where sqlx's
+/// `begin`, the writes and `commit` are three (docs/performance.md, "Latency"). A connection
+/// dropped while a transaction may be open is closed, not handed back to the pool: SQLite
+/// rolls the transaction back, and the next batch gets a fresh connection.
+struct Writer {
+    conn: PoolConnection<Sqlite>,
+    /// A transaction may be open.
+    open: bool,
+}
+
+impl Writer {
+    async fn acquire(store: &Store) -> Result<Self> {
+        Ok(Self { conn: store.writer().acquire().await?, open: false })
+    }
+
+    /// Begins the transaction, unless it is open.
+    async fn begin(&mut self) -> Result<&mut SqliteConnection> {
+        if !self.open {
+            self.open = true;
+            // IMMEDIATE: see [`Store::begin`].
+            sqlx::query("BEGIN IMMEDIATE").execute(&mut *self.conn).await?;
+        }
+        Ok(&mut self.conn)
+    }
+
+    /// Writes `pending`, deletes the published outbox rows and commits; returns the outbox
+    /// rows written, with their ids.
+    async fn commit(mut self, pending: Pending, delete_outbox_up_to: Option<i64>) -> Result<Vec<store::OutboxMessage>> {
+        let written = if self.open {
+            let written = write(&mut self.conn, pending, delete_outbox_up_to, Wrapped::No).await?;
+            sqlx::query("COMMIT").execute(&mut *self.conn).await?;
+            written
+        } else {
+            self.open = true;
+            write(&mut self.conn, pending, delete_outbox_up_to, Wrapped::BeginAndCommit).await?
+        };
+        self.open = false;
+        Ok(written)
+    }
+}
+
+impl Drop for Writer {
+    fn drop(&mut self) {
+        if self.open {
+            self.conn.close_on_drop();
+        }
+    }
 }
 
 /// The previous batch, as the next one sees it while it commits.
@@ -95,6 +150,19 @@ pub struct Prior {
     processed: HashSet<String>,
     /// The keys it added, which a reading connection may not show yet.
     keys: HashSet<String>,
+}
+
+impl Batch {
+    /// The writer's connection, taken once the previous batch has committed.
+    async fn writer(&mut self) -> Result<&mut Writer> {
+        if self.writer.is_none() {
+            if let Some(prior) = &mut self.prior {
+                prior.committed().await?;
+            }
+            self.writer = Some(Writer::acquire(&self.store).await?);
+        }
+        Ok(self.writer.as_mut().expect("just taken"))
+    }
 }
 
 impl Prior {
@@ -137,10 +205,10 @@ pub struct Finished {
     pub done: Done,
 }
 
-/// A batch's writes and its transaction, if it has begun.
+/// A batch's writes and the writer's connection, if it holds it.
 pub struct Commit {
     store: Store,
-    tx: Option<Tx<'static>>,
+    writer: Option<Writer>,
     pending: Pending,
     written_outbox: Vec<store::OutboxMessage>,
 }
@@ -149,22 +217,18 @@ impl Commit {
     /// Writes what is left and commits, deleting the outbox's rows up to `delete_outbox_up_to`
     /// in the same transaction; returns the outbox rows the batch wrote, with their ids.
     pub async fn run(self, delete_outbox_up_to: Option<i64>) -> Result<Vec<store::OutboxMessage>> {
-        let Self { store, tx, pending, mut written_outbox } = self;
-        let mut tx = match tx {
-            Some(tx) => tx,
-            None => store.begin().await?,
+        let Self { store, writer, pending, mut written_outbox } = self;
+        let writer = match writer {
+            Some(writer) => writer,
+            None => Writer::acquire(&store).await?,
         };
-        written_outbox.extend(write(&mut tx, pending).await?);
-        if let Some(up_to) = delete_outbox_up_to {
-            store::delete_outbox(&mut tx, up_to).await?;
-        }
-        tx.commit().await?;
+        written_outbox.extend(writer.commit(pending, delete_outbox_up_to).await?);
         Ok(written_outbox)
     }
 }
 
 /// A connection to read through: one of the reading connections while the previous batch
-/// commits and this one has no transaction yet, else the session's.
+/// commits and this one does not hold the writer's yet, else the session's.
 enum Reading<'c> {
     Pooled(PoolConnection<Sqlite>),
     Conn(&'c mut SqliteConnection),
@@ -206,7 +270,7 @@ impl<'a> Session<'a> {
     /// A consumer's batch, correlated while `prior` (the previous batch) may still commit; its
     /// writes are committed by [`Finished::commit`] ([`Self::finish`]).
     pub fn batch(store: &Store, cache: &'a Cache, prior: Option<Prior>) -> Self {
-        Self::with_link(Link::Batch(Box::new(Batch { store: store.clone(), prior, tx: None })), cache)
+        Self::with_link(Link::Batch(Box::new(Batch { store: store.clone(), prior, writer: None })), cache)
     }
 
     fn with_link(link: Link<'a>, cache: &'a Cache) -> Self {
@@ -234,7 +298,7 @@ impl<'a> Session<'a> {
         Finished {
             commit: Commit {
                 store: batch.store,
-                tx: batch.tx,
+                writer: batch.writer,
                 pending: self.pending,
                 written_outbox: self.written_outbox,
             },
@@ -251,27 +315,23 @@ impl<'a> Session<'a> {
     /// The connection, with the batch's writes flushed: for queries the session does not know.
     pub async fn conn(&mut self) -> Result<&mut SqliteConnection> {
         self.flush().await?;
-        self.tx().await
+        self.held().await
     }
 
-    /// The session's connection; a batch begins its transaction here, once the previous
+    /// The session's connection, to read; a batch takes the writer's here, once the previous
     /// batch has committed.
+    async fn held(&mut self) -> Result<&mut SqliteConnection> {
+        match &mut self.link {
+            Link::Conn(conn) => Ok(conn),
+            Link::Batch(batch) => Ok(&mut batch.writer().await?.conn),
+        }
+    }
+
+    /// The session's connection in its transaction, to write; a batch begins it here.
     async fn tx(&mut self) -> Result<&mut SqliteConnection> {
         match &mut self.link {
             Link::Conn(conn) => Ok(conn),
-            Link::Batch(batch) => {
-                let Batch { store, prior, tx } = &mut **batch;
-                let tx = match tx {
-                    Some(tx) => tx,
-                    None => {
-                        if let Some(prior) = prior {
-                            prior.committed().await?;
-                        }
-                        tx.insert(store.begin().await?)
-                    }
-                };
-                Ok(tx)
-            }
+            Link::Batch(batch) => batch.writer().await?.begin().await,
         }
     }
 
@@ -280,12 +340,12 @@ impl<'a> Session<'a> {
     /// page cache is warm: a reading connection drops its cache whenever the writer wrote).
     async fn reading(&mut self) -> Result<Reading<'_>> {
         if let Link::Batch(batch) = &self.link
-            && batch.tx.is_none()
+            && batch.writer.is_none()
             && batch.prior.as_ref().is_some_and(|prior| prior.committed.borrow().is_none())
         {
             return Ok(Reading::Pooled(batch.store.pool().acquire().await?));
         }
-        Ok(Reading::Conn(self.tx().await?))
+        Ok(Reading::Conn(self.held().await?))
     }
 
     /// The previous batch added `key`: reading connections may not show it yet.
@@ -298,47 +358,31 @@ impl<'a> Session<'a> {
         matches!(&self.link, Link::Batch(batch) if batch.prior.as_ref().is_some_and(|prior| prior.processed.contains(id)))
     }
 
-    // ------------------------------------------------------------ processed events ---
+    // ----------------------------------------------------- processed events and keys ---
 
-    /// Looks up which of `ids` were processed before, in one query.
-    pub async fn prefetch_processed(&mut self, ids: &[&str]) -> Result<()> {
-        let wanted: Vec<&str> =
+    /// Looks up which of `ids` were processed before and which requests `keys` name, in one
+    /// query, for those neither the cache nor the previous batch knows. Call it before the
+    /// batch writes anything (keys it adds are then kept up to date). Keys the previous batch
+    /// added and the cache no longer knows are left to be read after its commit.
+    pub async fn prefetch(&mut self, ids: &[&str], keys: &[String]) -> Result<()> {
+        let ids: Vec<&str> =
             ids.iter().copied().filter(|id| !self.processed.contains(*id) && !self.prior_processed(id)).collect();
-        if wanted.is_empty() {
+        let mut keys: Vec<&str> =
+            keys.iter().map(String::as_str).filter(|k| !self.cache.has_key(k) && !self.prior_added(k)).collect();
+        keys.sort_unstable();
+        keys.dedup();
+        if ids.is_empty() && keys.is_empty() {
             return Ok(());
         }
-        let list = serde_json::to_string(&wanted)?;
-        let found: Vec<String> = sqlx::query_scalar(
-            "SELECT event_id FROM processed_events WHERE event_id IN (SELECT value FROM json_each(?))",
-        )
-        .bind(list)
-        .fetch_all(&mut *self.reading().await?)
-        .await?;
-        let found: HashSet<String> = found.into_iter().collect();
-        for id in wanted {
-            if !found.contains(id) {
+        let found = store::look_up(&mut *self.reading().await?, &ids, &keys).await?;
+        for id in ids {
+            if !found.processed.contains(id) {
                 self.unprocessed.insert(id.to_owned());
             }
         }
-        self.processed.extend(found);
-        Ok(())
-    }
-
-    /// Reads which requests `keys` name, in one query, for those the cache does not know.
-    /// Call it before the batch writes anything (keys it adds are then kept up to date). Keys
-    /// the previous batch added and the cache no longer knows are left to be read after its
-    /// commit.
-    pub async fn prefetch_keys(&mut self, keys: &[String]) -> Result<()> {
-        let mut wanted: Vec<&str> =
-            keys.iter().map(String::as_str).filter(|k| !self.cache.has_key(k) && !self.prior_added(k)).collect();
-        wanted.sort_unstable();
-        wanted.dedup();
-        if wanted.is_empty() {
-            return Ok(());
-        }
-        let found = store::find_by_keys(&mut *self.reading().await?, &wanted).await?;
-        for key in wanted {
-            self.cache.key_loaded(key, found.get(key).map_or(&[], Vec::as_slice));
+        self.processed.extend(found.processed);
+        for key in keys {
+            self.cache.key_loaded(key, found.keys.get(key).map_or(&[], Vec::as_slice));
         }
         Ok(())
     }
@@ -350,7 +394,7 @@ impl<'a> Session<'a> {
         if self.unprocessed.contains(id) {
             return Ok(false);
         }
-        store::is_processed(self.tx().await?, id).await
+        store::is_processed(self.held().await?, id).await
     }
 
     pub fn mark_processed(&mut self, id: &str, subject: &str, outcome: &str) {
@@ -368,7 +412,7 @@ impl<'a> Session<'a> {
         if let Some(req) = self.cache.request(id) {
             return Ok(Some(req));
         }
-        let loaded = store::load(self.tx().await?, id).await?.map(Arc::new);
+        let loaded = store::load(self.held().await?, id).await?.map(Arc::new);
         if let Some(req) = &loaded {
             self.cache.loaded(req);
         }
@@ -385,7 +429,7 @@ impl<'a> Session<'a> {
         if self.keys_added.contains(key) {
             self.flush().await?;
         }
-        let ids = store::find_by_key(self.tx().await?, key).await?;
+        let ids = store::find_by_key(self.held().await?, key).await?;
         self.cache.key_loaded(key, &ids);
         Ok(ids)
     }
@@ -395,7 +439,7 @@ impl<'a> Session<'a> {
             return Ok(id);
         }
         self.flush().await?;
-        let next = store::next_id(self.tx().await?).await?;
+        let next = store::next_id(self.held().await?).await?;
         self.cache.set_next_id(next.0 + 1);
         Ok(next)
     }
@@ -449,7 +493,7 @@ impl<'a> Session<'a> {
         let timeline = match self.cache.take_timeline(id) {
             Some(timeline) => timeline,
             None => {
-                let mut timeline = Timeline::new(&store::timeline(self.tx().await?, id).await?)?;
+                let mut timeline = Timeline::new(&store::timeline(self.held().await?, id).await?)?;
                 let added: Vec<TimelineEntry> =
                     self.pending.timeline.iter().filter(|(r, _, _)| *r == id).map(|(_, e, _)| e.clone()).collect();
                 timeline.insert_in_order(&added)?;
@@ -492,7 +536,7 @@ impl<'a> Session<'a> {
             Some(true) => {}
             None => {
                 let keys: Vec<String> =
-                    sqlx::query_scalar("SELECT DISTINCT key FROM orphans").fetch_all(self.tx().await?).await?;
+                    sqlx::query_scalar("SELECT DISTINCT key FROM orphans").fetch_all(self.held().await?).await?;
                 let found = keys.iter().any(|k| k == key);
                 self.cache.orphan_keys_loaded(keys.into_iter().collect());
                 if !found {
@@ -514,7 +558,7 @@ impl<'a> Session<'a> {
         if pending.is_empty() {
             return Ok(());
         }
-        let written = write(self.tx().await?, pending).await?;
+        let written = write(self.tx().await?, pending, None, Wrapped::No).await?;
         self.written_outbox.extend(written);
         Ok(())
     }
@@ -526,9 +570,28 @@ impl<'a> Session<'a> {
     }
 }
 
-/// Writes `p` in one statement; returns the outbox rows written, with their ids.
-async fn write(conn: &mut SqliteConnection, p: Pending) -> Result<Vec<store::OutboxMessage>> {
+/// Whether a write is its own transaction.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Wrapped {
+    /// In a transaction begun before.
+    No,
+    /// Begins and commits one ([`flush::COMMITTING`]).
+    BeginAndCommit,
+}
+
+/// Writes `p` in one statement, deleting the outbox's rows up to `delete_outbox_up_to` (the
+/// published ones) in it; returns the outbox rows written, with their ids.
+async fn write(
+    conn: &mut SqliteConnection,
+    p: Pending,
+    delete_outbox_up_to: Option<i64>,
+    wrapped: Wrapped,
+) -> Result<Vec<store::OutboxMessage>> {
+    // Nothing else to write: the delete is a transaction of its own when the write is.
     if p.is_empty() {
+        if let Some(up_to) = delete_outbox_up_to {
+            store::delete_outbox(conn, up_to).await?;
+        }
         return Ok(Vec::new());
     }
     let mut summaries = flush::Blob::default();
@@ -570,7 +633,11 @@ async fn write(conn: &mut SqliteConnection, p: Pending) -> Result<Vec<store::Out
         .iter()
         .map(|(id, (subject, outcome))| flush::ProcessedRow { event_id: id, subject, processed_at: now, outcome })
         .collect();
-    let mut ids: Vec<i64> = sqlx::query(flush::SQL.as_str())
+    let sql = match wrapped {
+        Wrapped::No => flush::SQL.as_str(),
+        Wrapped::BeginAndCommit => flush::COMMITTING.as_str(),
+    };
+    let mut ids: Vec<i64> = sqlx::query(sql)
         .bind(summaries.into_bytes())
         .bind(json_array(&requests)?)
         .bind(json_array(&items)?)
@@ -581,6 +648,7 @@ async fn write(conn: &mut SqliteConnection, p: Pending) -> Result<Vec<store::Out
         .bind(payloads.into_bytes())
         .bind(json_array(&outbox)?)
         .bind(json_array(&processed)?)
+        .bind(delete_outbox_up_to)
         .fetch_all(conn)
         .await?
         .iter()
@@ -676,6 +744,128 @@ mod tests {
             assert_eq!(serde_json::from_str::<serde_json::Value>(&stored).expect("JSON"), details);
         }
         tx.commit().await.expect("commit");
+        store.close().await;
+    }
+
+    /// A batch's look-ups are one query: which of its events were processed, and which
+    /// requests its keys name, newest first.
+    #[tokio::test]
+    async fn one_look_up_finds_processed_events_and_the_requests_of_keys_newest_first() {
+        use shared::events::MediaType;
+        use shared::ids::TmdbId;
+
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let store = Store::open(&dir.path().join("tracker.db")).await.expect("database");
+        let cache = Cache::default();
+        let mut tx = store.begin().await.expect("transaction");
+        let mut session = Session::new(&mut tx, &cache);
+        for (id, created) in [(1, 100), (2, 300), (3, 200)] {
+            let at = OffsetDateTime::from_unix_timestamp(created).unwrap();
+            let mut req = Request::new(MediaType::Movie, "Dune".into(), "jellyseerr", at);
+            (req.id, req.tmdb_id) = (RequestId(id), Some(TmdbId(438631)));
+            let req = Arc::new(req);
+            session.save(None, &req, req.summary(), &[], &format!("event-{id}"));
+        }
+        session.mark_processed("event-1", "media.jellyseerr.pending", "applied");
+        session.mark_processed("event-3", "media.jellyseerr.pending", "applied");
+        session.flush().await.expect("written");
+        drop(session);
+        tx.commit().await.expect("commit");
+
+        let mut conn = store.pool().acquire().await.expect("reader");
+        let key = "movie:tmdb:438631";
+        let found = store::look_up(&mut conn, &["event-1", "event-2", "event-3"], &[key, "movie:tmdb:1"])
+            .await
+            .expect("look-up");
+        let mut processed: Vec<&str> = found.processed.iter().map(String::as_str).collect();
+        processed.sort_unstable();
+        assert_eq!(processed, ["event-1", "event-3"]);
+        assert_eq!(found.keys.len(), 1, "a key naming nothing is left out: {:?}", found.keys);
+        assert_eq!(found.keys[key], [RequestId(2), RequestId(3), RequestId(1)], "newest first");
+        let only_keys = store::look_up(&mut conn, &[], &[key]).await.expect("look-up");
+        assert!(only_keys.processed.is_empty());
+        assert_eq!(only_keys.keys[key].len(), 3);
+        drop(conn);
+        store.close().await;
+    }
+
+    /// A batch's commit that fails half-way (here in its outbox insert, after its requests)
+    /// leaves nothing of it behind, and no transaction open on the writer's connection: the
+    /// next batch commits. A batch that flushed before its commit (its transaction begun
+    /// then) commits both parts.
+    #[tokio::test]
+    async fn a_failed_commit_leaves_nothing_open_behind_it() {
+        use shared::events::MediaType;
+
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let store = Store::open(&dir.path().join("tracker.db")).await.expect("database");
+        sqlx::query(
+            "CREATE TRIGGER refuse BEFORE INSERT ON outbox WHEN NEW.msg_id = 'refused' \
+             BEGIN SELECT RAISE(ABORT, 'refused by the test'); END",
+        )
+        .execute(store.writer())
+        .await
+        .expect("trigger");
+        let cache = Cache::default();
+        let batch = async |id: i64, msg_id: &str, flush_first: bool| -> Result<()> {
+            let mut session = Session::batch(&store, &cache, None);
+            let mut req =
+                Request::new(MediaType::Movie, format!("Film {id}"), "jellyseerr", OffsetDateTime::UNIX_EPOCH);
+            req.id = RequestId(id);
+            let req = Arc::new(req);
+            session.save(None, &req, req.summary(), &[], &format!("event-{id}"));
+            if flush_first {
+                session.flush().await?;
+            }
+            session.queue_outbox("tracker.request.1.requested", msg_id, b"{}".to_vec(), None);
+            let Finished { commit, done, .. } = session.finish();
+            let result = commit.run(None).await.map(drop);
+            done.send(result.is_ok());
+            result
+        };
+        let error = batch(1, "refused", false).await.expect_err("the trigger refuses the batch");
+        assert!(error.to_string().contains("refused by the test"), "{error}");
+        batch(2, "fine", false).await.expect("the next batch commits");
+        batch(3, "refused", true).await.expect_err("refused after a flush");
+        batch(4, "fine too", true).await.expect("a batch that flushed first commits");
+        let ids: Vec<i64> =
+            sqlx::query_scalar("SELECT id FROM requests ORDER BY id").fetch_all(store.pool()).await.expect("requests");
+        assert_eq!(ids, [2, 4], "the refused batches' requests were rolled back");
+        let msgs: Vec<String> =
+            sqlx::query_scalar("SELECT msg_id FROM outbox ORDER BY id").fetch_all(store.pool()).await.expect("outbox");
+        assert_eq!(msgs, ["fine", "fine too"]);
+        store.close().await;
+    }
+
+    /// A batch's commit deletes the outbox rows published before it (inside its own
+    /// statement when it writes, on its own when it does not) and never its own.
+    #[tokio::test]
+    async fn a_commit_deletes_the_published_outbox_rows_only() {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let store = Store::open(&dir.path().join("tracker.db")).await.expect("database");
+        let cache = Cache::default();
+        let outbox = async || -> Vec<String> {
+            sqlx::query_scalar("SELECT msg_id FROM outbox ORDER BY id").fetch_all(store.pool()).await.expect("outbox")
+        };
+        let commit = async |msgs: &[&str], delete_up_to: Option<i64>| -> Vec<i64> {
+            let mut session = Session::batch(&store, &cache, None);
+            for m in msgs {
+                session.queue_outbox("tracker.request.1.requested", m, m.as_bytes().to_vec(), None);
+            }
+            let Finished { commit, done, .. } = session.finish();
+            let written = commit.run(delete_up_to).await.expect("commit");
+            done.send(true);
+            written.iter().map(|m| m.id).collect()
+        };
+        let first = commit(&["a", "b", "c"], None).await;
+        assert_eq!(outbox().await, ["a", "b", "c"]);
+        let second = commit(&["d"], Some(first[1])).await;
+        assert_eq!(outbox().await, ["c", "d"], "a and b were published");
+        assert!(second[0] > first[2]);
+        commit(&[], Some(first[2])).await;
+        assert_eq!(outbox().await, ["d"], "a batch without writes still deletes");
+        commit(&["e"], None).await;
+        assert_eq!(outbox().await, ["d", "e"], "nothing published: nothing deleted");
         store.close().await;
     }
 

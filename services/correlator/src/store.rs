@@ -2,7 +2,7 @@
 //! batch of events, and readers (queries from the dashboard) use their own connections, which
 //! WAL mode lets run beside the writer.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::str::FromStr;
 use std::sync::Arc;
@@ -219,17 +219,38 @@ pub async fn find_by_key(conn: &mut SqliteConnection, key: &str) -> Result<Vec<R
 
 /// The requests each key names, newest first, in one query; keys naming none are left out.
 pub async fn find_by_keys(conn: &mut SqliteConnection, keys: &[&str]) -> Result<HashMap<String, Vec<RequestId>>> {
-    let list = serde_json::to_string(keys)?;
+    Ok(look_up(conn, &[], keys).await?.keys)
+}
+
+/// What a batch reads before it correlates ([`look_up`]).
+#[derive(Debug, Default)]
+pub struct LookedUp {
+    /// The event ids asked for that were processed.
+    pub processed: HashSet<String>,
+    /// The requests each key names, newest first; keys naming none are left out.
+    pub keys: HashMap<String, Vec<RequestId>>,
+}
+
+/// Which of `event_ids` were processed and which requests `keys` name, in one query: each
+/// query sent is a round trip to the connection's thread.
+pub async fn look_up(conn: &mut SqliteConnection, event_ids: &[&str], keys: &[&str]) -> Result<LookedUp> {
     let rows = sqlx::query(
-        "SELECT k.key, r.id FROM request_keys k JOIN requests r ON r.id = k.request_id \
-         WHERE k.key IN (SELECT value FROM json_each(?)) ORDER BY k.key, r.created_at DESC, r.id DESC",
+        "SELECT 0, event_id, NULL, NULL FROM processed_events WHERE event_id IN (SELECT value FROM json_each(?)) \
+         UNION ALL \
+         SELECT 1, k.key, r.id, r.created_at FROM request_keys k JOIN requests r ON r.id = k.request_id \
+         WHERE k.key IN (SELECT value FROM json_each(?)) \
+         ORDER BY 1, 2, 4 DESC, 3 DESC",
     )
-    .bind(list)
+    .bind(serde_json::to_string(event_ids)?)
+    .bind(serde_json::to_string(keys)?)
     .fetch_all(conn)
     .await?;
-    let mut found: HashMap<String, Vec<RequestId>> = HashMap::new();
+    let mut found = LookedUp::default();
     for row in &rows {
-        found.entry(row.get(0)).or_default().push(RequestId(row.get(1)));
+        match row.get::<i64, _>(0) {
+            0 => _ = found.processed.insert(row.get(1)),
+            _ => found.keys.entry(row.get(1)).or_default().push(RequestId(row.get(2))),
+        }
     }
     Ok(found)
 }
