@@ -681,6 +681,12 @@ fn json_array<T: serde::Serialize>(rows: &[T]) -> Result<String> {
 mod tests {
     use super::*;
 
+    async fn open() -> (tempfile::TempDir, Store) {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let store = Store::open(&dir.path().join("tracker.db")).await.expect("database");
+        (dir, store)
+    }
+
     /// Summaries, timeline details and outbox payloads travel beside the rows, each row
     /// naming its slice of a blob: every one must come back whole, whatever its neighbours
     /// and characters (an empty one too).
@@ -690,8 +696,7 @@ mod tests {
         use shared::model::State;
 
         let at = OffsetDateTime::UNIX_EPOCH;
-        let dir = tempfile::tempdir().expect("temporary directory");
-        let store = Store::open(&dir.path().join("tracker.db")).await.expect("database");
+        let (_dir, store) = open().await;
         let cache = Cache::default();
         let mut tx = store.begin().await.expect("transaction");
         let mut session = Session::new(&mut tx, &cache);
@@ -754,8 +759,7 @@ mod tests {
         use shared::events::MediaType;
         use shared::ids::TmdbId;
 
-        let dir = tempfile::tempdir().expect("temporary directory");
-        let store = Store::open(&dir.path().join("tracker.db")).await.expect("database");
+        let (_dir, store) = open().await;
         let cache = Cache::default();
         let mut tx = store.begin().await.expect("transaction");
         let mut session = Session::new(&mut tx, &cache);
@@ -797,8 +801,7 @@ mod tests {
     async fn a_failed_commit_leaves_nothing_open_behind_it() {
         use shared::events::MediaType;
 
-        let dir = tempfile::tempdir().expect("temporary directory");
-        let store = Store::open(&dir.path().join("tracker.db")).await.expect("database");
+        let (_dir, store) = open().await;
         sqlx::query(
             "CREATE TRIGGER refuse BEFORE INSERT ON outbox WHEN NEW.msg_id = 'refused' \
              BEGIN SELECT RAISE(ABORT, 'refused by the test'); END",
@@ -841,8 +844,7 @@ mod tests {
     /// statement when it writes, on its own when it does not) and never its own.
     #[tokio::test]
     async fn a_commit_deletes_the_published_outbox_rows_only() {
-        let dir = tempfile::tempdir().expect("temporary directory");
-        let store = Store::open(&dir.path().join("tracker.db")).await.expect("database");
+        let (_dir, store) = open().await;
         let cache = Cache::default();
         let outbox = async || -> Vec<String> {
             sqlx::query_scalar("SELECT msg_id FROM outbox ORDER BY id").fetch_all(store.pool()).await.expect("outbox")
@@ -873,8 +875,7 @@ mod tests {
     /// next must not include what it was handed, or it grows with every batch.
     #[tokio::test]
     async fn a_batch_hands_the_next_only_its_own_processed_events() {
-        let dir = tempfile::tempdir().expect("temporary directory");
-        let store = Store::open(&dir.path().join("tracker.db")).await.expect("database");
+        let (_dir, store) = open().await;
         let cache = Cache::default();
         let mut prior: Option<Prior> = None;
         for batch in 0..4 {
