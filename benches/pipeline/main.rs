@@ -213,6 +213,12 @@ pub async fn run(cfg: &Config, bin: &Path, root: &Path, log: &mut dyn FnMut(&str
         checkpoints.clear();
     }
     for &senders in cfg.senders.iter().filter(|_| want("throughput")) {
+        // A checkpoint this run would pass is taken first, at its own count.
+        while let Some(c) = checkpoints.front().copied().filter(|c| *c < requests + cfg.requests_per_run) {
+            checkpoints.pop_front();
+            fill_to(&stack, &fx, &mut report, &mut requests, c, log).await;
+            checkpoint(&stack, &mut report, requests, log, cfg.settle).await;
+        }
         let run = throughput(&stack, &fx, senders, cfg.requests_per_run).await;
         requests += run.requests;
         log(&format!(
@@ -233,13 +239,7 @@ pub async fn run(cfg: &Config, bin: &Path, root: &Path, log: &mut dyn FnMut(&str
     }
     // Top up to the remaining checkpoints.
     while let Some(c) = checkpoints.pop_front() {
-        if requests < c {
-            let best = report.runs.iter().map(|r| r.senders).max().unwrap_or(16);
-            let run = throughput(&stack, &fx, best, c - requests).await;
-            requests += run.requests;
-            log(&format!("filled to {requests} requests: missing {}", run.missing));
-            report.runs.push(run);
-        }
+        fill_to(&stack, &fx, &mut report, &mut requests, c, log).await;
         checkpoint(&stack, &mut report, requests, log, cfg.settle).await;
     }
     if want("throughput") {
@@ -321,6 +321,26 @@ async fn instructions(bin: &Path, fx: &Arc<Fixtures>, requests: u64, log: &mut d
         out.push(counted);
     }
     out
+}
+
+/// Sends requests until `requests` reaches `to`, at the most senders measured so far (16
+/// before any run); the run is reported with the others, so that what it lost shows.
+async fn fill_to(
+    stack: &Stack,
+    fx: &Arc<Fixtures>,
+    report: &mut Report,
+    requests: &mut u64,
+    to: u64,
+    log: &mut dyn FnMut(&str),
+) {
+    if *requests >= to {
+        return;
+    }
+    let senders = report.runs.iter().map(|r| r.senders).max().unwrap_or(16);
+    let run = throughput(stack, fx, senders, to - *requests).await;
+    *requests += run.requests;
+    log(&format!("filled to {requests} requests: missing {}", run.missing));
+    report.runs.push(run);
 }
 
 async fn checkpoint(stack: &Stack, report: &mut Report, requests: u64, log: &mut dyn FnMut(&str), settle: Duration) {
