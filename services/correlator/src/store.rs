@@ -214,12 +214,7 @@ pub async fn is_processed(conn: &mut SqliteConnection, event_id: &str) -> Result
 
 /// Requests found by a key, newest first.
 pub async fn find_by_key(conn: &mut SqliteConnection, key: &str) -> Result<Vec<RequestId>> {
-    Ok(find_by_keys(conn, &[key]).await?.remove(key).unwrap_or_default())
-}
-
-/// The requests each key names, newest first, in one query; keys naming none are left out.
-pub async fn find_by_keys(conn: &mut SqliteConnection, keys: &[&str]) -> Result<HashMap<String, Vec<RequestId>>> {
-    Ok(look_up(conn, &[], keys).await?.keys)
+    Ok(look_up(conn, &[], &[key]).await?.keys.remove(key).unwrap_or_default())
 }
 
 /// What a batch reads before it correlates ([`look_up`]).
