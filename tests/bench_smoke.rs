@@ -24,6 +24,10 @@ async fn the_pipeline_benchmark_runs_every_measurement_and_loses_nothing() {
         );
         assert!(run.applied_rate() > 0.0);
     }
+    // Every run of the sender counts (fill runs aside) has JetStream's own rate beside it.
+    let floors: Vec<_> = report.runs.iter().filter_map(|r| r.floor.map(|f| (r.senders, f))).collect();
+    assert_eq!(floors.iter().map(|(n, _)| *n).collect::<Vec<_>>(), cfg.senders, "{floors:?}");
+    assert!(floors.iter().all(|(_, f)| *f > 0.0), "{floors:?}");
     let requests: u64 = report.runs.iter().map(|r| r.requests).sum::<u64>() + cfg.idle_samples as u64;
     assert!(requests >= *cfg.checkpoints.last().unwrap());
     // Each checkpoint at its own count, even when a throughput run would pass it (smoke: 40
@@ -34,4 +38,5 @@ async fn the_pipeline_benchmark_runs_every_measurement_and_loses_nothing() {
     assert!(report.memory.iter().all(|(_, app, nats)| *app > 0 && *nats > 0), "{:?}", report.memory);
     let table = report.markdown();
     assert!(table.contains("webhook → SSE event, idle"), "{table}");
+    assert!(table.contains("| applied / floor |"), "{table}");
 }

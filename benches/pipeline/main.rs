@@ -39,6 +39,8 @@ use tokio::sync::Mutex;
 #[derive(Debug, Clone)]
 pub struct Config {
     pub floor_samples: usize,
+    /// Messages of the JetStream throughput floor taken before each throughput run.
+    pub floor_messages: u64,
     pub idle_samples: usize,
     /// Concurrent senders of each throughput run.
     pub senders: Vec<usize>,
@@ -63,6 +65,7 @@ impl Config {
     pub fn full() -> Self {
         Self {
             floor_samples: 2000,
+            floor_messages: 5000,
             idle_samples: 500,
             senders: vec![1, 4, 16, 64],
             requests_per_run: 2000,
@@ -79,6 +82,7 @@ impl Config {
     pub fn smoke() -> Self {
         Self {
             floor_samples: 50,
+            floor_messages: 100,
             idle_samples: 20,
             senders: vec![4],
             requests_per_run: 24,
@@ -125,6 +129,8 @@ pub struct Throughput {
     /// Requests that did not end available (loss).
     pub missing: i64,
     pub cpu: Cpu,
+    /// JetStream's own rate at as many publishers, taken just before (fill runs have none).
+    pub floor: Option<f64>,
 }
 
 impl Throughput {
@@ -219,7 +225,12 @@ pub async fn run(cfg: &Config, bin: &Path, root: &Path, log: &mut dyn FnMut(&str
             fill_to(&stack, &fx, &mut report, &mut requests, c, log).await;
             checkpoint(&stack, &mut report, requests, log, cfg.settle).await;
         }
-        let run = throughput(&stack, &fx, senders, cfg.requests_per_run).await;
+        // What NATS alone sustains at as many publishers, on the machine as it is now: the
+        // machine's speed varies by half within an hour, the ratio much less.
+        let floor = floor_jetstream_rate(&stack, senders, cfg.floor_messages).await;
+        log(&format!("{senders} publishers: JetStream floor {floor:.0} messages/s"));
+        let mut run = throughput(&stack, &fx, senders, cfg.requests_per_run).await;
+        run.floor = Some(floor);
         requests += run.requests;
         log(&format!(
             "{senders} senders: {} webhooks ({} requests): accepted {:.0}/s, applied {:.0}/s, POST {}, errors {}, missing {}",
@@ -398,6 +409,62 @@ async fn floor_jetstream(stack: &Stack, samples: usize) -> Dist {
     Dist::of(out)
 }
 
+/// JetStream's sustained rate: `publishers` concurrent publishers, each awaiting its ack before
+/// the next publish (as each webhook's POST waits for its fact's), into a file stream read by a
+/// durable pull consumer that acks every message (as the correlator does); messages per second
+/// until the consumer has acked all `messages`. A webhook is at least one such message; the
+/// app also publishes its state message to JetStream.
+async fn floor_jetstream_rate(stack: &Stack, publishers: usize, messages: u64) -> f64 {
+    use async_nats::jetstream::{self, consumer::pull, stream};
+    let client = async_nats::connect(stack.nats_url()).await.unwrap();
+    let js = jetstream::new(client);
+    let stream = js
+        .create_stream(stream::Config {
+            name: "BENCH_FLOOR_RATE".into(),
+            subjects: vec!["bench.rate".into()],
+            storage: stream::StorageType::File,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let consumer = stream
+        .create_consumer(pull::Config { durable_name: Some("bench".into()), ..Default::default() })
+        .await
+        .unwrap();
+    let mut incoming = consumer.messages().await.unwrap();
+    let reader = tokio::spawn(async move {
+        let mut acked = 0;
+        while acked < messages {
+            let m = incoming.next().await.expect("the floor's consumer ended").unwrap();
+            m.ack().await.unwrap();
+            acked += 1;
+        }
+    });
+    let left = Arc::new(AtomicU64::new(messages));
+    let payload = bytes::Bytes::from(vec![b'x'; 4096]);
+    let started = Instant::now();
+    let senders: Vec<_> = (0..publishers)
+        .map(|_| {
+            let (js, left, payload) = (js.clone(), left.clone(), payload.clone());
+            tokio::spawn(async move {
+                while left.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1)).is_ok() {
+                    js.publish("bench.rate", payload.clone()).await.unwrap().await.unwrap();
+                }
+            })
+        })
+        .collect();
+    for s in senders {
+        s.await.unwrap();
+    }
+    tokio::time::timeout(Duration::from_secs(120), reader)
+        .await
+        .expect("the floor's messages were not all consumed")
+        .unwrap();
+    let rate = messages as f64 / started.elapsed().as_secs_f64();
+    js.delete_stream("BENCH_FLOOR_RATE").await.unwrap();
+    rate
+}
+
 /// `GET /healthz` on the same listener: the HTTP part of any webhook.
 async fn floor_http(stack: &Stack, samples: usize) -> Dist {
     let url = stack.url("/healthz");
@@ -511,6 +578,7 @@ async fn throughput(stack: &Stack, fx: &Arc<Fixtures>, senders: usize, requests:
         errors,
         missing: (available_before + requests as f64 - available) as i64,
         cpu,
+        floor: None,
     }
 }
 
@@ -644,7 +712,7 @@ impl Report {
         }
         let _ = writeln!(
             s,
-            "\n| senders | requests | webhooks | accepted/s | applied/s | POST p50 | POST p99 | lost | CPU status-tracker | CPU nats-server | CPU bench client | CPU per webhook: status-tracker / nats-server |\n|---|---|---|---|---|---|---|---|---|---|---|---|"
+            "\n| senders | requests | webhooks | accepted/s | applied/s | floor: JetStream messages/s | applied / floor | POST p50 | POST p99 | lost | CPU status-tracker | CPU nats-server | CPU bench client | CPU per webhook: status-tracker / nats-server |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
         );
         for r in &self.runs {
             let wall = r.applied_in.as_secs_f64();
@@ -652,9 +720,13 @@ impl Report {
             // Steadier than the rates on a shared machine: what each webhook cost, wherever
             // the time went while waiting for a core.
             let per = |d: Duration| format!("{:.0} µs", 1e6 * d.as_secs_f64() / r.webhooks.max(1) as f64);
+            let (floor, share) = match r.floor {
+                Some(f) => (format!("{f:.0}"), format!("{:.0} %", 100.0 * r.applied_rate() / f)),
+                None => ("–".into(), "–".into()),
+            };
             let _ = writeln!(
                 s,
-                "| {} | {} | {} | {:.0} | {:.0} | {:.2} ms | {:.2} ms | {} | {} | {} | {} | {} / {} |",
+                "| {} | {} | {} | {:.0} | {:.0} | {floor} | {share} | {:.2} ms | {:.2} ms | {} | {} | {} | {} | {} / {} |",
                 r.senders,
                 r.requests,
                 r.webhooks,
