@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use anyhow::Context as _;
 use axum::Router;
 use axum::serve::ListenerExt;
-use shared::nats_server::EmbeddedNats;
+use shared::nats_server::{EmbeddedNats, MemoryLimit};
 use shared::{Bus, Env};
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;
@@ -71,7 +71,8 @@ pub async fn run(mode: Mode, env: &Env, options: Options) -> anyhow::Result<()> 
         Some(url) => (url, None),
         None => {
             let bin = env.get("NATS_SERVER_BIN").unwrap_or_else(|| "nats-server".into());
-            let server = EmbeddedNats::start(&data_dir.join("nats"), &bin).await?;
+            let memory: Option<MemoryLimit> = env.parse("TRACKER_NATS_MEMORY_LIMIT")?;
+            let server = EmbeddedNats::start_with(&data_dir.join("nats"), &bin, memory.as_ref()).await?;
             (server.url(), Some(server))
         }
     };

@@ -775,6 +775,41 @@ async fn healthcheck_passes_against_a_running_app_and_fails_on_a_closed_port() {
     assert_eq!(healthcheck(&format!("127.0.0.1:{}", common::free_port())).await, Some(1));
 }
 
+// ------------------------------------------------------------- the embedded nats-server ---
+
+/// The environment of the all-in-one's nats-server child, found by its pid file.
+fn embedded_nats_environment(app: &common::App) -> Vec<String> {
+    let pid =
+        std::fs::read_to_string(app.data_dir.join("nats/nats-server.pid")).expect("the embedded server's pid file");
+    let environ = std::fs::read(format!("/proc/{}/environ", pid.trim())).expect("the embedded server runs");
+    environ.split(|b| *b == 0).map(|v| String::from_utf8_lossy(v).into_owned()).collect()
+}
+
+#[tokio::test]
+async fn the_embedded_nats_server_runs_under_the_memory_limit() {
+    let app = common::App::start().await;
+    assert!(embedded_nats_environment(&app).contains(&"GOMEMLIMIT=512MiB".to_owned()), "the default");
+    let app = common::App::start_with(&[("TRACKER_NATS_MEMORY_LIMIT", "off")]).await;
+    assert!(embedded_nats_environment(&app).contains(&"GOMEMLIMIT=off".to_owned()));
+}
+
+#[tokio::test]
+async fn a_memory_limit_nats_server_would_misread_stops_the_start_with_a_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = tokio::process::Command::new(env!("CARGO_BIN_EXE_status-tracker"))
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("TRACKER_DATA_DIR", dir.path())
+        .env("TRACKER_LISTEN", "127.0.0.1:0")
+        .env("TRACKER_NATS_MEMORY_LIMIT", "512MB")
+        .output();
+    let out = tokio::time::timeout(Duration::from_secs(20), run).await.expect("exits").unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("TRACKER_NATS_MEMORY_LIMIT=\"512MB\"") && stderr.contains("512MiB or 1GiB"), "{stderr}");
+    assert!(!dir.path().join("nats/nats-server.pid").exists(), "no server was started");
+}
+
 // --------------------------------------------------------------------- example: ntfy ---
 
 /// What the ntfy stand-in received: headers and body of each post.

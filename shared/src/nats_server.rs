@@ -6,9 +6,11 @@
 //! or the handle is dropped. A server left behind by a killed parent is found through its pid
 //! file and stopped before a new one takes over the store.
 
+use std::fmt;
 use std::net::{Ipv4Addr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
+use std::str::FromStr;
 use std::time::{Duration, Instant};
 
 use rustix::process::{Pid, Signal, kill_process};
@@ -44,9 +46,48 @@ pub struct EmbeddedNats {
     store: PathBuf,
 }
 
+/// A soft limit on the memory of nats-server's Go runtime, given to it as `GOMEMLIMIT`, in
+/// that variable's syntax: a whole number of bytes with an optional `B`, `KiB`, `MiB`, `GiB`
+/// or `TiB`, or `off`. Near the limit the runtime collects garbage more often and gives freed
+/// memory back sooner; it never refuses to allocate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemoryLimit(String);
+
+impl FromStr for MemoryLimit {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let s = s.trim();
+        let digits = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+        let (number, unit) = s.split_at(digits);
+        let valid = s == "off"
+            || (!number.is_empty()
+                && number.parse::<u64>().is_ok()
+                && matches!(unit, "" | "B" | "KiB" | "MiB" | "GiB" | "TiB"));
+        match valid {
+            true => Ok(Self(s.to_owned())),
+            false => {
+                Err(format!("expected a size like 512MiB or 1GiB (units B, KiB, MiB, GiB, TiB), or off; got {s:?}"))
+            }
+        }
+    }
+}
+
+impl fmt::Display for MemoryLimit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
 impl EmbeddedNats {
     /// Starts `bin` (usually `nats-server`) with JetStream, its store under `dir`.
     pub async fn start(dir: &Path, bin: &str) -> Result<Self, EmbeddedNatsError> {
+        Self::start_with(dir, bin, None).await
+    }
+
+    /// Like [`start`](Self::start), with a soft memory limit for the server (else it inherits
+    /// this process's `GOMEMLIMIT`, if any).
+    pub async fn start_with(dir: &Path, bin: &str, memory: Option<&MemoryLimit>) -> Result<Self, EmbeddedNatsError> {
         std::fs::create_dir_all(dir).map_err(|source| EmbeddedNatsError::Store { dir: dir.to_owned(), source })?;
         let store = dir.canonicalize().unwrap_or_else(|_| dir.to_owned());
         stop_stale_server(&store).await;
@@ -54,7 +95,7 @@ impl EmbeddedNats {
         let mut last_err = None;
         for _ in 0..3 {
             let port = free_port().map_err(|source| EmbeddedNatsError::Spawn { bin: bin.into(), source })?;
-            match Self::spawn_once(&store, bin, port).await {
+            match Self::spawn_once(&store, bin, port, memory).await {
                 Ok(server) => return Ok(server),
                 Err(e @ EmbeddedNatsError::Exited { .. }) => last_err = Some(e),
                 Err(e) => return Err(e),
@@ -68,10 +109,15 @@ impl EmbeddedNats {
         std::fs::create_dir_all(dir).map_err(|source| EmbeddedNatsError::Store { dir: dir.to_owned(), source })?;
         let store = dir.canonicalize().unwrap_or_else(|_| dir.to_owned());
         stop_stale_server(&store).await;
-        Self::spawn_once(&store, bin, port).await
+        Self::spawn_once(&store, bin, port, None).await
     }
 
-    async fn spawn_once(store: &Path, bin: &str, port: u16) -> Result<Self, EmbeddedNatsError> {
+    async fn spawn_once(
+        store: &Path,
+        bin: &str,
+        port: u16,
+        memory: Option<&MemoryLimit>,
+    ) -> Result<Self, EmbeddedNatsError> {
         let log = store.join("nats-server.log");
         // The log is appended to across starts: this start's lines begin here.
         let log_start = std::fs::metadata(&log).map_or(0, |m| m.len());
@@ -88,6 +134,9 @@ impl EmbeddedNats {
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .kill_on_drop(true);
+        if let Some(limit) = memory {
+            cmd.env("GOMEMLIMIT", &limit.0);
+        }
         let child = cmd.spawn().map_err(|source| match source.kind() {
             std::io::ErrorKind::NotFound => EmbeddedNatsError::NotInstalled { bin: bin.into() },
             _ => EmbeddedNatsError::Spawn { bin: bin.into(), source },
@@ -238,6 +287,29 @@ mod tests {
         bus.ensure_streams().await.unwrap();
         server.stop().await;
         assert!(TcpStream::connect((Ipv4Addr::LOCALHOST, port)).is_err());
+    }
+
+    #[tokio::test]
+    async fn the_memory_limit_reaches_the_server() {
+        let dir = tempfile::tempdir().unwrap();
+        let limit: MemoryLimit = "96MiB".parse().unwrap();
+        let server = EmbeddedNats::start_with(dir.path(), "nats-server", Some(&limit)).await.unwrap();
+        let pid = server.child.as_ref().unwrap().id().unwrap();
+        let environ = std::fs::read(format!("/proc/{pid}/environ")).unwrap();
+        let vars: Vec<&[u8]> = environ.split(|b| *b == 0).collect();
+        assert!(vars.contains(&&b"GOMEMLIMIT=96MiB"[..]), "{}", String::from_utf8_lossy(&environ));
+        server.stop().await;
+    }
+
+    #[test]
+    fn memory_limits_are_read_as_go_reads_them() {
+        for ok in ["512MiB", "1GiB", "1073741824", "64B", "2TiB", "off", " 256MiB "] {
+            assert_eq!(ok.parse::<MemoryLimit>().map(|l| l.to_string()), Ok(ok.trim().to_owned()));
+        }
+        for bad in ["", "MiB", "512MB", "512 MiB", "1.5GiB", "-1GiB", "512mib", "unlimited"] {
+            let err = bad.parse::<MemoryLimit>().unwrap_err();
+            assert!(err.contains("512MiB"), "{bad}: {err}");
+        }
     }
 
     #[tokio::test]

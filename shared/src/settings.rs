@@ -50,6 +50,13 @@ pub const SETTINGS: &[Setting] = &[
         "The `nats-server` executable used for the embedded server when `NATS_URL` is unset.",
     ),
     s(
+        "TRACKER_NATS_MEMORY_LIMIT",
+        Some("512MiB"),
+        false,
+        "all-in-one",
+        "Soft memory limit of the embedded nats-server, given to it as Go's `GOMEMLIMIT` (`256MiB`, `1GiB`; `off`: none). Without one, a burst of thousands of webhooks a second leaves it holding about 1 GiB (docs/performance.md).",
+    ),
+    s(
         "TRACKER_LISTEN",
         Some("0.0.0.0:8100"),
         false,
