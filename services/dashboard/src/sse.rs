@@ -1,7 +1,9 @@
 //! Live updates: `/api/sse`.
 //!
 //! One NATS subscription on `tracker.request.>` feeds a broadcast hub; every SSE client reads
-//! from it, so a change is decoded once however many browsers watch. Each event has an id
+//! from it, so a change is decoded once however many browsers watch, and not at all while none
+//! does (the hub keeps the message as published and reads it when it is first sent, live or
+//! to a client catching up). Each event has an id
 //! `<epoch>-<seq>`; a client that reconnects with `Last-Event-ID` gets what it missed from a
 //! ring of recent events, or a `resync` event telling it to reload when the gap is too old
 //! (or the dashboard restarted).
@@ -9,7 +11,7 @@
 use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use axum::extract::{Query, State};
@@ -30,7 +32,7 @@ const RING_BYTES: usize = 4 << 20;
 /// Heartbeat interval (the contract says at most 15 s).
 const KEEP_ALIVE: Duration = Duration::from_secs(10);
 
-/// One change, ready to send.
+/// One change, as published; its SSE data is read from it once, when first sent.
 #[derive(Debug)]
 pub struct SseMessage {
     pub seq: u64,
@@ -38,7 +40,24 @@ pub struct SseMessage {
     /// `request` (a state or other change, data = `RequestChange`) or `progress`
     /// (data = `ProgressUpdate`).
     pub event: &'static str,
-    pub data: String,
+    /// The state message (a CloudEvents envelope), copied out of the NATS client's buffer.
+    payload: Box<[u8]>,
+    data: OnceLock<Option<String>>,
+}
+
+impl SseMessage {
+    /// The event's data ([`sse_data`]); `None` for a message that cannot be read, which is
+    /// logged once and sent to nobody.
+    fn data(&self) -> Option<&str> {
+        let data = self.data.get_or_init(|| match sse_data(&self.payload, self.event == "request") {
+            Ok(data) => Some(data),
+            Err(error) => {
+                tracing::warn!(request.id = self.request_id, %error, "undecodable request change skipped");
+                None
+            }
+        });
+        data.as_deref()
+    }
 }
 
 /// Fans request changes out to SSE clients.
@@ -83,15 +102,17 @@ impl Hub {
         self.clients.load(Ordering::Relaxed)
     }
 
-    pub fn publish(&self, request_id: i64, event: &'static str, data: String) {
+    /// Hands a state message (`payload`, as published) to the clients and the ring.
+    pub fn publish(&self, request_id: i64, event: &'static str, payload: &[u8]) {
+        let payload: Box<[u8]> = payload.into();
         let mut ring = self.ring.lock().unwrap_or_else(|e| e.into_inner());
         let seq = self.seq.fetch_add(1, Ordering::Relaxed) + 1;
-        let msg = Arc::new(SseMessage { seq, request_id, event, data });
-        ring.bytes += msg.data.len();
+        let msg = Arc::new(SseMessage { seq, request_id, event, payload, data: OnceLock::new() });
+        ring.bytes += msg.payload.len();
         ring.events.push_back(msg.clone());
         while ring.events.len() > RING || ring.bytes > RING_BYTES {
             let Some(old) = ring.events.pop_front() else { break };
-            ring.bytes -= old.data.len();
+            ring.bytes -= old.payload.len();
         }
         // Sent under the lock so that ring order and broadcast order agree.
         drop(self.tx.send(msg));
@@ -111,8 +132,10 @@ impl Hub {
         (seq + 1 >= oldest).then(|| (ring.events.iter().filter(|m| m.seq > seq).cloned().collect(), newest))
     }
 
-    fn event(&self, m: &SseMessage) -> Event {
-        Event::default().id(format!("{}-{}", self.epoch, m.seq)).event(m.event).data(&m.data)
+    /// The SSE event of `m`; `None` when its message cannot be read.
+    fn event(&self, m: &SseMessage) -> Option<Event> {
+        let data = m.data()?;
+        Some(Event::default().id(format!("{}-{}", self.epoch, m.seq)).event(m.event).data(data))
     }
 
     /// Ends every stream (clients reconnect with `Last-Event-ID` to whoever serves next).
@@ -144,14 +167,7 @@ impl Hub {
             shared::telemetry::set_parent_from_headers(&span, msg.headers.as_ref());
             let _entered = span.enter();
             let event = if verb == "progress" { "progress" } else { "request" };
-            let data = match sse_data(&msg.payload, event == "request") {
-                Ok(data) => data,
-                Err(error) => {
-                    tracing::warn!(subject = %msg.subject, %error, "undecodable request change skipped");
-                    continue;
-                }
-            };
-            self.publish(id, event, data);
+            self.publish(id, event, &msg.payload);
         }
     }
 }
@@ -316,7 +332,7 @@ pub(crate) async fn stream(
         Some(last) => match hub.since(last) {
             Some((missed, newest)) => {
                 skip_up_to = newest;
-                missed.iter().filter(|m| wanted(m)).map(|m| hub.event(m)).collect()
+                missed.iter().filter(|m| wanted(m)).filter_map(|m| hub.event(m)).collect()
             }
             None => vec![Event::default().event("resync").data("{}")],
         },
@@ -325,7 +341,7 @@ pub(crate) async fn stream(
         loop {
             match rx.recv().await {
                 Ok(m) if m.seq > skip_up_to && wanted(&m) => {
-                    let event = guard.0.event(&m);
+                    let Some(event) = guard.0.event(&m) else { continue };
                     return Some((Ok(event), (rx, guard)));
                 }
                 Ok(_) => continue,
@@ -348,7 +364,7 @@ mod tests {
     fn reconnecting_clients_get_what_they_missed_or_a_resync() {
         let hub = Hub::new();
         for i in 0..5 {
-            hub.publish(i, "request", format!("{{\"n\":{i}}}"));
+            hub.publish(i, "request", format!("{{\"n\":{i}}}").as_bytes());
         }
         let (missed, newest) = hub.since(&format!("{}-3", hub.epoch)).unwrap();
         assert_eq!(newest, 5);
@@ -356,7 +372,7 @@ mod tests {
         assert!(hub.since("1-3").is_none(), "another epoch means a restart: resync");
         assert!(hub.since("garbage").is_none());
         for i in 0..(RING as i64 + 10) {
-            hub.publish(i, "progress", "{}".into());
+            hub.publish(i, "progress", b"{}");
         }
         assert!(hub.since(&format!("{}-3", hub.epoch)).is_none(), "too old: resync");
     }
@@ -366,7 +382,7 @@ mod tests {
         let hub = Hub::new();
         let big = "x".repeat(64 << 10);
         for i in 0..200 {
-            hub.publish(i, "request", big.clone());
+            hub.publish(i, "request", big.as_bytes());
         }
         let ring = hub.ring.lock().unwrap();
         assert!(ring.bytes <= RING_BYTES, "{} bytes kept", ring.bytes);
@@ -376,6 +392,32 @@ mod tests {
 
     fn envelope(data: serde_json::Value) -> Vec<u8> {
         serde_json::to_vec(&serde_json::json!({"specversion": "1.0", "id": "x", "data": data})).unwrap()
+    }
+
+    #[test]
+    fn a_change_is_read_when_first_sent_and_only_once() {
+        let hub = Hub::new();
+        let change = serde_json::json!({"request": {"id": 3, "state": "grabbed", "timeline": [{}]}, "event_id": "e"});
+        hub.publish(3, "request", &envelope(change));
+        let (kept, _) = hub.since(&format!("{}-0", hub.epoch)).unwrap();
+        let m = &kept[0];
+        assert!(m.data.get().is_none(), "nobody watched: not read yet");
+        assert!(hub.event(m).is_some());
+        assert_eq!(m.data(), Some(r#"{"event_id":"e","request":{"id":3,"state":"grabbed"}}"#));
+        let first = m.data().unwrap().as_ptr();
+        assert!(hub.event(m).is_some());
+        assert_eq!(m.data().unwrap().as_ptr(), first, "the second client gets the same text");
+    }
+
+    #[test]
+    fn a_change_that_cannot_be_read_is_sent_to_nobody() {
+        let hub = Hub::new();
+        hub.publish(3, "request", b"{not json");
+        hub.publish(4, "progress", &envelope(serde_json::json!({"id": 4, "progress": 0.5})));
+        let (kept, newest) = hub.since(&format!("{}-0", hub.epoch)).unwrap();
+        assert_eq!(newest, 2);
+        let sent: Vec<i64> = kept.iter().filter(|m| hub.event(m).is_some()).map(|m| m.request_id).collect();
+        assert_eq!(sent, [4]);
     }
 
     fn parsed(data: &str) -> serde_json::Value {
