@@ -791,6 +791,11 @@ async fn the_embedded_nats_server_runs_under_the_memory_limit() {
     assert!(embedded_nats_environment(&app).contains(&"GOMEMLIMIT=512MiB".to_owned()), "the default");
     let app = common::App::start_with(&[("TRACKER_NATS_MEMORY_LIMIT", "off")]).await;
     assert!(embedded_nats_environment(&app).contains(&"GOMEMLIMIT=off".to_owned()));
+    // The setting, not a GOMEMLIMIT the all-in-one itself was started with.
+    let app = common::App::start_with(&[("GOMEMLIMIT", "2GiB"), ("TRACKER_NATS_MEMORY_LIMIT", "1GiB")]).await;
+    let environment = embedded_nats_environment(&app);
+    assert!(environment.contains(&"GOMEMLIMIT=1GiB".to_owned()), "{environment:?}");
+    assert!(!environment.contains(&"GOMEMLIMIT=2GiB".to_owned()));
 }
 
 #[tokio::test]

@@ -54,7 +54,7 @@ pub const SETTINGS: &[Setting] = &[
         Some("512MiB"),
         false,
         "all-in-one",
-        "Soft memory limit of the embedded nats-server, given to it as Go's `GOMEMLIMIT` (`256MiB`, `1GiB`; `off`: none). Without one, a burst of thousands of webhooks a second leaves it holding about 1 GiB (docs/performance.md).",
+        "Soft memory limit of the embedded nats-server, given to it as Go's `GOMEMLIMIT` in place of any in the environment (`256MiB`, `1GiB`; `off`: none). Without one, a burst of thousands of webhooks a second leaves it holding about 1 GiB (docs/performance.md).",
     ),
     s(
         "TRACKER_LISTEN",
