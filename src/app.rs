@@ -1,7 +1,9 @@
 //! Composes the services' libraries into a running process: NATS (embedded or not), the
 //! HTTP listener, the service loops, and one shutdown path for Ctrl-C and SIGTERM.
 
+use std::collections::HashMap;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use anyhow::Context as _;
 use axum::Router;
@@ -11,6 +13,14 @@ use shared::{Bus, Env};
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
+
+/// How long the services get to finish once the HTTP server has drained: under the 10 s a
+/// container runtime waits after SIGTERM before it kills. With NATS reachable they need well
+/// under a second; without it, what they would still publish stays in the outbox and the
+/// spool, and unacknowledged messages are delivered again at the next start.
+const STOP_GRACE: Duration = Duration::from_secs(8);
+/// How long the last flush to NATS may take, after the services.
+const FLUSH_GRACE: Duration = Duration::from_secs(1);
 
 /// Which services this process runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -97,6 +107,7 @@ async fn run_services(
     // Services stop after the HTTP server has drained, so in-flight webhooks can still publish.
     let stop_services = CancellationToken::new();
     let mut tasks = JoinSet::new();
+    let mut names = HashMap::new();
     // Every mode serves its metrics and a liveness probe; ingress and dashboard add theirs.
     let mut router = Router::new()
         .route("/metrics", axum::routing::get(metrics))
@@ -109,27 +120,27 @@ async fn run_services(
             tracing::info!(events = report.events, requests = report.requests, "rebuild done");
         }
         let correlator = correlator::Correlator::build(settings, bus.clone()).await?;
-        tasks.spawn(correlator.run(stop_services.clone()));
+        names.insert(tasks.spawn(correlator.run(stop_services.clone())).id(), "correlator");
     }
     if mode.runs(Mode::Ingress) {
         let settings = ingress::IngressSettings::from_env(env)?;
         let ingress = ingress::Ingress::build(bus.clone(), settings).context("opening the ingress spool")?;
         router = router.merge(ingress.router());
-        tasks.spawn(ingress.run(stop_services.clone()));
+        names.insert(tasks.spawn(ingress.run(stop_services.clone())).id(), "ingress");
     }
     if mode.runs(Mode::Poller) {
         let poller = poller::Poller::new(bus.clone(), poller::PollerSettings::from_env(env)?);
-        tasks.spawn(poller.run(stop_services.clone()));
+        names.insert(tasks.spawn(poller.run(stop_services.clone())).id(), "poller");
     }
     if mode.runs(Mode::ShokoBridge) {
         let bridge = shoko_bridge::ShokoBridge::new(bus.clone(), shoko_bridge::ShokoSettings::from_env(env)?);
-        tasks.spawn(bridge.run(stop_services.clone()));
+        names.insert(tasks.spawn(bridge.run(stop_services.clone())).id(), "shoko-bridge");
     }
     if mode.runs(Mode::Dashboard) {
         let dashboard = dashboard::Dashboard::new(bus.clone(), dashboard::DashboardSettings::from_env(env)?);
         router = router.merge(dashboard.router());
         dashboard.end_streams_on(shutdown.clone());
-        tasks.spawn(dashboard.run(stop_services.clone()));
+        names.insert(tasks.spawn(dashboard.run(stop_services.clone())).id(), "dashboard");
     }
 
     let local = listener.local_addr()?;
@@ -153,14 +164,38 @@ async fn run_services(
         .context("HTTP server")?;
     tracing::info!("shutting down");
     stop_services.cancel();
-    while let Some(result) = tasks.join_next().await {
-        match result {
-            Ok(Ok(())) => {}
-            Ok(Err(error)) => tracing::warn!(%error, "a service stopped with an error"),
-            Err(error) => tracing::error!(%error, "a service panicked"),
+    let stopped = tokio::time::timeout(STOP_GRACE, async {
+        while let Some(result) = tasks.join_next_with_id().await {
+            match result {
+                Ok((id, Ok(()))) => _ = names.remove(&id),
+                Ok((id, Err(error))) => {
+                    let service = names.remove(&id).unwrap_or("?");
+                    tracing::warn!(%error, service, "a service stopped with an error");
+                }
+                Err(error) => {
+                    names.remove(&error.id());
+                    tracing::error!(%error, "a service panicked");
+                }
+            }
         }
+    });
+    if stopped.await.is_err() {
+        let mut waiting: Vec<&str> = names.into_values().collect();
+        waiting.sort_unstable();
+        tracing::warn!(
+            services = ?waiting,
+            nats = %bus.client.connection_state(),
+            "not stopped after {STOP_GRACE:?}; exiting anyway (what was not published is published at the next start)"
+        );
+        tasks.abort_all();
     }
-    bus.client.flush().await.ok();
+    // What the client still buffers goes out; a flush waits for a connection, so it is not
+    // attempted without one (it waited forever when the embedded server had died).
+    if bus.client.connection_state() == async_nats::connection::State::Connected
+        && tokio::time::timeout(FLUSH_GRACE, bus.client.flush()).await.is_err()
+    {
+        tracing::warn!("NATS did not confirm the last messages within {FLUSH_GRACE:?}");
+    }
     Ok(())
 }
 

@@ -337,6 +337,20 @@ async fn sigterm_lets_in_flight_webhooks_finish_and_loses_none() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn sigterm_stops_the_all_in_one_even_when_its_nats_server_is_gone() {
+    let mut app = App::start().await;
+    let pid = std::fs::read_to_string(app.data_dir.join("nats/nats-server.pid")).unwrap();
+    std::process::Command::new("kill").args(["-KILL", pid.trim()]).status().unwrap();
+    // Until the client has noticed: a webhook then goes to the spool.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let started = Instant::now();
+    let status = app.terminate().await;
+    println!("SIGTERM without NATS: stopped in {:.2} s", started.elapsed().as_secs_f64());
+    assert!(status.success(), "{}", app.log());
+    assert!(started.elapsed() < Duration::from_secs(10), "{}", app.log());
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn webhooks_need_the_token_when_one_is_set() {
     let app =
         App::start_with(&[("TRACKER_WEBHOOK_TOKEN", "tok-7f3a9"), ("TRACKER_WEBHOOK_TOKEN_JELLYFIN", "jf-only")]).await;
