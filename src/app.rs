@@ -83,14 +83,52 @@ pub async fn run(mode: Mode, env: &Env, options: Options) -> anyhow::Result<()> 
             let bin = env.get("NATS_SERVER_BIN").unwrap_or_else(|| "nats-server".into());
             let memory: Option<MemoryLimit> = env.parse("TRACKER_NATS_MEMORY_LIMIT")?;
             let server = EmbeddedNats::start_with(&data_dir.join("nats"), &bin, memory.as_ref()).await?;
-            (server.url(), Some(server))
+            let url = server.url();
+            let stop = CancellationToken::new();
+            (url, Some((tokio::spawn(supervise(server, stop.clone())), stop)))
         }
     };
     let result = run_services(mode, env, &nats_url, listener, options, shutdown).await;
-    if let Some(server) = embedded {
-        server.stop().await;
+    if let Some((supervisor, stop)) = embedded {
+        stop.cancel();
+        drop(supervisor.await);
     }
     result
+}
+
+/// Keeps the embedded nats-server running until `stop` fires, then stops it. A server that
+/// exits on its own (killed, out of memory) is started again on its port and store, and the
+/// services' clients reconnect to it; what they published meanwhile waited in the ingress's
+/// spool and the correlator's outbox.
+async fn supervise(mut server: EmbeddedNats, stop: CancellationToken) {
+    loop {
+        let said = tokio::select! {
+            _ = stop.cancelled() => return server.stop().await,
+            said = server.exited() => said,
+        };
+        tracing::error!(port = server.port(), "the embedded nats-server exited ({said}); starting it again");
+        let mut pause = Duration::from_millis(200);
+        loop {
+            let restarted = tokio::select! {
+                _ = stop.cancelled() => return,
+                r = server.restart() => r,
+            };
+            match restarted {
+                Ok(()) => {
+                    tracing::info!(port = server.port(), "the embedded nats-server runs again");
+                    break;
+                }
+                Err(error) => {
+                    tracing::error!(%error, "cannot start the embedded nats-server again; retrying in {pause:?}")
+                }
+            }
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = tokio::time::sleep(pause) => {}
+            }
+            pause = (pause * 2).min(Duration::from_secs(10));
+        }
+    }
 }
 
 async fn run_services(

@@ -336,12 +336,48 @@ async fn sigterm_lets_in_flight_webhooks_finish_and_loses_none() {
     );
 }
 
+/// The embedded nats-server's pid, from its pid file.
+fn embedded_nats_pid(app: &App) -> Option<String> {
+    let pid = std::fs::read_to_string(app.data_dir.join("nats/nats-server.pid")).ok()?;
+    Some(pid.trim().to_owned()).filter(|p| Path::new(&format!("/proc/{p}/cmdline")).exists())
+}
+
 #[tokio::test(flavor = "multi_thread")]
-async fn sigterm_stops_the_all_in_one_even_when_its_nats_server_is_gone() {
-    let mut app = App::start().await;
-    let pid = std::fs::read_to_string(app.data_dir.join("nats/nats-server.pid")).unwrap();
-    std::process::Command::new("kill").args(["-KILL", pid.trim()]).status().unwrap();
-    // Until the client has noticed: a webhook then goes to the spool.
+async fn an_embedded_nats_server_that_dies_is_started_again_and_nothing_is_lost() {
+    let app = App::start().await;
+    let (status, _) =
+        app.post_fixture("jellyseerr", "jellyseerr/webhook_media_pending_movie_the_batman_req42.json").await;
+    assert_eq!(status, 202);
+    app.wait_for("/api/requests", "the first request", |v| v["requests"].as_array().is_some_and(|r| r.len() == 1))
+        .await;
+    let first = embedded_nats_pid(&app).unwrap();
+    std::process::Command::new("kill").args(["-KILL", &first]).status().unwrap();
+    let started = Instant::now();
+    // Accepted while the server is down or coming back: spooled, or published once it is up.
+    let (status, _) = app.post_fixture("jellyseerr", "jellyseerr/webhook_media_approved_tv_severance_req44.json").await;
+    assert_eq!(status, 202, "{}", app.log());
+    while embedded_nats_pid(&app).is_none_or(|p| p == first) {
+        assert!(started.elapsed() < Duration::from_secs(20), "not started again:\n{}", app.log());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let back = started.elapsed();
+    app.wait_for("/api/requests", "both requests", |v| v["requests"].as_array().is_some_and(|r| r.len() == 2)).await;
+    println!(
+        "embedded nats-server SIGKILLed: running again after {:.2} s, the webhook sent meanwhile applied after {:.2} s",
+        back.as_secs_f64(),
+        started.elapsed().as_secs_f64()
+    );
+    let log = app.log();
+    assert!(log.contains("the embedded nats-server exited") && log.contains("runs again"), "{log}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_stops_the_all_in_one_even_when_nats_is_gone() {
+    let tmp = tempfile::tempdir().unwrap();
+    let nats = EmbeddedNats::start(&tmp.path().join("nats"), "nats-server").await.unwrap();
+    let mut app = App::start_with(&[("NATS_URL", &nats.url())]).await;
+    nats.kill().await;
+    // Until the client has noticed.
     tokio::time::sleep(Duration::from_millis(500)).await;
     let started = Instant::now();
     let status = app.terminate().await;

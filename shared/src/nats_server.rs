@@ -44,6 +44,9 @@ pub struct EmbeddedNats {
     child: Option<Child>,
     port: u16,
     store: PathBuf,
+    /// How it was started, to start it again the same way ([`EmbeddedNats::restart`]).
+    bin: String,
+    memory: Option<MemoryLimit>,
 }
 
 /// A soft limit on the memory of nats-server's Go runtime, given to it as `GOMEMLIMIT`, in
@@ -141,7 +144,8 @@ impl EmbeddedNats {
             std::io::ErrorKind::NotFound => EmbeddedNatsError::NotInstalled { bin: bin.into() },
             _ => EmbeddedNatsError::Spawn { bin: bin.into(), source },
         })?;
-        let mut server = Self { child: Some(child), port, store: store.to_owned() };
+        let mut server =
+            Self { child: Some(child), port, store: store.to_owned(), bin: bin.to_owned(), memory: memory.cloned() };
         server.wait_ready(&log, log_start).await?;
         // Operators (and tests) find the embedded server here, e.g. `nats -s $(cat data/nats/url) sub '>'`.
         if let Err(error) = std::fs::write(store.join("url"), server.url()) {
@@ -158,10 +162,7 @@ impl EmbeddedNats {
                 && let Ok(Some(status)) = child.try_wait()
             {
                 self.child = None;
-                let text = std::fs::read_to_string(log).unwrap_or_default();
-                let tail: Vec<&str> = text.lines().rev().take(8).collect();
-                let tail = tail.into_iter().rev().collect::<Vec<_>>().join("\n");
-                return Err(EmbeddedNatsError::Exited { status: status.to_string(), log: tail });
+                return Err(EmbeddedNatsError::Exited { status: status.to_string(), log: log_tail(log) });
             }
             if self.says_ready(log, log_start) && TcpStream::connect((Ipv4Addr::LOCALHOST, self.port)).is_ok() {
                 return Ok(());
@@ -183,6 +184,26 @@ impl EmbeddedNats {
         let read = std::fs::File::open(log)
             .and_then(|mut f| f.seek(SeekFrom::Start(log_start)).and_then(|_| f.read_to_string(&mut text)));
         read.is_ok() && text.lines().any(|line| line.starts_with(&ours) && line.ends_with("Server is ready"))
+    }
+
+    /// Waits until the server exits on its own (it was killed, or failed); gives its exit
+    /// status and the last lines of its log. Never returns once [`stop`](Self::stop)ped.
+    /// Cancel-safe.
+    pub async fn exited(&mut self) -> String {
+        let Some(child) = self.child.as_mut() else { return std::future::pending().await };
+        let status = child.wait().await;
+        self.child = None;
+        let status = status.map_or_else(|e| e.to_string(), |s| s.to_string());
+        format!("{status}; its log says:\n{}", log_tail(&self.store.join("nats-server.log")))
+    }
+
+    /// Starts the server again, on the same port and store, the same way; clients connected
+    /// to it reconnect by themselves. A server still running is stopped first.
+    pub async fn restart(&mut self) -> Result<(), EmbeddedNatsError> {
+        self.stop_inner().await;
+        let server = Self::spawn_once(&self.store, &self.bin, self.port, self.memory.as_ref()).await?;
+        *self = server;
+        Ok(())
     }
 
     pub fn url(&self) -> String {
@@ -235,6 +256,13 @@ impl Drop for EmbeddedNats {
             let _ = kill_process(pid, Signal::TERM);
         }
     }
+}
+
+/// The last lines of the server's log.
+fn log_tail(log: &Path) -> String {
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    let tail: Vec<&str> = text.lines().rev().take(8).collect();
+    tail.into_iter().rev().collect::<Vec<_>>().join("\n")
 }
 
 /// A port on 127.0.0.1 that was free a moment ago.
@@ -298,6 +326,27 @@ mod tests {
         let environ = std::fs::read(format!("/proc/{pid}/environ")).unwrap();
         let vars: Vec<&[u8]> = environ.split(|b| *b == 0).collect();
         assert!(vars.contains(&&b"GOMEMLIMIT=96MiB"[..]), "{}", String::from_utf8_lossy(&environ));
+        server.stop().await;
+    }
+
+    #[tokio::test]
+    async fn a_server_that_died_is_seen_and_started_again_on_its_port() {
+        let dir = tempfile::tempdir().unwrap();
+        let limit: MemoryLimit = "128MiB".parse().unwrap();
+        let mut server = EmbeddedNats::start_with(dir.path(), "nats-server", Some(&limit)).await.unwrap();
+        let (port, url) = (server.port(), server.url());
+        let pid = server.child.as_ref().unwrap().id().unwrap();
+        kill_process(Pid::from_raw(pid as i32).unwrap(), Signal::KILL).unwrap();
+        let said = tokio::time::timeout(Duration::from_secs(10), server.exited()).await.expect("exit seen");
+        assert!(said.contains("SIGKILL") || said.contains("signal: 9"), "{said}");
+        assert!(said.contains("Server is ready"), "with its log: {said}");
+        server.restart().await.unwrap();
+        assert_eq!((server.port(), server.url()), (port, url));
+        let pid = server.child.as_ref().unwrap().id().unwrap();
+        let environ = std::fs::read(format!("/proc/{pid}/environ")).unwrap();
+        assert!(environ.split(|b| *b == 0).any(|v| v == b"GOMEMLIMIT=128MiB"), "started the same way");
+        let bus = crate::Bus::connect(&server.url(), "test").await.unwrap();
+        bus.ensure_streams().await.unwrap();
         server.stop().await;
     }
 
