@@ -20,10 +20,15 @@ command -v perf >/dev/null || { echo "perf is needed (Debian: linux-perf)" >&2; 
 command -v python3 >/dev/null || { echo "python3 is needed" >&2; exit 1; }
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-# The benchmark starts the binary with no arguments and a cleared environment.
+# The benchmark starts the binary with no arguments and a cleared environment. It stops what
+# it started with SIGTERM, which perf does not pass on: the wrapper hands it to the app (perf's
+# child), so that the app stops, and perf with it, instead of living on.
 cat >"$work/traced" <<EOF
 #!/bin/sh
-exec perf trace -e recvfrom,writev -o "$work/trace" -- "$bin" "\$@"
+perf trace -e recvfrom,writev -o "$work/trace" -- "$bin" "\$@" &
+perf=\$!
+trap 'pkill -TERM -P \$perf; wait \$perf' TERM INT
+wait \$perf
 EOF
 chmod +x "$work/traced"
 BENCH_BIN="$work/traced" cargo bench --bench pipeline -- --only idle | grep -F 'webhook → SSE'
