@@ -368,16 +368,23 @@ async fn checkpoint(stack: &Stack, report: &mut Report, requests: u64, log: &mut
     log(&format!("{settle:?} later: status-tracker {} MiB, nats-server {} MiB", mib(app), mib(nats)));
 }
 
-/// A JetStream publish (acknowledged) to a file stream → the message at a durable pull
-/// consumer, one at a time: what any webhook → NATS → consumer path costs at least.
-async fn floor_jetstream(stack: &Stack, samples: usize) -> Dist {
+/// About the size of a webhook's envelope: what the floors publish.
+const FLOOR_PAYLOAD: usize = 4096;
+
+/// A file stream `name` on `subject` on the app's NATS server and the messages of a durable
+/// pull consumer on it: what the floors publish to and read from.
+async fn floor_stream(
+    stack: &Stack,
+    name: &str,
+    subject: &str,
+) -> (async_nats::jetstream::Context, async_nats::jetstream::consumer::pull::Stream) {
     use async_nats::jetstream::{self, consumer::pull, stream};
     let client = async_nats::connect(stack.nats_url()).await.unwrap();
     let js = jetstream::new(client);
     let stream = js
         .create_stream(stream::Config {
-            name: "BENCH_FLOOR".into(),
-            subjects: vec!["bench.floor".into()],
+            name: name.into(),
+            subjects: vec![subject.into()],
             storage: stream::StorageType::File,
             ..Default::default()
         })
@@ -387,7 +394,14 @@ async fn floor_jetstream(stack: &Stack, samples: usize) -> Dist {
         .create_consumer(pull::Config { durable_name: Some("bench".into()), ..Default::default() })
         .await
         .unwrap();
-    let mut messages = consumer.messages().await.unwrap();
+    let messages = consumer.messages().await.unwrap();
+    (js, messages)
+}
+
+/// A JetStream publish (acknowledged) to a file stream → the message at a durable pull
+/// consumer, one at a time: what any webhook → NATS → consumer path costs at least.
+async fn floor_jetstream(stack: &Stack, samples: usize) -> Dist {
+    let (js, mut messages) = floor_stream(stack, "BENCH_FLOOR", "bench.floor").await;
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     let reader = tokio::spawn(async move {
         while let Some(Ok(m)) = messages.next().await {
@@ -395,8 +409,7 @@ async fn floor_jetstream(stack: &Stack, samples: usize) -> Dist {
             let _ = m.ack().await;
         }
     });
-    // About the size of a webhook's envelope.
-    let payload = bytes::Bytes::from(vec![b'x'; 4096]);
+    let payload = bytes::Bytes::from(vec![b'x'; FLOOR_PAYLOAD]);
     let mut out = Vec::with_capacity(samples);
     for _ in 0..samples {
         let started = Instant::now();
@@ -415,23 +428,7 @@ async fn floor_jetstream(stack: &Stack, samples: usize) -> Dist {
 /// until the consumer has acked all `messages`. A webhook is at least one such message; the
 /// app also publishes its state message to JetStream.
 async fn floor_jetstream_rate(stack: &Stack, publishers: usize, messages: u64) -> f64 {
-    use async_nats::jetstream::{self, consumer::pull, stream};
-    let client = async_nats::connect(stack.nats_url()).await.unwrap();
-    let js = jetstream::new(client);
-    let stream = js
-        .create_stream(stream::Config {
-            name: "BENCH_FLOOR_RATE".into(),
-            subjects: vec!["bench.rate".into()],
-            storage: stream::StorageType::File,
-            ..Default::default()
-        })
-        .await
-        .unwrap();
-    let consumer = stream
-        .create_consumer(pull::Config { durable_name: Some("bench".into()), ..Default::default() })
-        .await
-        .unwrap();
-    let mut incoming = consumer.messages().await.unwrap();
+    let (js, mut incoming) = floor_stream(stack, "BENCH_FLOOR_RATE", "bench.rate").await;
     let reader = tokio::spawn(async move {
         let mut acked = 0;
         while acked < messages {
@@ -441,7 +438,7 @@ async fn floor_jetstream_rate(stack: &Stack, publishers: usize, messages: u64) -
         }
     });
     let left = Arc::new(AtomicU64::new(messages));
-    let payload = bytes::Bytes::from(vec![b'x'; 4096]);
+    let payload = bytes::Bytes::from(vec![b'x'; FLOOR_PAYLOAD]);
     let started = Instant::now();
     let senders: Vec<_> = (0..publishers)
         .map(|_| {
