@@ -15,6 +15,7 @@ use shared::model::TimelineEntry;
 use time::OffsetDateTime;
 
 use crate::lifecycle::Request;
+use crate::seen::Seen;
 
 /// Requests kept: the ones in flight, which are the ones events arrive for.
 pub const REQUESTS: usize = 256;
@@ -24,6 +25,9 @@ pub const KEYS: usize = 4096;
 #[derive(Debug)]
 pub struct Cache {
     inner: Mutex<Inner>,
+    /// The events that may have been processed. Not emptied with the rest: it only ever
+    /// holds more than the database, which costs a look-up, never a wrong answer.
+    pub seen: Seen,
 }
 
 #[derive(Debug)]
@@ -102,6 +106,7 @@ impl Cache {
                 next_id: None,
                 orphan_keys: None,
             }),
+            seen: Seen::default(),
         }
     }
 

@@ -42,6 +42,18 @@ pub(crate) async fn run(
     health: HealthCell,
     cancel: CancellationToken,
 ) {
+    // Which events were processed and which keys name requests, known without a query once
+    // loaded; until then all are looked up. Loading starts before the first batch, so that
+    // none commits behind its back.
+    processor.cache.seen.start_loading();
+    let loader = {
+        let (processor, pool) = (processor.clone(), store.pool().clone());
+        tokio::spawn(async move {
+            if let Err(error) = processor.cache.seen.load(&pool).await {
+                tracing::warn!(%error, "the processed events and request keys were not loaded; all are looked up");
+            }
+        })
+    };
     // Messages arrive decoded: the feeds decode them while the loop applies the last batch.
     let (tx, rx) = mpsc::channel::<(jetstream::Message, Decoded)>(2 * MAX_BATCH);
     let feeds = [
@@ -74,6 +86,7 @@ pub(crate) async fn run(
         }
         Err(error) => tracing::error!(%error, "cannot start the correlator's thread; no event is applied"),
     }
+    loader.abort();
     // Stop pulling; messages already delivered but not processed are redelivered later.
     stop_feeds.cancel();
     for t in tasks {

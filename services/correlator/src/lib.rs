@@ -14,6 +14,7 @@ pub mod lifecycle;
 pub mod peers;
 mod queries;
 pub mod rebuild;
+pub mod seen;
 pub mod session;
 pub mod stats;
 pub mod store;

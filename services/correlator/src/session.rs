@@ -361,14 +361,29 @@ impl<'a> Session<'a> {
     // ----------------------------------------------------- processed events and keys ---
 
     /// Looks up which of `ids` were processed before and which requests `keys` name, in one
-    /// query, for those neither the cache nor the previous batch knows. Call it before the
+    /// query, for those neither the cache (its filter of processed events for ids) nor the
+    /// previous batch knows. Call it before the
     /// batch writes anything (keys it adds are then kept up to date). Keys the previous batch
     /// added and the cache no longer knows are left to be read after its commit.
     pub async fn prefetch(&mut self, ids: &[&str], keys: &[String]) -> Result<()> {
-        let ids: Vec<&str> =
+        let mut ids: Vec<&str> =
             ids.iter().copied().filter(|id| !self.processed.contains(*id) && !self.prior_processed(id)).collect();
+        ids.retain(|id| {
+            let may_have = self.cache.seen.may_have_processed(id);
+            if !may_have {
+                self.unprocessed.insert((*id).to_owned());
+            }
+            may_have
+        });
         let mut keys: Vec<&str> =
             keys.iter().map(String::as_str).filter(|k| !self.cache.has_key(k) && !self.prior_added(k)).collect();
+        keys.retain(|key| {
+            let may_name = self.cache.seen.may_name_a_request(key);
+            if !may_name {
+                self.cache.key_loaded(key, &[]);
+            }
+            may_name
+        });
         keys.sort_unstable();
         keys.dedup();
         if ids.is_empty() && keys.is_empty() {
@@ -391,13 +406,14 @@ impl<'a> Session<'a> {
         if self.processed.contains(id) || self.prior_processed(id) {
             return Ok(true);
         }
-        if self.unprocessed.contains(id) {
+        if self.unprocessed.contains(id) || !self.cache.seen.may_have_processed(id) {
             return Ok(false);
         }
         store::is_processed(self.held().await?, id).await
     }
 
     pub fn mark_processed(&mut self, id: &str, subject: &str, outcome: &str) {
+        self.cache.seen.processed(id);
         self.processed.insert(id.to_owned());
         self.pending.processed.insert(id.to_owned(), (subject.to_owned(), outcome.to_owned()));
     }
@@ -428,6 +444,9 @@ impl<'a> Session<'a> {
         // writes the rest earlier.
         if self.keys_added.contains(key) {
             self.flush().await?;
+        } else if !self.cache.seen.may_name_a_request(key) {
+            self.cache.key_loaded(key, &[]);
+            return Ok(Vec::new());
         }
         let ids = store::find_by_key(self.held().await?, key).await?;
         self.cache.key_loaded(key, &ids);
@@ -478,6 +497,7 @@ impl<'a> Session<'a> {
             self.pending.keys.push((key.clone(), id));
             self.keys_added.insert(key.clone());
             self.cache.key_added(key, id);
+            self.cache.seen.key_added(key);
         }
         for e in added {
             self.pending.timeline.push((id, e.clone(), Some(event_id.to_owned())));
@@ -754,6 +774,44 @@ mod tests {
 
     /// A batch's look-ups are one query: which of its events were processed, and which
     /// requests its keys name, newest first.
+    /// Once the processed events and the keys are loaded, an event and a key they certainly
+    /// do not include are known to be new without a query (the database is closed by then);
+    /// those they include are still looked up.
+    #[tokio::test]
+    async fn what_the_filters_rule_out_is_not_looked_up() {
+        use shared::events::MediaType;
+        use shared::ids::TmdbId;
+
+        let (_dir, store) = open().await;
+        let cache = Cache::default();
+        let mut tx = store.begin().await.expect("transaction");
+        let mut session = Session::new(&mut tx, &cache);
+        let mut req = Request::new(MediaType::Movie, "Dune".into(), "jellyseerr", OffsetDateTime::UNIX_EPOCH);
+        (req.id, req.tmdb_id) = (RequestId(1), Some(TmdbId(438631)));
+        let req = Arc::new(req);
+        session.save(None, &req, req.summary(), &[], "event-old");
+        session.mark_processed("event-old", "media.jellyseerr.pending", "applied");
+        session.flush().await.expect("written");
+        drop(session);
+        tx.commit().await.expect("commit");
+        cache.seen.load(store.pool()).await.expect("processed events and keys loaded");
+        assert!(cache.seen.is_ready());
+        cache.clear();
+        store.close().await;
+
+        let mut session = Session::batch(&store, &cache, None);
+        let new_key = "movie:tmdb:1".to_owned();
+        session.prefetch(&["event-new"], std::slice::from_ref(&new_key)).await.expect("nothing to look up");
+        assert!(!session.is_processed("event-new").await.expect("known without a query"));
+        assert!(!session.is_processed("event-other").await.expect("known without a query"));
+        assert_eq!(session.find_by_key(&new_key).await.expect("known without a query"), []);
+        assert_eq!(session.find_by_key("movie:tmdb:2").await.expect("known without a query"), []);
+        let looked_up = session.is_processed("event-old").await;
+        assert!(looked_up.is_err(), "an event the filter includes is looked up (in a closed database): {looked_up:?}");
+        let looked_up = session.find_by_key("movie:tmdb:438631").await;
+        assert!(looked_up.is_err(), "a key the filter includes is looked up (in a closed database): {looked_up:?}");
+    }
+
     #[tokio::test]
     async fn one_look_up_finds_processed_events_and_the_requests_of_keys_newest_first() {
         use shared::events::MediaType;
