@@ -25,8 +25,9 @@ pub const KEYS: usize = 4096;
 #[derive(Debug)]
 pub struct Cache {
     inner: Mutex<Inner>,
-    /// The events that may have been processed. Not emptied with the rest: it only ever
-    /// holds more than the database, which costs a look-up, never a wrong answer.
+    /// The events that may have been processed and the keys that may name a request. Not
+    /// emptied with the rest: it only ever holds more than the database, which costs a
+    /// look-up, never a wrong answer.
     pub seen: Seen,
 }
 

@@ -15,7 +15,7 @@
 //! through [`Seen::processed`] or [`Seen::key_added`] before its batch commits. What a batch
 //! that then rolls back added stays in the filters, and what is deleted later (archived
 //! requests) too, which costs only a look-up. Until what the database holds is loaded
-//! ([`Seen::load`]), everything is looked up, as before.
+//! ([`Seen::load`]), everything is looked up.
 
 use std::sync::Mutex;
 

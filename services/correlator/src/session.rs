@@ -361,10 +361,10 @@ impl<'a> Session<'a> {
     // ----------------------------------------------------- processed events and keys ---
 
     /// Looks up which of `ids` were processed before and which requests `keys` name, in one
-    /// query, for those neither the cache (its filter of processed events for ids) nor the
-    /// previous batch knows. Call it before the
-    /// batch writes anything (keys it adds are then kept up to date). Keys the previous batch
-    /// added and the cache no longer knows are left to be read after its commit.
+    /// query, for those neither the cache (with its filters, [`crate::seen`]) nor the previous
+    /// batch knows. Call it before the batch writes anything (keys it adds are then kept up to
+    /// date). Keys the previous batch added and the cache no longer knows are left to be read
+    /// after its commit.
     pub async fn prefetch(&mut self, ids: &[&str], keys: &[String]) -> Result<()> {
         let mut ids: Vec<&str> =
             ids.iter().copied().filter(|id| !self.processed.contains(*id) && !self.prior_processed(id)).collect();
@@ -772,8 +772,6 @@ mod tests {
         store.close().await;
     }
 
-    /// A batch's look-ups are one query: which of its events were processed, and which
-    /// requests its keys name, newest first.
     /// Once the processed events and the keys are loaded, an event and a key they certainly
     /// do not include are known to be new without a query (the database is closed by then);
     /// those they include are still looked up.
@@ -812,6 +810,8 @@ mod tests {
         assert!(looked_up.is_err(), "a key the filter includes is looked up (in a closed database): {looked_up:?}");
     }
 
+    /// A batch's look-ups are one query: which of its events were processed, and which
+    /// requests its keys name, newest first.
     #[tokio::test]
     async fn one_look_up_finds_processed_events_and_the_requests_of_keys_newest_first() {
         use shared::events::MediaType;
