@@ -15,6 +15,14 @@ async fn the_pipeline_benchmark_runs_every_measurement_and_loses_nothing() {
     let report = pipeline::run(&cfg, bin, Path::new(env!("CARGO_MANIFEST_DIR")), &mut |l| eprintln!("{l}")).await;
     assert_eq!(report.floor_jetstream.n, cfg.floor_samples);
     assert_eq!(report.idle.n, cfg.idle_samples);
+    // The correlator's steps at idle, from its metrics: every step of every probe's batch.
+    let steps: Vec<_> = report.idle_steps.iter().map(|(step, _, _)| *step).collect();
+    assert_eq!(steps, ["look_up", "correlate", "commit"]);
+    for (step, us, batches) in &report.idle_steps {
+        assert!(*batches >= 1.0 && *batches <= cfg.idle_samples as f64, "{step}: {batches} batches");
+        assert!(us.is_finite() && *us >= 0.0, "{step}: {us} µs");
+    }
+    assert!(report.idle_steps[2].1 > 0.0, "a commit takes time");
     for run in &report.runs {
         assert_eq!(
             (run.errors, run.missing),
@@ -39,4 +47,5 @@ async fn the_pipeline_benchmark_runs_every_measurement_and_loses_nothing() {
     let table = report.markdown();
     assert!(table.contains("webhook → SSE event, idle"), "{table}");
     assert!(table.contains("| applied / floor |"), "{table}");
+    assert!(table.contains("The correlator per batch at idle (mean): look_up "), "{table}");
 }

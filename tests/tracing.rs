@@ -321,6 +321,15 @@ async fn metrics_show_what_the_pipeline_is_doing() {
     ] {
         assert!(text.contains(line), "missing {line:?} in\n{text}");
     }
+    // Each batch's time in the correlator's steps (a batch holds one event or more).
+    for step in ["look_up", "correlate", "commit"] {
+        let prefix = format!("tracker_correlator_batch_step_seconds_count{{step=\"{step}\"}} ");
+        let count: u64 = text
+            .lines()
+            .find_map(|l| l.strip_prefix(&prefix)?.parse().ok())
+            .unwrap_or_else(|| panic!("missing {prefix:?} in\n{text}"));
+        assert!((1..=3).contains(&count), "{step}: {count} batches for 3 events");
+    }
     // After a quiet moment (the gauges are refreshed at most once a second), a change shows
     // once it is committed, not as it was before.
     tokio::time::sleep(Duration::from_millis(1500)).await;

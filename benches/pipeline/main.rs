@@ -156,6 +156,8 @@ pub struct Report {
     pub floor_http: Dist,
     pub idle: Dist,
     pub idle_post: Dist,
+    /// The correlator's steps at idle, mean per batch: (step, µs, batches).
+    pub idle_steps: Vec<(&'static str, f64, f64)>,
     pub runs: Vec<Throughput>,
     pub under_load: Option<(f64, Dist)>,
     pub fanout: Option<(usize, Dist, Dist)>,
@@ -207,11 +209,23 @@ pub async fn run(cfg: &Config, bin: &Path, root: &Path, log: &mut dyn FnMut(&str
     let mut requests = 0;
     if want("idle") {
         let mut seen = sse::connect(&stack.url("/api/sse"), 1).await;
+        let steps_before = batch_steps(&stack).await;
         let (idle, idle_post) = probe(&stack, &fx, &mut seen, cfg.idle_samples, 1).await;
         report.idle = idle;
         report.idle_post = idle_post;
         requests += cfg.idle_samples as u64;
         log(&format!("webhook → SSE, idle: {} (POST answered: {})", show(&idle), show(&idle_post)));
+        report.idle_steps = batch_steps(&stack)
+            .await
+            .into_iter()
+            .zip(steps_before)
+            .map(|((step, sum, count), (_, sum0, count0))| {
+                (step, (sum - sum0) / (count - count0) * 1e6, count - count0)
+            })
+            .collect();
+        let shown: Vec<String> =
+            report.idle_steps.iter().map(|(step, us, n)| format!("{step} {us:.0} µs ({n} batches)")).collect();
+        log(&format!("correlator per batch, idle (mean): {}", shown.join(", ")));
     }
 
     let mut checkpoints: VecDeque<u64> = cfg.checkpoints.iter().copied().collect();
@@ -474,6 +488,17 @@ async fn floor_http(stack: &Stack, samples: usize) -> Dist {
     Dist::of(out)
 }
 
+/// The correlator's time per step so far (`tracker_correlator_batch_step_seconds`): (step,
+/// seconds in all, batches).
+async fn batch_steps(stack: &Stack) -> Vec<(&'static str, f64, f64)> {
+    let mut out = Vec::new();
+    for step in ["look_up", "correlate", "commit"] {
+        let metric = |what: &str| format!("tracker_correlator_batch_step_seconds_{what}{{step=\"{step}\"}}");
+        out.push((step, stack.metric(&metric("sum")).await, stack.metric(&metric("count")).await));
+    }
+    out
+}
+
 /// Posts `samples` new requests one after the other and measures each from the POST to the
 /// change at the SSE client(s) of `seen` (the first of `clients`).
 async fn probe(
@@ -706,6 +731,10 @@ impl Report {
         if let Some((n, each, all)) = &self.fanout {
             row(&mut s, &format!("webhook → SSE event, each of {n} clients"), each);
             row(&mut s, &format!("webhook → SSE event, last of {n} clients"), all);
+        }
+        if !self.idle_steps.is_empty() {
+            let steps: Vec<String> = self.idle_steps.iter().map(|(step, us, _)| format!("{step} {us:.0} µs")).collect();
+            let _ = writeln!(s, "\nThe correlator per batch at idle (mean): {}.", steps.join(", "));
         }
         let _ = writeln!(
             s,

@@ -35,6 +35,12 @@ pub struct StateLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StepLabel {
+    /// `look_up`, `correlate`, `commit`.
+    pub step: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct KindLabel {
     pub kind: String,
 }
@@ -46,6 +52,7 @@ pub struct Metrics {
     pub spooled: Gauge,
     pub events: Family<OutcomeLabel, Counter>,
     pub correlation_latency: Histogram,
+    pub batch_steps: Family<StepLabel, Histogram, fn() -> Histogram>,
     pub orphans: Gauge,
     pub requests: Family<StateLabel, Gauge>,
     pub sse_clients: Gauge,
@@ -67,6 +74,8 @@ impl Metrics {
             events: Family::default(),
             // From the event's time (webhook received) to the correlator's commit.
             correlation_latency: Histogram::new(exponential_buckets(0.0005, 2.0, 16)),
+            // 10 µs to 0.33 s.
+            batch_steps: Family::new_with_constructor(|| Histogram::new(exponential_buckets(0.00001, 2.0, 16))),
             orphans: Gauge::default(),
             requests: Family::default(),
             sse_clients: Gauge::default(),
@@ -85,6 +94,12 @@ impl Metrics {
             "correlation_latency_seconds",
             "From receiving an event to committing its effect",
             m.correlation_latency.clone(),
+        );
+        registry.register(
+            "correlator_batch_step_seconds",
+            "Time a batch of events spends in each step of the correlator: look_up (which events were processed, \
+             which requests their keys name), correlate, commit",
+            m.batch_steps.clone(),
         );
         registry.register("orphaned_events", "Events waiting for their request to appear", m.orphans.clone());
         registry.register("requests", "Requests by state", m.requests.clone());

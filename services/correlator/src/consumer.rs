@@ -19,7 +19,7 @@ use futures_util::future::OptionFuture;
 use shared::Bus;
 use shared::events::MediaEnvelope;
 use shared::health::HealthCell;
-use shared::metrics::{OutcomeLabel, count, metrics};
+use shared::metrics::{OutcomeLabel, StepLabel, count, metrics};
 use shared::subjects;
 use shared::telemetry;
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -547,7 +547,10 @@ async fn correlate(
             Decoded::Poison(_) => Vec::new(),
         })
         .collect();
+    let started = std::time::Instant::now();
     session.prefetch(&ids, &keys).await?;
+    let looked_up = std::time::Instant::now();
+    step(LOOK_UP, looked_up - started);
     let mut outcomes = Vec::with_capacity(batch.len());
     // Kept until after the commit. sqlx runs each statement on its connection's thread inside
     // the span current when it was sent (a `correlate` span) and drops that handle there when
@@ -586,6 +589,7 @@ async fn correlate(
             }
         }
     }
+    step(CORRELATE, looked_up.elapsed());
     let Finished { commit, next, done } = session.finish();
     Ok((Prepared { commit, done, spans, correlates, outcomes }, next))
 }
@@ -598,7 +602,9 @@ async fn commit(prepared: Prepared, store: &Store, outbox: &Outbox) -> store::Re
     let delete_up_to = (published > outbox.deleted.load(Ordering::Acquire)).then_some(published);
     // One commit for the batch, shown in the trace of each of its messages.
     let commits: Vec<Span> = spans.iter().map(|s| tracing::info_span!(parent: s, "commit")).collect();
+    let started = std::time::Instant::now();
     let written = commit.run(delete_up_to).await;
+    step(COMMIT, started.elapsed());
     drop(commits);
     drop(correlates);
     let written = match written {
@@ -628,6 +634,15 @@ async fn commit(prepared: Prepared, store: &Store, outbox: &Outbox) -> store::Re
         count(&metrics().events, OutcomeLabel { outcome: label });
     }
     Ok(())
+}
+
+const LOOK_UP: &str = "look_up";
+const CORRELATE: &str = "correlate";
+const COMMIT: &str = "commit";
+
+/// Counts the time a batch spent in one step (`tracker_correlator_batch_step_seconds`).
+fn step(step: &'static str, took: Duration) {
+    metrics().batch_steps.get_or_create(&StepLabel { step }).observe(took.as_secs_f64());
 }
 
 async fn ack(msg: &jetstream::Message, poison: bool) {
