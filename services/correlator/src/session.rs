@@ -701,6 +701,13 @@ fn json_array<T: serde::Serialize>(rows: &[T]) -> Result<String> {
 mod tests {
     use super::*;
 
+    /// Request `id`, a film with TMDB id 438631 created `at`.
+    fn dune(id: i64, at: OffsetDateTime) -> Arc<Request> {
+        let mut req = Request::new(shared::events::MediaType::Movie, "Dune".into(), "jellyseerr", at);
+        (req.id, req.tmdb_id) = (RequestId(id), Some(shared::ids::TmdbId(438631)));
+        Arc::new(req)
+    }
+
     async fn open() -> (tempfile::TempDir, Store) {
         let dir = tempfile::tempdir().expect("temporary directory");
         let store = Store::open(&dir.path().join("tracker.db")).await.expect("database");
@@ -777,16 +784,11 @@ mod tests {
     /// those they include are still looked up.
     #[tokio::test]
     async fn what_the_filters_rule_out_is_not_looked_up() {
-        use shared::events::MediaType;
-        use shared::ids::TmdbId;
-
         let (_dir, store) = open().await;
         let cache = Cache::default();
         let mut tx = store.begin().await.expect("transaction");
         let mut session = Session::new(&mut tx, &cache);
-        let mut req = Request::new(MediaType::Movie, "Dune".into(), "jellyseerr", OffsetDateTime::UNIX_EPOCH);
-        (req.id, req.tmdb_id) = (RequestId(1), Some(TmdbId(438631)));
-        let req = Arc::new(req);
+        let req = dune(1, OffsetDateTime::UNIX_EPOCH);
         session.save(None, &req, req.summary(), &[], "event-old");
         session.mark_processed("event-old", "media.jellyseerr.pending", "applied");
         session.flush().await.expect("written");
@@ -814,18 +816,12 @@ mod tests {
     /// requests its keys name, newest first.
     #[tokio::test]
     async fn one_look_up_finds_processed_events_and_the_requests_of_keys_newest_first() {
-        use shared::events::MediaType;
-        use shared::ids::TmdbId;
-
         let (_dir, store) = open().await;
         let cache = Cache::default();
         let mut tx = store.begin().await.expect("transaction");
         let mut session = Session::new(&mut tx, &cache);
         for (id, created) in [(1, 100), (2, 300), (3, 200)] {
-            let at = OffsetDateTime::from_unix_timestamp(created).unwrap();
-            let mut req = Request::new(MediaType::Movie, "Dune".into(), "jellyseerr", at);
-            (req.id, req.tmdb_id) = (RequestId(id), Some(TmdbId(438631)));
-            let req = Arc::new(req);
+            let req = dune(id, OffsetDateTime::from_unix_timestamp(created).unwrap());
             session.save(None, &req, req.summary(), &[], &format!("event-{id}"));
         }
         session.mark_processed("event-1", "media.jellyseerr.pending", "applied");
