@@ -11,7 +11,7 @@ need_cmd nats-server nats-server
 need_cmd qbittorrent-nox qbittorrent-nox
 need_cmd mktorrent mktorrent
 # tests/browser.rs drives Debian's headless Chromium through chromedriver; the emoji font draws
-# the timeline's ⏳ in the screenshots it writes to docs/screenshots/.
+# the timeline's ⏳ in the screenshots it takes (docs/dashboard.md).
 need_cmd chromium chromium
 need_cmd chromedriver chromium-driver
 fc-list 2>/dev/null | grep -q "Noto Color Emoji" || apt_install fonts-noto-color-emoji

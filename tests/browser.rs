@@ -1,7 +1,8 @@
 //! The dashboard in a real browser: Debian's headless Chromium driven over WebDriver
 //! (chromedriver + fantoccini) against the all-in-one binary. Cards and progress bars follow
 //! webhooks live without a reload, the detail timeline updates itself, phones get stacking
-//! cards, and a hostile title stays text. Screenshots go to `docs/screenshots/`.
+//! cards, and a hostile title stays text. Screenshots go to `target/tmp/screenshots/`, or to
+//! `docs/screenshots/` with `UPDATE_SCREENSHOTS=1` (docs/dashboard.md).
 //!
 //! Needs `chromium` and `chromium-driver` (scripts/test.sh installs them).
 
@@ -133,8 +134,6 @@ impl Browser {
         }
     }
 
-    /// Writes `docs/screenshots/<name>`: on a desktop, the whole page (the window grows to fit
-    /// it for the shot); on a phone, the first screen.
     /// Cuts the browser off the network (DevTools' "Offline"), or puts it back.
     async fn offline(&self, offline: bool) {
         let conditions = json!({ "network_conditions": {
@@ -144,6 +143,8 @@ impl Browser {
         assert!(res.status().is_success(), "network conditions: {}", res.text().await.unwrap_or_default());
     }
 
+    /// Writes the screenshot `name` (see [`screenshot_dir`]): on a desktop, the whole page (the
+    /// window grows to fit it for the shot); on a phone, the first screen.
     async fn screenshot(&self, name: &str, whole_page: bool) {
         let c = self.client();
         let (_, _, width, height) = c.get_window_rect().await.unwrap();
@@ -155,7 +156,7 @@ impl Browser {
         if whole_page {
             c.set_window_size(width as u32, height as u32).await.unwrap();
         }
-        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/screenshots");
+        let dir = screenshot_dir();
         std::fs::create_dir_all(&dir).unwrap();
         std::fs::write(dir.join(name), png).unwrap();
     }
@@ -166,6 +167,17 @@ impl Browser {
             client.close().await.ok();
         }
         app.terminate().await;
+    }
+}
+
+/// Where screenshots go: the documentation's own when asked (`UPDATE_SCREENSHOTS=1`), else
+/// beside the build, so that a test run leaves the work tree as it was (a PNG differs from one
+/// run to the next: clock, fonts, timing).
+fn screenshot_dir() -> std::path::PathBuf {
+    if std::env::var_os("UPDATE_SCREENSHOTS").is_some_and(|v| v == "1") {
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/screenshots")
+    } else {
+        std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("screenshots")
     }
 }
 
