@@ -4,10 +4,10 @@
 //! full speed the process stayed at about 95 MiB resident although it needs less than half of
 //! that. glibc returns only the top of each arena by itself; `malloc_trim(0)` also releases the
 //! free pages in the middle of every arena. It walks the arenas under their locks (15–45 ms
-//! in all under full load on the project's machine), so it runs when it pays: once
-//! the process has gone quiet after starting and after work, and during sustained work only when the process's
-//! anonymous memory grew by [`Trimmer::GROWTH`] since the last trim, which keeps a long burst
-//! from piling up freed memory (docs/performance.md, "Memory").
+//! in all under full load on the project's machine), so it runs when it pays: once the
+//! process has gone quiet after starting and after work, and during sustained work only when
+//! the process's anonymous memory grew by [`Trimmer::GROWTH`] since the last trim, which keeps
+//! a long burst from piling up freed memory (docs/performance.md, "Memory").
 //!
 //! The process's own CPU time and memory tell busy from quiet, so every service gets this
 //! without reporting its activity anywhere.
@@ -28,7 +28,7 @@ struct Trimmer {
     worked: u64,
     /// Anonymous resident memory after the last trim (or at the first reading).
     base: Option<u64>,
-    /// A trim was due since the process started.
+    /// The process has trimmed since it started (the first quiet reading trims otherwise).
     trimmed_once: bool,
 }
 
