@@ -239,6 +239,8 @@ async fn commit_and_ack(
             for (msg, d) in batch.iter().zip(&decoded) {
                 ack(msg, matches!(d, Decoded::Poison(_))).await;
             }
+            // The next batch commits after this task ends: not before the publisher keeps up.
+            outbox.make_room().await;
             None
         }
         Err(error) => {
@@ -280,22 +282,50 @@ async fn reapply(
 struct Outbox {
     /// A batch was committed: there is something to publish.
     ready: Notify,
+    /// The publisher took rows from the handoff: there may be room for more.
+    taken: Notify,
     /// Rows up to this id are published. The consumer deletes them in its next transaction
     /// (SQLite has one writer: a second one would make both wait), or the publisher does once
     /// the consumer is idle.
     published: AtomicI64,
     deleted: AtomicI64,
     /// Rows just committed, in id order, so that the publisher need not read them back.
-    handoff: std::sync::Mutex<std::collections::VecDeque<store::OutboxMessage>>,
+    handoff: std::sync::Mutex<Handoff>,
     /// The newest row handed over (kept or not).
     handed_up_to: AtomicI64,
     /// The publisher has read the table to its end once: every row since was handed over.
     caught_up: std::sync::atomic::AtomicBool,
 }
 
-/// More rows than this waiting in the handoff (NATS away): the publisher reads them from the
-/// database instead.
-const HANDOFF_MAX: usize = 4096;
+/// The rows waiting for the publisher, and their payloads' size.
+#[derive(Default)]
+struct Handoff {
+    rows: std::collections::VecDeque<store::OutboxMessage>,
+    bytes: usize,
+}
+
+impl Handoff {
+    fn clear(&mut self) {
+        self.rows.clear();
+        self.bytes = 0;
+    }
+
+    fn pop_front(&mut self) -> Option<store::OutboxMessage> {
+        let row = self.rows.pop_front()?;
+        self.bytes -= row.payload.len();
+        Some(row)
+    }
+}
+
+/// More than this waiting in the handoff (bytes of state messages, a few kilobytes each): the
+/// next batch waits for the publisher to take some before it commits. In a burst the consumer
+/// commits faster than JetStream acknowledges the state messages, and the handoff held up to
+/// 6 MB of them (docs/performance.md, "Memory").
+const HANDOFF_BYTES: usize = 1 << 20;
+/// How long a batch waits for room in the handoff. A publisher that takes nothing for so long
+/// cannot publish (NATS away): the handoff is emptied, the consumer goes on, and the publisher
+/// reads the rows from the database when it can again.
+const HANDOFF_WAIT: Duration = Duration::from_secs(1);
 
 impl Outbox {
     /// Takes rows just committed and wakes the publisher: before the batch's messages are
@@ -306,32 +336,54 @@ impl Outbox {
         {
             let mut handoff = self.handoff.lock().unwrap_or_else(|e| e.into_inner());
             self.handed_up_to.fetch_max(last.id, Ordering::AcqRel);
-            if handoff.len() + rows.len() > HANDOFF_MAX {
-                handoff.clear();
-            } else {
-                handoff.extend(rows);
-            }
+            handoff.bytes += rows.iter().map(|m| m.payload.len()).sum::<usize>();
+            handoff.rows.extend(rows);
         }
         self.ready.notify_one();
     }
 
+    /// Returns once the handoff holds at most [`HANDOFF_BYTES`]; empties it when the publisher
+    /// takes nothing for [`HANDOFF_WAIT`].
+    async fn make_room(&self) {
+        loop {
+            let taken = self.taken.notified();
+            let mut taken = std::pin::pin!(taken);
+            taken.as_mut().enable();
+            if self.handoff.lock().unwrap_or_else(|e| e.into_inner()).bytes <= HANDOFF_BYTES {
+                return;
+            }
+            if tokio::time::timeout(HANDOFF_WAIT, taken).await.is_err() {
+                let mut handoff = self.handoff.lock().unwrap_or_else(|e| e.into_inner());
+                tracing::warn!(
+                    rows = handoff.rows.len(),
+                    "state messages not taken by the publisher for a second; it will read them from the database"
+                );
+                handoff.clear();
+                return;
+            }
+        }
+    }
+
     /// The handed-over rows right after `after`, if they continue it without a gap; none when
     /// nothing is left after it. `None` when the database must be read: rows not handed over
-    /// (from before this process, or dropped when too many waited) may follow `after`.
+    /// (from before this process, or dropped when the publisher could not take them) may
+    /// follow `after`.
     fn take_after(&self, after: i64, limit: usize) -> Option<Vec<store::OutboxMessage>> {
         let mut handoff = self.handoff.lock().unwrap_or_else(|e| e.into_inner());
-        while handoff.front().is_some_and(|m| m.id <= after) {
+        while handoff.rows.front().is_some_and(|m| m.id <= after) {
             handoff.pop_front();
         }
-        match handoff.front() {
+        let taken = match handoff.rows.front() {
             Some(first) if first.id == after + 1 => {
-                let n = handoff.len().min(limit);
-                Some(handoff.drain(..n).collect())
+                let n = handoff.rows.len().min(limit);
+                Some(std::iter::from_fn(|| handoff.pop_front()).take(n).collect())
             }
             Some(_) => None,
             None => (self.caught_up.load(Ordering::Acquire) && after >= self.handed_up_to.load(Ordering::Acquire))
                 .then(Vec::new),
-        }
+        };
+        self.taken.notify_waiters();
+        taken
     }
 }
 
@@ -740,8 +792,6 @@ mod tests {
         outbox.hand_over(rows(10..=11));
         assert_eq!(ids(outbox.take_after(7, 10)), None, "8 and 9 must be read from the database");
         assert_eq!(ids(outbox.take_after(9, 10)), Some(vec![10, 11]), "rows already published are skipped");
-        outbox.hand_over(rows(1..=(HANDOFF_MAX as i64 + 1)));
-        assert_eq!(ids(outbox.take_after(0, 10)), None, "too many waiting: the database has them");
     }
 
     #[test]
@@ -753,8 +803,49 @@ mod tests {
         outbox.hand_over(rows(1..=3));
         assert_eq!(ids(outbox.take_after(0, 10)), Some(vec![1, 2, 3]));
         assert_eq!(ids(outbox.take_after(3, 10)), Some(vec![]), "everything handed over is published");
-        outbox.hand_over(rows(4..=(HANDOFF_MAX as i64 + 4)));
-        assert_eq!(ids(outbox.take_after(3, 10)), None, "dropped rows are read from the database");
-        assert_eq!(ids(outbox.take_after(HANDOFF_MAX as i64 + 4, 10)), Some(vec![]));
+    }
+
+    /// Six rows from `first`, each a quarter of the handoff's limit.
+    fn over_the_limit(first: i64) -> Vec<store::OutboxMessage> {
+        let mut rows = rows(first..=first + 5);
+        for row in &mut rows {
+            row.payload = vec![b' '; HANDOFF_BYTES / 4];
+        }
+        rows
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_full_handoff_holds_the_next_batch_until_the_publisher_takes_rows() {
+        let outbox = Arc::new(Outbox::default());
+        outbox.hand_over(rows(1..=3));
+        tokio::time::timeout(Duration::from_millis(1), outbox.make_room()).await.expect("room left: no wait");
+
+        outbox.hand_over(over_the_limit(4));
+        let waiting = tokio::spawn({
+            let outbox = outbox.clone();
+            async move { outbox.make_room().await }
+        });
+        tokio::time::sleep(HANDOFF_WAIT / 2).await;
+        assert!(!waiting.is_finished(), "over the limit: the batch waits");
+        assert_eq!(ids(outbox.take_after(0, 4)), Some(vec![1, 2, 3, 4]), "one of the large rows taken");
+        tokio::time::sleep(HANDOFF_WAIT * 3 / 4).await;
+        assert!(!waiting.is_finished(), "still over the limit, and the publisher took some: no time-out");
+        assert_eq!(ids(outbox.take_after(4, 1)), Some(vec![5]));
+        tokio::time::timeout(HANDOFF_WAIT / 4, waiting).await.expect("room again: the batch goes on").unwrap();
+        assert_eq!(ids(outbox.take_after(5, 10)), Some(vec![6, 7, 8, 9]), "nothing was dropped");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_publisher_that_takes_nothing_for_a_second_gets_the_rows_from_the_database() {
+        let outbox = Outbox::default();
+        outbox.caught_up.store(true, Ordering::Release);
+        outbox.hand_over(over_the_limit(1));
+        let started = tokio::time::Instant::now();
+        outbox.make_room().await;
+        assert_eq!(started.elapsed(), HANDOFF_WAIT, "waited for the publisher, then went on");
+        assert_eq!(ids(outbox.take_after(0, 10)), None, "dropped rows are read from the database");
+        assert_eq!(ids(outbox.take_after(6, 10)), Some(vec![]), "once past them, nothing is left");
+        outbox.hand_over(rows(7..=7));
+        assert_eq!(ids(outbox.take_after(6, 10)), Some(vec![7]), "the handoff is used again");
     }
 }
