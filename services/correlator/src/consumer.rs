@@ -54,8 +54,10 @@ pub(crate) async fn run(
             }
         })
     };
-    // Messages arrive decoded: the feeds decode them while the loop applies the last batch.
-    let (tx, rx) = mpsc::channel::<(jetstream::Message, Decoded)>(2 * MAX_BATCH);
+    // Messages arrive decoded: the feeds decode them while the loop applies the last batch. One
+    // batch's worth waits; two held more memory at full load and applied no faster
+    // (docs/performance.md, "Memory").
+    let (tx, rx) = mpsc::channel::<(jetstream::Message, Decoded)>(MAX_BATCH);
     let feeds = [
         (subjects::STREAM_MEDIA, subjects::CONSUMER_CORRELATOR, subjects::MEDIA_ALL, DeliverPolicy::All),
         (
