@@ -1,16 +1,17 @@
 //! Live updates: `/api/sse`.
 //!
-//! One NATS subscription on `tracker.request.>` feeds a broadcast hub; every SSE client reads
-//! from it, so a change is decoded once however many browsers watch, and not at all while none
+//! One NATS subscription on `tracker.request.>` feeds a hub that keeps a ring of recent
+//! events; every SSE client is woken by each new one and reads what it has not sent yet from
+//! the ring, so a change is decoded once however many browsers watch, and not at all while none
 //! does (the hub keeps the message as published and reads it when it is first sent, live or
-//! to a client catching up). Each event has an id
-//! `<epoch>-<seq>`; a client that reconnects with `Last-Event-ID` gets what it missed from a
-//! ring of recent events, or a `resync` event telling it to reload when the gap is too old
-//! (or the dashboard restarted).
+//! to a client catching up). Each event has an id `<epoch>-<seq>`; a client that reconnects
+//! with `Last-Event-ID`, or falls behind, gets what it missed from the ring, or a `resync`
+//! event telling it to reload when the gap is too old (or the dashboard restarted). The ring
+//! is the only place changes wait, so its bounds are all the memory the live updates hold.
 
 use std::collections::VecDeque;
 use std::convert::Infallible;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
@@ -21,14 +22,15 @@ use futures_util::{Stream, StreamExt, stream};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use shared::Bus;
-use tokio::sync::broadcast;
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use crate::Dashboard;
 
-/// Recent events kept for clients that reconnect: at most this many, and this many bytes.
+/// Recent events kept for clients that reconnect or fall behind: at most this many, and this
+/// many bytes of state messages (a few kilobytes each: the request's full snapshot).
 const RING: usize = 2048;
-const RING_BYTES: usize = 4 << 20;
+const RING_BYTES: usize = 2 << 20;
 /// Heartbeat interval (the contract says at most 15 s).
 const KEEP_ALIVE: Duration = Duration::from_secs(10);
 
@@ -63,9 +65,9 @@ impl SseMessage {
 /// Fans request changes out to SSE clients.
 #[derive(Debug)]
 pub struct Hub {
-    tx: broadcast::Sender<Arc<SseMessage>>,
+    /// The newest event's sequence number; clients wait on it.
+    newest: watch::Sender<u64>,
     ring: Mutex<Ring>,
-    seq: AtomicU64,
     epoch: u64,
     clients: AtomicUsize,
     /// Fired when the dashboard stops: every stream ends, so that a graceful shutdown does
@@ -83,9 +85,8 @@ impl Hub {
     pub fn new() -> Self {
         let epoch = time::OffsetDateTime::now_utc().unix_timestamp_nanos() as u64 / 1_000_000;
         Self {
-            tx: broadcast::channel(1024).0,
+            newest: watch::Sender::new(0),
             ring: Mutex::new(Ring::default()),
-            seq: AtomicU64::new(0),
             epoch,
             clients: AtomicUsize::new(0),
             closing: CancellationToken::new(),
@@ -95,7 +96,7 @@ impl Hub {
     /// The id of the newest event (`<epoch>-<seq>`). A page rendered now carries it, so that
     /// its script resumes the stream from there and misses nothing that changed meanwhile.
     pub fn last_event_id(&self) -> String {
-        format!("{}-{}", self.epoch, self.seq.load(Ordering::Relaxed))
+        format!("{}-{}", self.epoch, *self.newest.borrow())
     }
 
     pub fn clients(&self) -> usize {
@@ -106,16 +107,17 @@ impl Hub {
     pub fn publish(&self, request_id: i64, event: &'static str, payload: &[u8]) {
         let payload: Box<[u8]> = payload.into();
         let mut ring = self.ring.lock().unwrap_or_else(|e| e.into_inner());
-        let seq = self.seq.fetch_add(1, Ordering::Relaxed) + 1;
-        let msg = Arc::new(SseMessage { seq, request_id, event, payload, data: OnceLock::new() });
-        ring.bytes += msg.payload.len();
-        ring.events.push_back(msg.clone());
+        ring.newest += 1;
+        let seq = ring.newest;
+        ring.bytes += payload.len();
+        ring.events.push_back(Arc::new(SseMessage { seq, request_id, event, payload, data: OnceLock::new() }));
         while ring.events.len() > RING || ring.bytes > RING_BYTES {
             let Some(old) = ring.events.pop_front() else { break };
             ring.bytes -= old.payload.len();
         }
-        // Sent under the lock so that ring order and broadcast order agree.
-        drop(self.tx.send(msg));
+        // Under the lock: a client woken for `seq` finds it in the ring (or finds it gone, and
+        // resyncs).
+        self.newest.send_replace(seq);
     }
 
     /// Events after `last` (an id this hub gave out), or `None` if they are no longer kept.
@@ -126,10 +128,7 @@ impl Hub {
         if epoch != self.epoch {
             return None;
         }
-        let ring = self.ring.lock().unwrap_or_else(|e| e.into_inner());
-        let newest = self.seq.load(Ordering::Relaxed);
-        let oldest = ring.events.front().map_or(newest + 1, |m| m.seq);
-        (seq + 1 >= oldest).then(|| (ring.events.iter().filter(|m| m.seq > seq).cloned().collect(), newest))
+        self.ring.lock().unwrap_or_else(|e| e.into_inner()).after(seq)
     }
 
     /// The SSE event of `m`; `None` when its message cannot be read.
@@ -177,6 +176,31 @@ impl Hub {
 struct Ring {
     events: VecDeque<Arc<SseMessage>>,
     bytes: usize,
+    /// The newest event's sequence number (events are numbered from 1, without gaps).
+    newest: u64,
+}
+
+impl Ring {
+    /// The events after sequence number `seq` and the newest sequence number; `None` when some
+    /// of them are no longer kept.
+    fn after(&self, seq: u64) -> Option<(Vec<Arc<SseMessage>>, u64)> {
+        let oldest = self.events.front().map_or(self.newest + 1, |m| m.seq);
+        if seq + 1 < oldest {
+            return None;
+        }
+        let skip = usize::try_from(seq + 1 - oldest).unwrap_or(usize::MAX);
+        Some((self.events.iter().skip(skip).cloned().collect(), self.newest))
+    }
+}
+
+/// Where a client's live stream is.
+struct Follower {
+    newest: watch::Receiver<u64>,
+    /// The last sequence number sent (or passed over).
+    sent: u64,
+    /// Taken from the ring, not sent yet.
+    pending: VecDeque<Arc<SseMessage>>,
+    guard: ClientGuard,
 }
 
 /// What the dashboard reads of a state message: its data, as sent.
@@ -313,6 +337,40 @@ impl Drop for ClientGuard {
     }
 }
 
+/// The events after the follower's, as they come; `resync` when it fell behind by more than
+/// the ring keeps.
+fn live(follower: Follower, wanted: impl Fn(&SseMessage) -> bool) -> impl Stream<Item = Result<Event, Infallible>> {
+    stream::unfold((follower, wanted), |(mut f, wanted)| async move {
+        loop {
+            while let Some(m) = f.pending.pop_front() {
+                if wanted(&m)
+                    && let Some(event) = f.guard.0.event(&m)
+                {
+                    return Some((Ok(event), (f, wanted)));
+                }
+            }
+            // Woken for each new event, or once for several when it was busy sending.
+            f.newest.changed().await.ok()?;
+            let newest = *f.newest.borrow_and_update();
+            let caught_up = f.guard.0.ring.lock().unwrap_or_else(|e| e.into_inner()).after(f.sent);
+            match caught_up {
+                Some((new, newest)) => {
+                    f.sent = newest;
+                    f.pending.extend(new);
+                }
+                None => {
+                    f.sent = newest;
+                    return Some((Ok(resync()), (f, wanted)));
+                }
+            }
+        }
+    })
+}
+
+fn resync() -> Event {
+    Event::default().event("resync").data("{}")
+}
+
 pub(crate) async fn stream(
     State(d): State<Dashboard>,
     Query(p): Query<SseParams>,
@@ -322,36 +380,21 @@ pub(crate) async fn stream(
     let n = hub.clients.fetch_add(1, Ordering::Relaxed) + 1;
     shared::metrics::metrics().sse_clients.set(n as i64);
     let guard = ClientGuard(hub.clone());
-    let rx = hub.tx.subscribe();
+    let mut newest = hub.newest.subscribe();
     let wanted = move |m: &SseMessage| p.request.is_none_or(|r| r == m.request_id);
     let last = headers.get("last-event-id").and_then(|v| v.to_str().ok());
-    // Broadcast messages up to this sequence were replayed already (or are not wanted).
-    let mut skip_up_to = 0;
-    let first: Vec<Event> = match last {
-        None => vec![Event::default().event("hello").data(format!(r#"{{"epoch":{}}}"#, hub.epoch))],
-        Some(last) => match hub.since(last) {
-            Some((missed, newest)) => {
-                skip_up_to = newest;
-                missed.iter().filter(|m| wanted(m)).filter_map(|m| hub.event(m)).collect()
-            }
-            None => vec![Event::default().event("resync").data("{}")],
-        },
-    };
-    let live = stream::unfold((rx, guard), move |(mut rx, guard)| async move {
-        loop {
-            match rx.recv().await {
-                Ok(m) if m.seq > skip_up_to && wanted(&m) => {
-                    let Some(event) = guard.0.event(&m) else { continue };
-                    return Some((Ok(event), (rx, guard)));
-                }
-                Ok(_) => continue,
-                Err(broadcast::error::RecvError::Lagged(_)) => {
-                    return Some((Ok(Event::default().event("resync").data("{}")), (rx, guard)));
-                }
-                Err(broadcast::error::RecvError::Closed) => return None,
-            }
+    // Events up to `sent` were replayed already, or came before the client.
+    let (first, sent): (Vec<Event>, u64) = match last.map(|last| hub.since(last)) {
+        None => {
+            let hello = Event::default().event("hello").data(format!(r#"{{"epoch":{}}}"#, hub.epoch));
+            (vec![hello], *newest.borrow_and_update())
         }
-    });
+        Some(Some((missed, newest))) => {
+            (missed.iter().filter(|m| wanted(m)).filter_map(|m| hub.event(m)).collect(), newest)
+        }
+        Some(None) => (vec![resync()], *newest.borrow_and_update()),
+    };
+    let live = live(Follower { newest, sent, pending: VecDeque::new(), guard }, wanted);
     let events = stream::iter(first.into_iter().map(Ok)).chain(live).take_until(hub.closing.clone().cancelled_owned());
     Sse::new(events).keep_alive(KeepAlive::new().interval(KEEP_ALIVE))
 }
@@ -375,6 +418,58 @@ mod tests {
             hub.publish(i, "progress", b"{}");
         }
         assert!(hub.since(&format!("{}-3", hub.epoch)).is_none(), "too old: resync");
+    }
+
+    /// A client following `hub` from sequence number `sent`.
+    fn follower(hub: &Arc<Hub>, sent: u64) -> Follower {
+        hub.clients.fetch_add(1, Ordering::Relaxed);
+        Follower { newest: hub.newest.subscribe(), sent, pending: VecDeque::new(), guard: ClientGuard(hub.clone()) }
+    }
+
+    /// The sequence number in an event's id, `None` for an event without one.
+    fn seq(event: &Event, hub: &Hub) -> Option<u64> {
+        let text = format!("{event:?}");
+        let (_, after) = text.split_once(&format!("id: {}-", hub.epoch))?;
+        after.split(|c: char| !c.is_ascii_digit()).next()?.parse().ok()
+    }
+
+    async fn next(events: &mut (impl Stream<Item = Result<Event, Infallible>> + Unpin)) -> Event {
+        let next = tokio::time::timeout(Duration::from_secs(5), events.next()).await.expect("an event");
+        next.expect("the stream goes on").unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_client_that_falls_behind_gets_what_it_missed_from_the_ring() {
+        let hub = Arc::new(Hub::new());
+        let mut events = Box::pin(live(follower(&hub, 0), |_: &SseMessage| true));
+        // More than a browser is sent at once, while it reads nothing.
+        for i in 0..1500 {
+            hub.publish(i, "progress", &envelope(serde_json::json!({"id": i})));
+        }
+        for expected in 1..=1500 {
+            assert_eq!(seq(&next(&mut events).await, &hub), Some(expected));
+        }
+        hub.publish(7, "progress", &envelope(serde_json::json!({"id": 7})));
+        assert_eq!(seq(&next(&mut events).await, &hub), Some(1501), "and then the live ones");
+    }
+
+    #[tokio::test]
+    async fn a_client_that_falls_behind_the_ring_resyncs_then_follows_again() {
+        let hub = Arc::new(Hub::new());
+        let mut events = Box::pin(live(follower(&hub, 0), |m: &SseMessage| m.request_id != 2));
+        hub.publish(1, "progress", &envelope(serde_json::json!({"id": 1})));
+        assert_eq!(seq(&next(&mut events).await, &hub), Some(1));
+        for _ in 0..RING + 1 {
+            hub.publish(2, "progress", &envelope(serde_json::json!({"id": 2})));
+        }
+        let resync = next(&mut events).await;
+        assert!(format!("{resync:?}").contains("event: resync"), "{resync:?}");
+        hub.publish(2, "progress", &envelope(serde_json::json!({"id": 2})));
+        hub.publish(3, "progress", &envelope(serde_json::json!({"id": 3})));
+        assert_eq!(seq(&next(&mut events).await, &hub), Some(RING as u64 + 4), "request 2's are not wanted");
+        assert_eq!(hub.clients(), 1);
+        drop(events);
+        assert_eq!(hub.clients(), 0);
     }
 
     #[test]
