@@ -125,8 +125,12 @@ impl Store {
             .min_connections(1)
             .test_before_acquire(false)
             // A write here would fail ("attempt to write a readonly database") instead of
-            // passing the writer by; checkpoints are allowed.
-            .connect_with(options.pragma("query_only", "ON"))
+            // passing the writer by; checkpoints are allowed. A reading connection's page cache
+            // is dropped whenever the writer has committed since its last read, so it keeps
+            // little worth having: 512 KiB instead of the writer's 2 MiB took 4–5 MiB off the
+            // process after a burst, and neither the index page nor the rate was slower
+            // (docs/performance.md, "Memory").
+            .connect_with(options.pragma("query_only", "ON").pragma("cache_size", "-512"))
             .await?;
         drop(setup);
         Ok(Self { pool, writer, long_log: Arc::default() })
