@@ -304,14 +304,12 @@ struct Outbox {
 struct Handoff {
     rows: std::collections::VecDeque<store::OutboxMessage>,
     bytes: usize,
+    /// The publisher fell behind (NATS away): rows are not kept until it has read the table
+    /// to its end.
+    spilled: bool,
 }
 
 impl Handoff {
-    fn clear(&mut self) {
-        self.rows.clear();
-        self.bytes = 0;
-    }
-
     fn pop_front(&mut self) -> Option<store::OutboxMessage> {
         let row = self.rows.pop_front()?;
         self.bytes -= row.payload.len();
@@ -338,21 +336,28 @@ impl Outbox {
         {
             let mut handoff = self.handoff.lock().unwrap_or_else(|e| e.into_inner());
             self.handed_up_to.fetch_max(last.id, Ordering::AcqRel);
-            handoff.bytes += rows.iter().map(|m| m.payload.len()).sum::<usize>();
-            handoff.rows.extend(rows);
+            if !handoff.spilled {
+                handoff.bytes += rows.iter().map(|m| m.payload.len()).sum::<usize>();
+                handoff.rows.extend(rows);
+            }
         }
         self.ready.notify_one();
     }
 
-    /// Returns once the handoff holds at most [`HANDOFF_BYTES`]; empties it when the publisher
-    /// takes nothing for [`HANDOFF_WAIT`].
+    /// Returns once the handoff holds at most [`HANDOFF_BYTES`]. When the publisher takes
+    /// nothing for [`HANDOFF_WAIT`], the handoff is emptied and keeps nothing until the
+    /// publisher has caught up from the database ([`Outbox::read_to_end`]): the consumer then
+    /// goes on at its own pace, as it would without NATS to publish to.
     async fn make_room(&self) {
         loop {
             let taken = self.taken.notified();
             let mut taken = std::pin::pin!(taken);
             taken.as_mut().enable();
-            if self.handoff.lock().unwrap_or_else(|e| e.into_inner()).bytes <= HANDOFF_BYTES {
-                return;
+            {
+                let handoff = self.handoff.lock().unwrap_or_else(|e| e.into_inner());
+                if handoff.spilled || handoff.bytes <= HANDOFF_BYTES {
+                    return;
+                }
             }
             if tokio::time::timeout(HANDOFF_WAIT, taken).await.is_err() {
                 let mut handoff = self.handoff.lock().unwrap_or_else(|e| e.into_inner());
@@ -360,10 +365,17 @@ impl Outbox {
                     rows = handoff.rows.len(),
                     "state messages not taken by the publisher for a second; it will read them from the database"
                 );
-                handoff.clear();
+                *handoff = Handoff { spilled: true, ..Handoff::default() };
                 return;
             }
         }
+    }
+
+    /// The publisher has read the table to its end: every row from now on is handed over.
+    fn read_to_end(&self) {
+        let mut handoff = self.handoff.lock().unwrap_or_else(|e| e.into_inner());
+        handoff.spilled = false;
+        self.caught_up.store(true, Ordering::Release);
     }
 
     /// The handed-over rows right after `after`, if they continue it without a gap; none when
@@ -372,6 +384,7 @@ impl Outbox {
     /// follow `after`.
     fn take_after(&self, after: i64, limit: usize) -> Option<Vec<store::OutboxMessage>> {
         let mut handoff = self.handoff.lock().unwrap_or_else(|e| e.into_inner());
+        let before = handoff.rows.len();
         while handoff.rows.front().is_some_and(|m| m.id <= after) {
             handoff.pop_front();
         }
@@ -384,7 +397,11 @@ impl Outbox {
             None => (self.caught_up.load(Ordering::Acquire) && after >= self.handed_up_to.load(Ordering::Acquire))
                 .then(Vec::new),
         };
-        self.taken.notify_waiters();
+        // Only rows leaving make room: a publisher that keeps failing must not hold the
+        // consumer by merely asking.
+        if handoff.rows.len() < before {
+            self.taken.notify_waiters();
+        }
         taken
     }
 }
@@ -417,7 +434,7 @@ async fn publish_new(bus: &Bus, store: &Store, outbox: &Outbox) -> bool {
         };
         let msgs = match read {
             Ok(m) if m.is_empty() => {
-                outbox.caught_up.store(true, Ordering::Release);
+                outbox.read_to_end();
                 return true;
             }
             Ok(m) => m,
@@ -800,7 +817,7 @@ mod tests {
     fn the_database_is_read_only_for_rows_not_handed_over() {
         let outbox = Outbox::default();
         assert_eq!(ids(outbox.take_after(0, 10)), None, "rows of an earlier run may wait in the database");
-        outbox.caught_up.store(true, Ordering::Release);
+        outbox.read_to_end();
         assert_eq!(ids(outbox.take_after(0, 10)), Some(vec![]), "read to its end, and nothing handed over since");
         outbox.hand_over(rows(1..=3));
         assert_eq!(ids(outbox.take_after(0, 10)), Some(vec![1, 2, 3]));
@@ -839,15 +856,32 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_publisher_that_takes_nothing_for_a_second_gets_the_rows_from_the_database() {
-        let outbox = Outbox::default();
-        outbox.caught_up.store(true, Ordering::Release);
-        outbox.hand_over(over_the_limit(1));
+        let outbox = Arc::new(Outbox::default());
+        outbox.read_to_end();
+        outbox.hand_over(rows(1..=1));
+        assert_eq!(ids(outbox.take_after(0, 10)), Some(vec![1]));
+        // Row 1 was not published (NATS away); the publisher retries from the database.
+        outbox.hand_over(over_the_limit(2));
+        let waiting = tokio::spawn({
+            let outbox = outbox.clone();
+            async move { outbox.make_room().await }
+        });
         let started = tokio::time::Instant::now();
-        outbox.make_room().await;
-        assert_eq!(started.elapsed(), HANDOFF_WAIT, "waited for the publisher, then went on");
-        assert_eq!(ids(outbox.take_after(0, 10)), None, "dropped rows are read from the database");
-        assert_eq!(ids(outbox.take_after(6, 10)), Some(vec![]), "once past them, nothing is left");
-        outbox.hand_over(rows(7..=7));
-        assert_eq!(ids(outbox.take_after(6, 10)), Some(vec![7]), "the handoff is used again");
+        for _ in 0..3 {
+            tokio::time::sleep(HANDOFF_WAIT / 2).await;
+            assert_eq!(ids(outbox.take_after(0, 10)), None, "row 1 is not in the handoff");
+        }
+        waiting.await.unwrap();
+        assert!(started.elapsed() <= HANDOFF_WAIT * 3 / 2, "a publisher that only asks does not hold the batch");
+        assert_eq!(ids(outbox.take_after(1, 10)), None, "the dropped rows are read from the database");
+
+        // Until the publisher has caught up, nothing is kept and nothing waits.
+        outbox.hand_over(over_the_limit(8));
+        tokio::time::timeout(Duration::from_millis(1), outbox.make_room()).await.expect("no wait");
+        assert_eq!(ids(outbox.take_after(7, 10)), None, "8 to 13 are in the database only");
+        assert_eq!(ids(outbox.take_after(13, 10)), Some(vec![]), "published up to the last one handed over");
+        outbox.read_to_end();
+        outbox.hand_over(rows(14..=14));
+        assert_eq!(ids(outbox.take_after(13, 10)), Some(vec![14]), "the handoff is used again");
     }
 }
