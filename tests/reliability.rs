@@ -692,3 +692,51 @@ async fn state_changes_after_a_quiet_moment_are_still_published() {
         tokio::time::sleep(Duration::from_millis(700)).await;
     }
 }
+
+/// `TRACKER` unable to take state messages (here: deleted; in life, its storage full or a
+/// server that lost it) while `MEDIA` still delivers: the correlator goes on applying, its
+/// state messages wait in the database rather than in memory, and every one is published
+/// once `TRACKER` is back.
+#[tokio::test(flavor = "multi_thread")]
+async fn state_changes_wait_in_the_database_while_tracker_cannot_take_them() {
+    let app = App::start().await;
+    let js = async_nats::jetstream::new(async_nats::connect(app.nats_url()).await.unwrap());
+    let config = js.get_stream("TRACKER").await.unwrap().cached_info().config.clone();
+    js.delete_stream("TRACKER").await.unwrap();
+
+    // Several times the state messages the correlator holds in memory for the publisher.
+    let films = 2000;
+    let posted: Vec<u16> = futures_util::stream::iter(0..films)
+        .map(|i| {
+            let body = scenario::synthetic_film(i, 0).remove(0).raw.to_string();
+            let app = &app;
+            async move { app.post("jellyseerr", "application/json", body).await.0 }
+        })
+        .buffer_unordered(16)
+        .collect()
+        .await;
+    assert!(posted.iter().all(|s| *s == 202), "every webhook accepted");
+    let started = Instant::now();
+    app.wait_for("/api/requests?limit=1", "every request applied", |v| v["total"] == films).await;
+    println!("TRACKER away: {films} requests applied in {:.1} s", started.elapsed().as_secs_f64());
+    let log = app.log();
+    assert!(
+        log.contains("it will read them from the database"),
+        "the publisher fell behind and the consumer went on without it:\n{log}"
+    );
+
+    js.create_stream(config).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut stream = js.get_stream("TRACKER").await.unwrap();
+    loop {
+        let stored = stream.info().await.unwrap().state.messages;
+        // A `requested` and a `progress` message per request; TRACKER keeps the last per subject.
+        let expected = 2 * films as u64;
+        if stored >= expected {
+            assert_eq!(stored, expected);
+            break;
+        }
+        assert!(Instant::now() < deadline, "{stored} of {expected} state messages published after TRACKER came back");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
