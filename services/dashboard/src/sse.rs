@@ -328,7 +328,16 @@ pub(crate) struct SseParams {
     request: Option<i64>,
 }
 
+/// One connected client, counted from its start to its end (`tracker_sse_clients`).
 struct ClientGuard(Arc<Hub>);
+
+impl ClientGuard {
+    fn new(hub: Arc<Hub>) -> Self {
+        let n = hub.clients.fetch_add(1, Ordering::Relaxed) + 1;
+        shared::metrics::metrics().sse_clients.set(n as i64);
+        Self(hub)
+    }
+}
 
 impl Drop for ClientGuard {
     fn drop(&mut self) {
@@ -377,9 +386,7 @@ pub(crate) async fn stream(
     headers: HeaderMap,
 ) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
     let hub = d.hub.clone();
-    let n = hub.clients.fetch_add(1, Ordering::Relaxed) + 1;
-    shared::metrics::metrics().sse_clients.set(n as i64);
-    let guard = ClientGuard(hub.clone());
+    let guard = ClientGuard::new(hub.clone());
     let mut newest = hub.newest.subscribe();
     let wanted = move |m: &SseMessage| p.request.is_none_or(|r| r == m.request_id);
     let last = headers.get("last-event-id").and_then(|v| v.to_str().ok());
@@ -422,8 +429,12 @@ mod tests {
 
     /// A client following `hub` from sequence number `sent`.
     fn follower(hub: &Arc<Hub>, sent: u64) -> Follower {
-        hub.clients.fetch_add(1, Ordering::Relaxed);
-        Follower { newest: hub.newest.subscribe(), sent, pending: VecDeque::new(), guard: ClientGuard(hub.clone()) }
+        Follower {
+            newest: hub.newest.subscribe(),
+            sent,
+            pending: VecDeque::new(),
+            guard: ClientGuard::new(hub.clone()),
+        }
     }
 
     /// The sequence number in an event's id, `None` for an event without one.
