@@ -114,7 +114,7 @@ pub const SETTINGS: &[Setting] = &[
         None,
         false,
         "dashboard",
-        "User names (comma-separated) allowed to retry and cancel anyone's request when `TRACKER_AUTH` is set; others may act on their own requests only.",
+        "User names (comma-separated) allowed to retry and cancel anyone's request when `TRACKER_AUTH` is set, and to lower a request's quality; others may retry and cancel their own requests only.",
     ),
     s(
         "TRACKER_TRACE_URL",
@@ -265,6 +265,20 @@ pub const SETTINGS: &[Setting] = &[
         "Jellyseerr/Overseerr URL. When set, its newest requests are read every 5 minutes and those whose webhook never came (tracker down, agent off) are caught up.",
     ),
     s("JELLYSEERR_API_KEY", None, true, "correlator", "Jellyseerr/Overseerr API key (Settings → General)."),
+    s(
+        "SONARR_FALLBACK_PROFILE",
+        None,
+        false,
+        "correlator, dashboard",
+        "A Sonarr quality profile (name or id) for \"Lower quality\": set, a stalled or failed series offers it beside Retry; it switches the series to this profile (it stays switched), then searches again. Admins only when `TRACKER_AUTH` is set.",
+    ),
+    s(
+        "RADARR_FALLBACK_PROFILE",
+        None,
+        false,
+        "correlator, dashboard",
+        "The same for films: a Radarr quality profile (name or id), e.g. `SD` or `Any`.",
+    ),
     s(
         "OTEL_EXPORTER_OTLP_ENDPOINT",
         None,

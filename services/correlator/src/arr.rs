@@ -1,5 +1,6 @@
 //! Radarr's and Sonarr's REST API (v3), for what webhooks cannot do: search again, look up
-//! ids, and read the queue when an import does not happen.
+//! ids, read the queue when an import does not happen, and switch a film or series to a lower
+//! quality profile.
 
 use std::time::Duration;
 
@@ -21,6 +22,14 @@ impl App {
             Self::Sonarr => "Sonarr",
         }
     }
+
+    /// The resource a request's media is in Radarr/Sonarr: `movie` or `series`.
+    fn resource(self) -> &'static str {
+        match self {
+            Self::Radarr => "movie",
+            Self::Sonarr => "series",
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -29,6 +38,16 @@ pub struct ArrClient {
     http: reqwest::Client,
     base: String,
     key: Secret,
+    /// The quality profile "Lower quality" switches to (`RADARR_FALLBACK_PROFILE`,
+    /// `SONARR_FALLBACK_PROFILE`): a name, or an id.
+    pub fallback_profile: Option<String>,
+}
+
+/// A quality profile (`GET /api/v3/qualityprofile`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct QualityProfile {
+    pub id: u64,
+    pub name: String,
 }
 
 /// A series as Sonarr knows it.
@@ -59,32 +78,62 @@ pub struct QueueState {
 impl ArrClient {
     pub fn new(app: App, base: &str, key: Secret) -> Self {
         let http = reqwest::Client::builder().timeout(Duration::from_secs(10)).build().unwrap_or_default();
-        Self { app, http, base: base.trim_end_matches('/').to_owned(), key }
+        Self { app, http, base: base.trim_end_matches('/').to_owned(), key, fallback_profile: None }
+    }
+
+    /// With the quality profile "Lower quality" switches to.
+    pub fn with_fallback_profile(mut self, profile: Option<String>) -> Self {
+        self.fallback_profile = profile.map(|p| p.trim().to_owned()).filter(|p| !p.is_empty());
+        self
+    }
+
+    async fn send(&self, method: reqwest::Method, path: &str, body: Option<&Value>) -> Result<Value, String> {
+        let mut req = self.http.request(method, format!("{}{path}", self.base)).header("X-Api-Key", self.key.expose());
+        if let Some(body) = body {
+            req = req.json(body);
+        }
+        let resp = req.send().await.map_err(|e| format!("{} unreachable: {}", self.app.name(), e.without_url()))?;
+        answer(self.app, resp).await
     }
 
     async fn get(&self, path: &str) -> Result<Value, String> {
-        let resp = self
-            .http
-            .get(format!("{}{path}", self.base))
-            .header("X-Api-Key", self.key.expose())
-            .send()
-            .await
-            .map_err(|e| format!("{} unreachable: {}", self.app.name(), e.without_url()))?;
-        answer(self.app, resp).await
+        self.send(reqwest::Method::GET, path, None).await
     }
 
     /// `POST /api/v3/command`; returns the command's id.
     pub async fn command(&self, body: Value) -> Result<u64, String> {
-        let resp = self
-            .http
-            .post(format!("{}/api/v3/command", self.base))
-            .header("X-Api-Key", self.key.expose())
-            .json(&body)
-            .send()
-            .await
-            .map_err(|e| format!("{} unreachable: {}", self.app.name(), e.without_url()))?;
-        let v = answer(self.app, resp).await?;
+        let v = self.send(reqwest::Method::POST, "/api/v3/command", Some(&body)).await?;
         Ok(v["id"].as_u64().unwrap_or_default())
+    }
+
+    /// Every quality profile, by id and name.
+    pub async fn quality_profiles(&self) -> Result<Vec<QualityProfile>, String> {
+        let v = self.get("/api/v3/qualityprofile").await?;
+        Ok(v.as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|p| Some(QualityProfile { id: p["id"].as_u64()?, name: p["name"].as_str()?.to_owned() }))
+            .collect())
+    }
+
+    /// The quality profile id of a film (Radarr) or series (Sonarr), by Radarr's/Sonarr's id.
+    pub async fn quality_profile_of(&self, id: u64) -> Result<u64, String> {
+        let v = self.get(&format!("/api/v3/{}/{id}", self.app.resource())).await?;
+        v["qualityProfileId"]
+            .as_u64()
+            .ok_or_else(|| format!("{} sent {} {id} without a qualityProfileId", self.app.name(), self.app.resource()))
+    }
+
+    /// Switches a film or series to another quality profile through the bulk editor
+    /// (`PUT /api/v3/movie/editor`, `PUT /api/v3/series/editor`), which changes that field
+    /// alone: the whole resource is not sent back.
+    pub async fn set_quality_profile(&self, id: u64, profile: u64) -> Result<(), String> {
+        let body = match self.app {
+            App::Radarr => json!({ "movieIds": [id], "qualityProfileId": profile }),
+            App::Sonarr => json!({ "seriesIds": [id], "qualityProfileId": profile }),
+        };
+        let path = format!("/api/v3/{}/editor", self.app.resource());
+        self.send(reqwest::Method::PUT, &path, Some(&body)).await.map(drop)
     }
 
     /// Radarr's id for a film, and whether it has a file.

@@ -1,10 +1,13 @@
-//! `tracker.cmd.retry` and `tracker.cmd.cancel`: what a person asks of a request.
+//! `tracker.cmd.retry`, `tracker.cmd.lower_quality` and `tracker.cmd.cancel`: what a person
+//! asks of a request.
 //!
 //! Retry sends Radarr `MoviesSearch`, or Sonarr `EpisodeSearch`/`SeasonSearch`/`SeriesSearch`
 //! for what is still missing, then publishes a `media.tracker.retry` fact with what was sent
-//! (or why nothing could be), so the timeline says so and a rebuild replays it. Cancel
-//! publishes `media.tracker.cancel`. Who may act is the dashboard's business (it checks the
-//! auth settings before asking).
+//! (or why nothing could be), so the timeline says so and a rebuild replays it. Lower quality
+//! first switches the film or series to the fallback quality profile
+//! (`RADARR_FALLBACK_PROFILE`, `SONARR_FALLBACK_PROFILE`), then does what Retry does; its fact
+//! is a retry that names the profile. Cancel publishes `media.tracker.cancel`. Who may act is
+//! the dashboard's business (it checks the auth settings before asking).
 
 use std::collections::BTreeMap;
 
@@ -57,16 +60,11 @@ async fn run(bus: &Bus, store: &Store, peers: &Peers, verb: &str, cmd: CommandRe
         Err(e) => return Reply::Error(e.to_string()),
     };
     let (fact, message) = match verb {
-        "retry" => {
-            let (commands, error) = match search_again(&req, peers).await {
-                Ok(c) => (c, None),
-                Err(e) => (Vec::new(), Some(e)),
-            };
-            let message = match &error {
-                None => format!("Searching again: {}", commands.join("; ")),
-                Some(e) => format!("Could not search again: {e}"),
-            };
-            (TrackerEvent::Retry { request_id: req.id, by: cmd.by.clone(), commands, error }, message)
+        "retry" | "lower_quality" => {
+            let attempt = if verb == "retry" { retry(&req, peers).await } else { lower_quality(&req, peers).await };
+            let (message, error) = (attempt.message(), attempt.fact_error());
+            let Attempt { commands, quality_profile, .. } = attempt;
+            (TrackerEvent::Retry { request_id: req.id, by: cmd.by.clone(), commands, error, quality_profile }, message)
         }
         "cancel" => (TrackerEvent::Cancel { request_id: req.id, by: cmd.by.clone() }, "Request cancelled".to_owned()),
         other => return Reply::Error(format!("unknown command {other:?}")),
@@ -92,42 +90,141 @@ async fn run(bus: &Bus, store: &Store, peers: &Peers, verb: &str, cmd: CommandRe
     }
 }
 
-/// Asks Radarr/Sonarr to search for what the request still misses; returns what was sent.
-async fn search_again(req: &Request, peers: &Peers) -> Result<Vec<String>, String> {
-    let arr = peers.arr(req.media_type).ok_or_else(|| {
-        format!("{} are not set, so status-tracker cannot ask for a search", Peers::arr_setting(req.media_type))
+/// What a retry did: what was sent, the quality profile switched to, and why it stopped.
+#[derive(Debug, Default)]
+struct Attempt {
+    /// "Lower quality" rather than a plain retry.
+    lower: bool,
+    commands: Vec<String>,
+    error: Option<String>,
+    quality_profile: Option<String>,
+}
+
+impl Attempt {
+    /// The command's answer.
+    fn message(&self) -> String {
+        let sent = self.commands.join("; ");
+        match (self.lower, &self.quality_profile, &self.error) {
+            (false, _, None) => format!("Searching again: {sent}"),
+            (false, _, Some(e)) => format!("Could not search again: {e}"),
+            (true, None, Some(e)) => format!("Could not lower the quality: {e}"),
+            (true, _, None) => format!("Lower quality: {sent}"),
+            (true, Some(p), Some(e)) => format!("Switched to the quality profile {p}, but could not search again: {e}"),
+        }
+    }
+
+    /// The fact's `error`: says what failed when it was not the search.
+    fn fact_error(&self) -> Option<String> {
+        let e = self.error.as_deref()?;
+        Some(match self.lower && self.quality_profile.is_none() {
+            true => format!("could not lower the quality: {e}"),
+            false => e.to_owned(),
+        })
+    }
+}
+
+async fn retry(req: &Request, peers: &Peers) -> Attempt {
+    let searched = async {
+        let arr = arr_for(req, peers, "ask for a search")?;
+        search_again(req, arr, arr_id(req, arr).await?).await
+    };
+    match searched.await {
+        Ok(commands) => Attempt { commands, ..Attempt::default() },
+        Err(e) => Attempt { error: Some(e), ..Attempt::default() },
+    }
+}
+
+/// Switches to the fallback quality profile, then searches again. Nothing is recorded as a
+/// lower-quality retry unless the profile was switched.
+async fn lower_quality(req: &Request, peers: &Peers) -> Attempt {
+    let switched = async {
+        let arr = arr_for(req, peers, "change the quality profile")?;
+        let id = arr_id(req, arr).await?;
+        let (done, profile) = switch_profile(req, arr, id).await?;
+        Ok::<_, String>((arr, id, done, profile))
+    };
+    let (arr, id, done, profile) = match switched.await {
+        Ok(switched) => switched,
+        Err(e) => return Attempt { lower: true, error: Some(e), ..Attempt::default() },
+    };
+    let mut attempt = Attempt { lower: true, commands: vec![done], error: None, quality_profile: Some(profile) };
+    match search_again(req, arr, id).await {
+        Ok(commands) => attempt.commands.extend(commands),
+        Err(e) => attempt.error = Some(e),
+    }
+    attempt
+}
+
+/// Radarr/Sonarr for the request, or why status-tracker cannot call it.
+fn arr_for<'p>(req: &Request, peers: &'p Peers, to: &str) -> Result<&'p ArrClient, String> {
+    peers
+        .arr(req.media_type)
+        .ok_or_else(|| format!("{} are not set, so status-tracker cannot {to}", Peers::arr_setting(req.media_type)))
+}
+
+/// Radarr's id of the film or Sonarr's of the series: from its webhooks, else looked up.
+async fn arr_id(req: &Request, arr: &ArrClient) -> Result<u64, String> {
+    if let Some(id) = req.arr_id {
+        return Ok(id.0);
+    }
+    match req.media_type {
+        MediaType::Movie => Ok(arr
+            .movie(req.tmdb_id.ok_or("the request has no TMDB id")?)
+            .await?
+            .ok_or("Radarr does not know this film")?
+            .0),
+        MediaType::Tv => Ok(arr
+            .series(req.tvdb_id.ok_or("the request has no TVDB id")?)
+            .await?
+            .ok_or("Sonarr does not know this series")?
+            .id),
+    }
+}
+
+/// Sets the film's or series' (Radarr's/Sonarr's `id`) quality profile to the fallback one;
+/// returns what was done, in words, and the profile's name.
+async fn switch_profile(req: &Request, arr: &ArrClient, id: u64) -> Result<(String, String), String> {
+    let app = arr.app.name();
+    let wanted = arr.fallback_profile.as_deref().ok_or_else(|| {
+        format!("{} is not set (the quality profile to switch to)", Peers::fallback_setting(req.media_type))
     })?;
+    let profiles = arr.quality_profiles().await?;
+    let target = profiles
+        .iter()
+        .find(|p| p.name.eq_ignore_ascii_case(wanted))
+        .or_else(|| profiles.iter().find(|p| wanted.parse() == Ok(p.id)))
+        .ok_or_else(|| {
+            let names: Vec<&str> = profiles.iter().map(|p| p.name.as_str()).collect();
+            format!("{app} has no quality profile {wanted:?} (it has {})", names.join(", "))
+        })?;
+    let (what, resource) = match req.media_type {
+        MediaType::Movie => ("film", "movie"),
+        MediaType::Tv => ("series", "series"),
+    };
+    let current = arr.quality_profile_of(id).await?;
+    if current == target.id {
+        return Err(format!("the {what} already has the quality profile {}: Retry searches again", target.name));
+    }
+    let from = profiles.iter().find(|p| p.id == current).map_or_else(|| format!("#{current}"), |p| p.name.clone());
+    arr.set_quality_profile(id, target.id).await?;
+    Ok((format!("{app} quality profile {from} → {} for {resource} {id}", target.name), target.name.clone()))
+}
+
+/// Asks Radarr/Sonarr to search for what the request still misses (`id`: Radarr's film or
+/// Sonarr's series); returns what was sent.
+async fn search_again(req: &Request, arr: &ArrClient, id: u64) -> Result<Vec<String>, String> {
     match req.media_type {
         MediaType::Movie => {
-            let id = match req.arr_id {
-                Some(id) => id.0,
-                None => {
-                    arr.movie(req.tmdb_id.ok_or("the request has no TMDB id")?)
-                        .await?
-                        .ok_or("Radarr does not know this film")?
-                        .0
-                }
-            };
             let command = arr.command(arr::movies_search(id)).await?;
             Ok(vec![format!("Radarr MoviesSearch for movie {id} (command {command})")])
         }
-        MediaType::Tv => search_series(req, arr).await,
+        MediaType::Tv => search_series(req, arr, id).await,
     }
 }
 
 /// A whole season missing → `SeasonSearch`; some episodes → `EpisodeSearch`; nothing known
 /// yet → the requested seasons, or the whole series.
-async fn search_series(req: &Request, sonarr: &ArrClient) -> Result<Vec<String>, String> {
-    let series = match req.arr_id {
-        Some(id) => id.0,
-        None => {
-            sonarr
-                .series(req.tvdb_id.ok_or("the request has no TVDB id")?)
-                .await?
-                .ok_or("Sonarr does not know this series")?
-                .id
-        }
-    };
+async fn search_series(req: &Request, sonarr: &ArrClient, series: u64) -> Result<Vec<String>, String> {
     let missing: Vec<(u32, u32)> =
         req.items.iter().filter(|(_, i)| i.stage < State::Available).map(|(k, _)| *k).collect();
     let mut sent = Vec::new();

@@ -21,10 +21,12 @@ pub struct Peers {
 
 impl Peers {
     pub fn from_env(env: &Env) -> Self {
-        let arr = |app, url: &str, key: &str| Some(ArrClient::new(app, &env.get(url)?, env.secret(key)?));
+        let arr = |app, url: &str, key: &str, fallback: &str| {
+            Some(ArrClient::new(app, &env.get(url)?, env.secret(key)?).with_fallback_profile(env.get(fallback)))
+        };
         Self {
-            radarr: arr(App::Radarr, "RADARR_URL", "RADARR_API_KEY"),
-            sonarr: arr(App::Sonarr, "SONARR_URL", "SONARR_API_KEY"),
+            radarr: arr(App::Radarr, "RADARR_URL", "RADARR_API_KEY", "RADARR_FALLBACK_PROFILE"),
+            sonarr: arr(App::Sonarr, "SONARR_URL", "SONARR_API_KEY", "SONARR_FALLBACK_PROFILE"),
             jellyfin: env
                 .get("JELLYFIN_URL")
                 .map(|url| Arc::new(JellyfinClient::new(&url, env.secret("JELLYFIN_API_KEY")))),
@@ -39,6 +41,14 @@ impl Peers {
         match media_type {
             MediaType::Movie => self.radarr.as_ref(),
             MediaType::Tv => self.sonarr.as_ref(),
+        }
+    }
+
+    /// The setting naming the quality profile "Lower quality" switches to, for messages.
+    pub fn fallback_setting(media_type: MediaType) -> &'static str {
+        match media_type {
+            MediaType::Movie => "RADARR_FALLBACK_PROFILE",
+            MediaType::Tv => "SONARR_FALLBACK_PROFILE",
         }
     }
 

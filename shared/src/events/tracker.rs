@@ -14,7 +14,7 @@ use crate::model::State;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum TrackerEvent {
-    /// Someone asked Radarr/Sonarr to search again.
+    /// Someone asked Radarr/Sonarr to search again, perhaps at a lower quality.
     Retry {
         request_id: RequestId,
         #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -22,9 +22,14 @@ pub enum TrackerEvent {
         /// What was sent, in words ("Radarr MoviesSearch for movie 7").
         #[serde(default)]
         commands: Vec<String>,
-        /// Why nothing could be sent, when nothing was.
+        /// Why nothing could be sent, when nothing was (or why the search failed after the
+        /// quality profile was changed).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         error: Option<String>,
+        /// "Lower quality": the quality profile the film or series was switched to before the
+        /// search (`RADARR_FALLBACK_PROFILE`, `SONARR_FALLBACK_PROFILE`); absent for a retry.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        quality_profile: Option<String>,
     },
     /// Someone cancelled the request (its media is not deleted).
     Cancel {

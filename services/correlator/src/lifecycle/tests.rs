@@ -431,6 +431,51 @@ fn apply_moves_requests_forward_only_on_evidence() {
     }
 }
 
+fn retry(commands: &[&str], error: Option<&str>, quality_profile: Option<&str>) -> Fact {
+    Fact::Tracker(shared::events::tracker::TrackerEvent::Retry {
+        request_id: shared::ids::RequestId(1),
+        by: Some("admin".into()),
+        commands: commands.iter().map(|c| c.to_string()).collect(),
+        error: error.map(str::to_owned),
+        quality_profile: quality_profile.map(str::to_owned),
+    })
+}
+
+#[test]
+fn lower_quality_moves_back_only_when_its_search_was_sent() {
+    let failed = || vec![(jellyseerr(Notification::MediaApproved, false), 1), (grab(&[], HASH), 2)];
+    let switch = "Radarr quality profile HD-1080p → SD for movie 7";
+    let search = "Radarr MoviesSearch for movie 7 (command 9)";
+    let cases = [
+        (
+            retry(&[switch, search], None, Some("SD")),
+            State::Searching,
+            format!("Lower quality by admin: {switch}; {search}"),
+        ),
+        (
+            retry(&[switch], Some("Radarr answered 500 Internal Server Error"), Some("SD")),
+            State::Indexed,
+            format!(
+                "Lower quality by admin: {switch}, but the search failed: Radarr answered 500 Internal Server Error"
+            ),
+        ),
+        (
+            retry(&[], Some("could not lower the quality: Radarr has no quality profile \"Potato\""), None),
+            State::Indexed,
+            "Retry by admin failed: could not lower the quality: Radarr has no quality profile \"Potato\"".to_owned(),
+        ),
+    ];
+    for (fact, state, message) in cases {
+        let case = Case { name: "", tv: false, given: failed(), when: (fact, 3), state, items: vec![], entry: None };
+        let (req, applied) = run(&case);
+        assert_eq!(req.state(), state, "{message}");
+        let entry = applied.timeline.last().unwrap();
+        assert_eq!(entry.message, message);
+        let profile = entry.details.get("quality_profile").and_then(|p| p.as_str());
+        assert_eq!(profile, message.starts_with("Lower").then_some("SD"), "{message}");
+    }
+}
+
 #[test]
 fn reasons_follow_the_latest_fact_whatever_the_order() {
     let mut req = Request::new(MediaType::Tv, "Title".into(), "sonarr", at(0));

@@ -13,7 +13,9 @@ use crate::lifecycle::{FILM, ItemKey, Stall, Watch};
 impl Step<'_> {
     pub(super) fn tracker(&mut self, e: &TrackerEvent) {
         match e {
-            TrackerEvent::Retry { by, commands, error, .. } => self.retry(by.as_deref(), commands, error.as_deref()),
+            TrackerEvent::Retry { by, commands, error, quality_profile, .. } => {
+                self.retry(by.as_deref(), commands, error.as_deref(), quality_profile.as_deref())
+            }
             TrackerEvent::Cancel { by, .. } => {
                 let by = by.as_deref().unwrap_or("someone");
                 self.set_outcome(State::Cancelled, Some(format!("Cancelled by {by}")));
@@ -61,11 +63,21 @@ impl Step<'_> {
     }
 
     /// A new search was sent: the request goes back to searching for what it still misses.
-    /// This is the one fact that moves a request backward.
-    fn retry(&mut self, by: Option<&str>, commands: &[String], error: Option<&str>) {
+    /// This is the one fact that moves a request backward. With a `quality_profile` it is
+    /// "Lower quality": the film or series was switched to that profile first.
+    fn retry(&mut self, by: Option<&str>, commands: &[String], error: Option<&str>, profile: Option<&str>) {
         let by = by.unwrap_or("someone");
+        let what = if profile.is_some() { "Lower quality" } else { "Retry" };
+        let details = match profile {
+            Some(p) => json!({ "commands": commands, "quality_profile": p }),
+            None => json!({ "commands": commands }),
+        };
         if let Some(error) = error {
-            return self.note(self.req.state(), format!("Retry by {by} failed: {error}"), json!({}), None);
+            let message = match commands.is_empty() {
+                true => format!("{what} by {by} failed: {error}"),
+                false => format!("{what} by {by}: {}, but the search failed: {error}", commands.join("; ")),
+            };
+            return self.note(self.req.state(), message, details, None);
         }
         let at = self.at;
         self.evidence();
@@ -86,8 +98,8 @@ impl Step<'_> {
                 d.dropped = true;
             }
         }
-        let what = if commands.is_empty() { "a new search".to_owned() } else { commands.join("; ") };
-        self.note(State::Searching, format!("Retry by {by}: {what}"), json!({ "commands": commands }), None);
+        let sent = if commands.is_empty() { "a new search".to_owned() } else { commands.join("; ") };
+        self.note(State::Searching, format!("{what} by {by}: {sent}"), details, None);
     }
 }
 
