@@ -459,6 +459,145 @@ async fn retry_of_a_series_searches_only_the_missing_episodes() {
     assert_eq!(detail["episodes"][0]["state"], "available", "what is there stays");
 }
 
+/// Radarr for "Lower quality": Dune (id 11) on HD-1080p (4); the profiles of the fixture.
+fn radarr_with_profiles() -> Vec<(Method, &'static str, StatusCode, Value)> {
+    let mut routes = vec![
+        (Method::GET, "/api/v3/qualityprofile", StatusCode::OK, fixture("radarr/api_v3_qualityprofile.json")),
+        (Method::GET, "/api/v3/movie/11", StatusCode::OK, json!({"id": 11, "tmdbId": 693134, "qualityProfileId": 4})),
+        (Method::PUT, "/api/v3/movie/editor", StatusCode::ACCEPTED, json!([{"id": 11, "qualityProfileId": 2}])),
+    ];
+    routes.extend(radarr_routes());
+    routes
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn lower_quality_switches_the_film_to_the_fallback_profile_then_searches() {
+    let (radarr, calls) = stand_in(radarr_with_profiles(), "rk").await;
+    let env = [("RADARR_URL", radarr.as_str()), ("RADARR_API_KEY", "rk"), ("RADARR_FALLBACK_PROFILE", "sd")];
+    let app = common::App::start_with(&env).await;
+    app.post_fixture("jellyseerr", "jellyseerr/webhook_media_failed_movie_dune_part_two_req45.json").await;
+    app.wait_state(1, "failed").await;
+    let page = app.http.get(app.url("/requests/1")).send().await.unwrap().text().await.unwrap();
+    assert!(page.contains(r#"hx-post="/api/requests/1/lower-quality""#), "offered beside Retry: {page}");
+    let r = app.http.post(app.url("/api/requests/1/lower-quality")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let answer: Value = r.json().await.unwrap();
+    let done = "Radarr quality profile HD-1080p → SD for movie 11; Radarr MoviesSearch for movie 11 (command 5521)";
+    assert_eq!(answer["message"], format!("Lower quality: {done}"));
+    let detail = app.wait_state(1, "searching").await;
+    let last = detail["timeline"].as_array().unwrap().last().unwrap().clone();
+    assert_eq!(last["message"], format!("Lower quality by someone: {done}"));
+    let calls = calls.lock().unwrap().clone();
+    let asked: Vec<(Method, &str)> = calls.iter().map(|(m, p, _)| (m.clone(), p.as_str())).collect();
+    assert_eq!(
+        asked,
+        [
+            (Method::GET, "/api/v3/movie?tmdbId=693134"),
+            (Method::GET, "/api/v3/qualityprofile"),
+            (Method::GET, "/api/v3/movie/11"),
+            (Method::PUT, "/api/v3/movie/editor"),
+            (Method::POST, "/api/v3/command"),
+        ],
+        "the profile is switched before the search"
+    );
+    let mut expected = fixture("radarr/api_v3_movie_editor_request.json");
+    expected["movieIds"] = json!([11]);
+    assert_eq!(calls[3].2, expected, "only the profile changes: the film is not sent back whole");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn lower_quality_of_a_series_switches_sonarr_by_profile_id_and_searches_the_missing_episodes() {
+    let episodes = json!([
+        {"id": 2301, "seasonNumber": 2, "episodeNumber": 1, "hasFile": false},
+        {"id": 2302, "seasonNumber": 2, "episodeNumber": 2, "hasFile": false}
+    ]);
+    let routes = vec![
+        (Method::GET, "/api/v3/qualityprofile", StatusCode::OK, fixture("sonarr/api_v3_qualityprofile.json")),
+        (Method::GET, "/api/v3/series/5", StatusCode::OK, json!({"id": 5, "tvdbId": 371980, "qualityProfileId": 4})),
+        (Method::PUT, "/api/v3/series/editor", StatusCode::ACCEPTED, json!([{"id": 5, "qualityProfileId": 3}])),
+        (Method::GET, "/api/v3/episode", StatusCode::OK, episodes),
+        (Method::POST, "/api/v3/command", StatusCode::CREATED, fixture("sonarr/api_v3_command_response.json")),
+    ];
+    let (sonarr, calls) = stand_in(routes, "sk").await;
+    let env = [("SONARR_URL", sonarr.as_str()), ("SONARR_API_KEY", "sk"), ("SONARR_FALLBACK_PROFILE", "3")];
+    let app = common::App::start_with(&env).await;
+    for name in
+        ["jellyseerr/webhook_media_approved_tv_severance_req44.json", "sonarr/webhook_grab_severance_s02e01.json"]
+    {
+        app.post_fixture(name.split('/').next().unwrap(), name).await;
+    }
+    app.wait_for("/api/requests/1", "S02E01 found", |v| v["episodes"][0]["state"] == "indexed").await;
+    let answer: Value =
+        app.http.post(app.url("/api/requests/1/lower-quality")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(
+        answer["message"],
+        "Lower quality: Sonarr quality profile HD-1080p → HD-720p for series 5; \
+         Sonarr EpisodeSearch for 1 episode (command 5521)"
+    );
+    let put = calls.lock().unwrap().iter().find(|c| c.0 == Method::PUT).unwrap().clone();
+    assert_eq!(put.1, "/api/v3/series/editor");
+    assert_eq!(put.2, fixture("sonarr/api_v3_series_editor_request.json"));
+    let detail = app
+        .wait_for("/api/requests/1", "the lower-quality retry", |v| {
+            v["timeline"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|e| e["message"].as_str().unwrap().starts_with("Lower quality"))
+        })
+        .await;
+    assert_eq!(detail["episodes"][0]["state"], "searching", "the grab at the old profile is dropped");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn lower_quality_to_a_profile_radarr_lacks_names_those_it_has_and_changes_nothing() {
+    let (radarr, calls) = stand_in(radarr_with_profiles(), "rk").await;
+    let env = [("RADARR_URL", radarr.as_str()), ("RADARR_API_KEY", "rk"), ("RADARR_FALLBACK_PROFILE", "Potato")];
+    let app = common::App::start_with(&env).await;
+    app.post_fixture("jellyseerr", "jellyseerr/webhook_media_failed_movie_dune_part_two_req45.json").await;
+    app.wait_state(1, "failed").await;
+    let r = app.http.post(app.url("/api/requests/1/lower-quality")).send().await.unwrap();
+    assert_eq!(r.status(), 502);
+    let answer: Value = r.json().await.unwrap();
+    let why = r#"Radarr has no quality profile "Potato" (it has Any, SD, HD-1080p)"#;
+    assert_eq!(answer["error"], format!("Could not lower the quality: {why}"));
+    let detail = app
+        .wait_for("/api/requests/1", "the failure on the timeline", |v| {
+            v["timeline"].as_array().is_some_and(|t| t.len() == 2)
+        })
+        .await;
+    assert_eq!(detail["state"], "failed", "nothing was searched");
+    assert_eq!(
+        detail["timeline"][1]["message"],
+        format!("Retry by someone failed: could not lower the quality: {why}")
+    );
+    assert!(calls.lock().unwrap().iter().all(|c| c.0 == Method::GET), "nothing was changed in Radarr");
+
+    let bare = common::App::start().await;
+    bare.post_fixture("jellyseerr", "jellyseerr/webhook_media_failed_movie_dune_part_two_req45.json").await;
+    bare.wait_state(1, "failed").await;
+    let page = bare.http.get(bare.url("/requests/1")).send().await.unwrap().text().await.unwrap();
+    assert!(page.contains("/api/requests/1/retry") && !page.contains("lower-quality"), "not offered without a profile");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn lower_quality_when_the_film_has_the_fallback_profile_already_says_to_retry() {
+    let mut routes = radarr_with_profiles();
+    routes[1].3 = json!({"id": 11, "tmdbId": 693134, "qualityProfileId": 2});
+    let (radarr, calls) = stand_in(routes, "rk").await;
+    let env = [("RADARR_URL", radarr.as_str()), ("RADARR_API_KEY", "rk"), ("RADARR_FALLBACK_PROFILE", "SD")];
+    let app = common::App::start_with(&env).await;
+    app.post_fixture("jellyseerr", "jellyseerr/webhook_media_failed_movie_dune_part_two_req45.json").await;
+    app.wait_state(1, "failed").await;
+    let answer: Value =
+        app.http.post(app.url("/api/requests/1/lower-quality")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(
+        answer["error"],
+        "Could not lower the quality: the film already has the quality profile SD: Retry searches again"
+    );
+    assert!(calls.lock().unwrap().iter().all(|c| c.0 == Method::GET));
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn behind_a_reverse_proxy_only_the_requester_or_an_admin_may_act() {
     let (radarr, _) = stand_in(radarr_routes(), "rk").await;
@@ -494,6 +633,13 @@ async fn behind_a_reverse_proxy_only_the_requester_or_an_admin_may_act() {
     let answer: Value = refused.json().await.unwrap();
     assert_eq!(answer["error"], "bob may not retry this request: ask its requester or an admin");
     assert_eq!(as_user(Some("alice"), "/api/requests/1/retry", true).await.unwrap().status(), 200);
+    let refused = as_user(Some("alice"), "/api/requests/1/lower-quality", true).await.unwrap();
+    assert_eq!(refused.status(), 403, "the requester may retry, not change Radarr's profile");
+    let answer: Value = refused.json().await.unwrap();
+    assert_eq!(
+        answer["error"],
+        "alice may not lower the quality: it changes the quality profile in Radarr, ask an admin"
+    );
     let r = app.http.get(app.url("/api/requests/1")).header("Remote-User", "alice").send().await.unwrap();
     assert_eq!(r.status(), 200);
     assert_eq!(as_user(Some("admin"), "/api/requests/1/cancel", true).await.unwrap().status(), 200);

@@ -1,5 +1,5 @@
 //! The JSON API: `/api/health`, `/api/requests`, `/api/requests/{id}`, `/api/requests/{id}/timeline`,
-//! and the actions `/api/requests/{id}/retry` and `/cancel`.
+//! and the actions `/api/requests/{id}/retry`, `/lower-quality` and `/cancel`.
 
 use axum::Json;
 use axum::extract::{Extension, Path, Query, State};
@@ -123,7 +123,18 @@ pub(crate) async fn retry(
     Extension(user): Extension<User>,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    act(&d, user, &id, "retry").await
+    act(&d, user, &id, Action::Retry).await
+}
+
+/// `POST /api/requests/{id}/lower-quality`: switches the film or series to the fallback quality
+/// profile, then searches again. Admins only behind a reverse proxy: the profile is Radarr's or
+/// Sonarr's, for everyone.
+pub(crate) async fn lower_quality(
+    State(d): State<Dashboard>,
+    Extension(user): Extension<User>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    act(&d, user, &id, Action::LowerQuality).await
 }
 
 /// `POST /api/requests/{id}/cancel`: marks the request cancelled (media is not deleted).
@@ -132,22 +143,51 @@ pub(crate) async fn cancel(
     Extension(user): Extension<User>,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    act(&d, user, &id, "cancel").await
+    act(&d, user, &id, Action::Cancel).await
 }
 
 /// Commands may call Radarr/Sonarr, which can be slow to answer.
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(30);
 
-async fn act(d: &Dashboard, user: User, id: &str, verb: &str) -> Result<Json<Value>, ApiError> {
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Action {
+    Retry,
+    LowerQuality,
+    Cancel,
+}
+
+impl Action {
+    /// The command's subject is `tracker.cmd.<verb>`.
+    fn verb(self) -> &'static str {
+        match self {
+            Self::Retry => "retry",
+            Self::LowerQuality => "lower_quality",
+            Self::Cancel => "cancel",
+        }
+    }
+}
+
+async fn act(d: &Dashboard, user: User, id: &str, action: Action) -> Result<Json<Value>, ApiError> {
     let id = parse_id(id)?;
     let detail = d.request_detail(id).await?;
-    if !d.settings.auth.may_act(&user, detail.summary.requested_by.as_deref()) {
-        let who = user.0.unwrap_or_else(|| "you".into());
+    let who = || user.0.clone().unwrap_or_else(|| "you".into());
+    if action == Action::LowerQuality && !d.settings.auth.may_administer(&user) {
+        let arr = match detail.summary.media_type {
+            MediaType::Movie => "Radarr",
+            MediaType::Tv => "Sonarr",
+        };
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,
-            format!("{who} may not {verb} this request: ask its requester or an admin"),
+            format!("{} may not lower the quality: it changes the quality profile in {arr}, ask an admin", who()),
         ));
     }
+    if !d.settings.auth.may_act(&user, detail.summary.requested_by.as_deref()) {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            format!("{} may not {} this request: ask its requester or an admin", who(), action.verb()),
+        ));
+    }
+    let verb = action.verb();
     let command = CommandRequest { id, by: user.0.clone() };
     let reply: CommandReply = d.bus.request(&subjects::cmd(verb), &command, COMMAND_TIMEOUT).await?;
     tracing::info!(request = %id, by = ?user.0, %verb, message = %reply.message, "command done");

@@ -4,7 +4,7 @@
 //! `TRACKER_AUTH=proxy`: a reverse proxy (Authelia, Authentik, oauth2-proxy…) authenticates
 //! and names the user in a header; the header is believed only from `TRACKER_TRUSTED_PROXIES`,
 //! anyone else gets 401. Retry and Cancel then need an admin (`TRACKER_ADMINS`) or the
-//! requester.
+//! requester; Lower quality, which changes Radarr's or Sonarr's quality profile, an admin.
 
 use std::net::{IpAddr, SocketAddr};
 
@@ -79,6 +79,15 @@ impl AuthSettings {
         }
     }
 
+    /// May `user` change what Radarr/Sonarr keep for everyone (a quality profile)?
+    pub fn may_administer(&self, user: &User) -> bool {
+        match (&self.mode, &user.0) {
+            (AuthMode::Open, _) => true,
+            (AuthMode::Proxy { .. }, None) => false,
+            (AuthMode::Proxy { .. }, Some(name)) => self.admins.contains(&name.to_lowercase()),
+        }
+    }
+
     /// May `user` retry or cancel a request of `requester`?
     pub fn may_act(&self, user: &User, requester: Option<&str>) -> bool {
         match (&self.mode, &user.0) {
@@ -147,6 +156,16 @@ mod tests {
         assert!(!auth.may_act(&user("alice"), Some("bob")));
         assert!(!auth.may_act(&User(None), Some("bob")));
         assert!(AuthSettings::open().may_act(&User(None), None), "open mode: the LAN may act");
+    }
+
+    #[test]
+    fn only_admins_may_change_what_radarr_and_sonarr_keep() {
+        let auth = proxy();
+        let user = |n: &str| User(Some(n.into()));
+        assert!(auth.may_administer(&user("ADMIN")));
+        assert!(!auth.may_administer(&user("bob")), "a requester is not an admin");
+        assert!(!auth.may_administer(&User(None)));
+        assert!(AuthSettings::open().may_administer(&User(None)), "open mode: the LAN may act");
     }
 
     #[test]

@@ -18,6 +18,7 @@ use axum::Router;
 use axum::middleware::{from_fn_with_state, map_response};
 use axum::routing::{get, post};
 use shared::Bus;
+use shared::events::MediaType;
 use shared::health::{HealthCell, HealthStatus};
 use shared::settings::{Env, SettingError};
 use tokio_util::sync::CancellationToken;
@@ -43,16 +44,44 @@ pub struct DashboardSettings {
     pub auth: auth::AuthSettings,
     /// `TRACKER_TRACE_URL`: a trace UI link with `{trace_id}` in it.
     pub trace_url: Option<String>,
+    /// "Lower quality" is offered for films when `RADARR_FALLBACK_PROFILE` is set, for series
+    /// when `SONARR_FALLBACK_PROFILE` is (the correlator switches to that profile).
+    pub lower_quality: LowerQuality,
+}
+
+/// For which kinds of media a fallback quality profile is set.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LowerQuality {
+    pub films: bool,
+    pub series: bool,
+}
+
+impl LowerQuality {
+    pub fn from_env(env: &Env) -> Self {
+        let set = |name| env.get(name).is_some_and(|v| !v.trim().is_empty());
+        Self { films: set("RADARR_FALLBACK_PROFILE"), series: set("SONARR_FALLBACK_PROFILE") }
+    }
+
+    pub fn offered(self, media_type: MediaType) -> bool {
+        match media_type {
+            MediaType::Movie => self.films,
+            MediaType::Tv => self.series,
+        }
+    }
 }
 
 impl DashboardSettings {
     pub fn from_env(env: &Env) -> Result<Self, SettingError> {
-        Ok(Self { auth: auth::AuthSettings::from_env(env)?, trace_url: env.get("TRACKER_TRACE_URL") })
+        Ok(Self {
+            auth: auth::AuthSettings::from_env(env)?,
+            trace_url: env.get("TRACKER_TRACE_URL"),
+            lower_quality: LowerQuality::from_env(env),
+        })
     }
 
-    /// Open to all, no trace links: for tests.
+    /// Open to all, no trace links, no "Lower quality": for tests.
     pub fn open() -> Self {
-        Self { auth: auth::AuthSettings::open(), trace_url: None }
+        Self { auth: auth::AuthSettings::open(), trace_url: None, lower_quality: LowerQuality::default() }
     }
 }
 
@@ -101,6 +130,7 @@ impl Dashboard {
             .route("/api/requests/{id}", get(api::get))
             .route("/api/requests/{id}/timeline", get(api::timeline))
             .route("/api/requests/{id}/retry", post(api::retry))
+            .route("/api/requests/{id}/lower-quality", post(api::lower_quality))
             .route("/api/requests/{id}/cancel", post(api::cancel))
             .route("/api/sse", get(sse::stream))
             .route("/api/stats", get(api::stats))

@@ -66,7 +66,7 @@
   prepare(document);
   setInterval(() => localize(document), 60000);
 
-  // ---- Retry / Cancel: show what the API answered, including its JSON error text.
+  // ---- Retry / Lower quality / Cancel: show what the API answered, including its JSON error text.
   body.addEventListener('htmx:afterRequest', (e) => {
     const name = e.detail.elt.dataset && e.detail.elt.dataset.action;
     const out = $('#action-result');

@@ -6,6 +6,7 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use shared::ids::RequestId;
+use shared::model::RequestDetail;
 
 use super::Layout;
 use crate::Dashboard;
@@ -48,6 +49,13 @@ fn parse(id: &str) -> Option<RequestId> {
     id.parse().ok().filter(|r: &RequestId| r.0 > 0)
 }
 
+/// The page's view of a request, with the links and actions the settings allow.
+fn view(d: &Dashboard, detail: &RequestDetail) -> Detail {
+    Detail::new(detail)
+        .with_trace(d.settings.trace_url.as_deref())
+        .with_lower_quality(d.settings.lower_quality.offered(detail.summary.media_type))
+}
+
 /// `GET /requests/{id}`.
 pub(crate) async fn detail_page(State(d): State<Dashboard>, Path(id): Path<String>) -> Response {
     let Some(rid) = parse(&id) else { return ErrorPage::not_found(&id) };
@@ -55,8 +63,7 @@ pub(crate) async fn detail_page(State(d): State<Dashboard>, Path(id): Path<Strin
     match d.request_detail(rid).await {
         Ok(detail) => {
             let layout = Layout { title: detail.summary.title.clone(), ..live };
-            DetailPage { layout, detail: Detail::new(&detail).with_trace(d.settings.trace_url.as_deref()) }
-                .into_response()
+            DetailPage { layout, detail: view(&d, &detail) }.into_response()
         }
         Err(e) if e.status() == StatusCode::NOT_FOUND => ErrorPage::not_found(&id),
         Err(e) => ErrorPage::response(e.status(), "Cannot show this request", e.to_string()),
@@ -67,9 +74,7 @@ pub(crate) async fn detail_page(State(d): State<Dashboard>, Path(id): Path<Strin
 pub(crate) async fn detail_fragment(State(d): State<Dashboard>, Path(id): Path<String>) -> Response {
     let Some(rid) = parse(&id) else { return StatusCode::NOT_FOUND.into_response() };
     match d.request_detail(rid).await {
-        Ok(detail) => {
-            DetailFragment { detail: Detail::new(&detail).with_trace(d.settings.trace_url.as_deref()) }.into_response()
-        }
+        Ok(detail) => DetailFragment { detail: view(&d, &detail) }.into_response(),
         Err(e) => e.into_response(),
     }
 }
@@ -79,7 +84,7 @@ mod tests {
     use super::*;
     use crate::views::card::tests::summary;
     use serde_json::json;
-    use shared::model::{RequestDetail, State as St, TimelineEntry};
+    use shared::model::{State as St, TimelineEntry};
     use time::OffsetDateTime;
 
     fn render(d: &RequestDetail) -> String {
@@ -102,8 +107,23 @@ mod tests {
         let html = render(&RequestDetail { summary: s, downloads: vec![], episodes: vec![], timeline: vec![entry] });
         assert!(html.contains(r#"hx-post="/api/requests/9/retry""#), "{html}");
         assert!(html.contains(r#"hx-post="/api/requests/9/cancel""#));
+        assert!(!html.contains("lower-quality"), "no fallback profile set: not offered");
         assert!(!html.contains("<i>no</i>") && !html.contains("Failed <now>"));
         assert!(html.contains(r#"<time datetime="1970-01-01T00:00:00Z""#));
+    }
+
+    #[test]
+    fn lower_quality_is_offered_with_retry_when_a_fallback_profile_is_set() {
+        let s = summary(9, "Dune: Part Two", St::Failed);
+        let d = RequestDetail { summary: s, downloads: vec![], episodes: vec![], timeline: vec![] };
+        let page = |detail| DetailPage { layout: Layout::new("x", "", "detail"), detail }.render().unwrap();
+        let html = page(Detail::new(&d).with_lower_quality(true));
+        assert!(html.contains(r#"hx-post="/api/requests/9/lower-quality""#), "{html}");
+        assert!(html.contains("The profile stays changed in Radarr."), "{html}");
+        let mut available = d.clone();
+        available.summary.state = St::Available;
+        let html = page(Detail::new(&available).with_lower_quality(true));
+        assert!(!html.contains("lower-quality"), "nothing to help with: not offered");
     }
 
     #[test]

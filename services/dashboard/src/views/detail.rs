@@ -21,6 +21,8 @@ pub struct Detail {
     pub source: String,
     /// The trace that created the request, in the operator's trace UI (`TRACKER_TRACE_URL`).
     pub trace_url: Option<String>,
+    /// Offer "Lower quality" (a fallback quality profile is set for this kind of media).
+    pub lower_quality: bool,
     trace_id: Option<String>,
 }
 
@@ -72,6 +74,7 @@ impl Detail {
             requested: Stamp::new(d.summary.created_at),
             source: d.summary.source.clone(),
             trace_url: None,
+            lower_quality: false,
             trace_id: d.summary.trace_id.clone().filter(|t| t.len() == 32 && t.bytes().all(|b| b.is_ascii_hexdigit())),
         }
     }
@@ -79,6 +82,12 @@ impl Detail {
     /// Links the request's first trace when a trace UI is configured (`{trace_id}` in it).
     pub fn with_trace(mut self, template: Option<&str>) -> Self {
         self.trace_url = template.zip(self.trace_id.as_deref()).map(|(t, id)| t.replace("{trace_id}", id));
+        self
+    }
+
+    /// Offers "Lower quality" beside Retry when the request needs a hand.
+    pub fn with_lower_quality(mut self, offered: bool) -> Self {
+        self.lower_quality = offered;
         self
     }
 }
