@@ -75,8 +75,8 @@ async fn check_all(env: &Env) -> Vec<(&'static str, Outcome)> {
         nats(env),
         qbittorrent(env, &http),
         shoko(env, &http),
-        arr(env, &http, "SONARR_URL", "SONARR_API_KEY"),
-        arr(env, &http, "RADARR_URL", "RADARR_API_KEY"),
+        arr(env, &http, ["SONARR_URL", "SONARR_API_KEY", "SONARR_FALLBACK_PROFILE"]),
+        arr(env, &http, ["RADARR_URL", "RADARR_API_KEY", "RADARR_FALLBACK_PROFILE"]),
         jellyfin(env, &http),
         jellyseerr(env, &http),
     );
@@ -203,18 +203,44 @@ async fn shoko(env: &Env, http: &Client) -> Outcome {
     })
 }
 
-/// Sonarr and Radarr share their API: `GET /api/v3/system/status` with `X-Api-Key`.
-async fn arr(env: &Env, http: &Client, url_var: &'static str, key_var: &'static str) -> Outcome {
+/// Sonarr and Radarr share their API: `GET /api/v3/system/status` with `X-Api-Key`; with a
+/// fallback quality profile set ("Lower quality"), `GET /api/v3/qualityprofile` must list it.
+async fn arr(env: &Env, http: &Client, [url_var, key_var, fallback_var]: [&'static str; 3]) -> Outcome {
     let Some((base, shown)) = base_url(env, url_var) else { return not_configured(url_var) };
-    let mut request = http.get(format!("{base}/api/v3/system/status"));
-    if let Some(key) = env.secret(key_var) {
-        request = request.header("X-Api-Key", key.expose());
-    }
-    verdict(env, &shown, key_var, answer(request).await, |body| {
+    let get = |path: &str| {
+        let request = http.get(format!("{base}{path}"));
+        match env.secret(key_var) {
+            Some(key) => request.header("X-Api-Key", key.expose()),
+            None => request,
+        }
+    };
+    let mut app = String::new();
+    let status = verdict(env, &shown, key_var, answer(get("/api/v3/system/status")).await, |body| {
         let status: serde_json::Value = serde_json::from_str(body).unwrap_or_default();
-        let app = status["appName"].as_str().unwrap_or("answered");
+        app = status["appName"].as_str().unwrap_or("answered").to_owned();
         format!("{app} {}, API key accepted", status["version"].as_str().unwrap_or(""))
-    })
+    });
+    let (Outcome::Ok(found), Some(wanted)) = (&status, env.get(fallback_var)) else { return status };
+    let profiles = match answer(get("/api/v3/qualityprofile")).await {
+        Ok((s, body)) if s.is_success() => serde_json::from_str::<Vec<serde_json::Value>>(&body).unwrap_or_default(),
+        Ok((s, b)) => return Failed(format!("{found}, but its quality profiles: {}", short(s, &b))),
+        Err(e) => return Failed(format!("{found}, but its quality profiles: {e}")),
+    };
+    let wanted = wanted.trim();
+    let named = |p: &&serde_json::Value| p["name"].as_str().is_some_and(|n| n.eq_ignore_ascii_case(wanted));
+    let numbered = |p: &&serde_json::Value| p["id"].as_u64().is_some_and(|id| wanted.parse() == Ok(id));
+    match profiles.iter().find(named).or_else(|| profiles.iter().find(numbered)) {
+        Some(p) => {
+            Outcome::Ok(format!("{found}, \"Lower quality\" switches to {}", p["name"].as_str().unwrap_or(wanted)))
+        }
+        None => {
+            let names: Vec<&str> = profiles.iter().filter_map(|p| p["name"].as_str()).collect();
+            Failed(format!(
+                "{found}, but {fallback_var} {wanted:?} is not one of {app}'s quality profiles ({})",
+                names.join(", ")
+            ))
+        }
+    }
 }
 
 /// Jellyfin: the public info needs no key; with a key, `/System/Info` proves it.

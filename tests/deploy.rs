@@ -598,18 +598,22 @@ async fn serve(router: Router) -> String {
     url
 }
 
-/// Sonarr's `GET /api/v3/system/status`: the status with the right `X-Api-Key`, else 401.
+/// Sonarr's `GET /api/v3/system/status` and `/api/v3/qualityprofile` (the fixture): with the
+/// right `X-Api-Key`, else 401.
 fn fake_sonarr() -> Router {
-    Router::new().route(
-        "/api/v3/system/status",
-        get(|headers: HeaderMap| async move {
+    let keyed = |body: serde_json::Value| {
+        get(move |headers: HeaderMap| async move {
             if headers.get("x-api-key").is_some_and(|k| k == SONARR_KEY) {
-                (StatusCode::OK, axum::Json(json!({"appName": "Sonarr", "version": "4.0.19.2979"})))
+                (StatusCode::OK, axum::Json(body))
             } else {
                 (StatusCode::UNAUTHORIZED, axum::Json(json!({"error": "Unauthorized"})))
             }
-        }),
-    )
+        })
+    };
+    let profiles = serde_json::from_slice(&common::fixture("sonarr/api_v3_qualityprofile.json")).unwrap();
+    Router::new()
+        .route("/api/v3/system/status", keyed(json!({"appName": "Sonarr", "version": "4.0.19.2979"})))
+        .route("/api/v3/qualityprofile", keyed(profiles))
 }
 
 /// qBittorrent 4.x: `webapiVersion` is 403 without a session; login answers `Ok.` or `Fails.`.
@@ -745,6 +749,28 @@ async fn doctor_checks_each_configured_peer_and_fails_on_the_unreachable_one() {
     assert_eq!(checks["qbittorrent"].0, "failed", "{stdout}");
     assert!(checks["qbittorrent"].1.contains("refused"), "{stdout}");
     assert!(!stdout.contains("not-the-password") && !stdout.contains("not-the-key"), "{stdout}");
+
+    // A fallback quality profile ("Lower quality") must be one the *arr has.
+    let sonarr_with = |fallback: &str| {
+        let mut env = env[..3].to_vec();
+        env.push(("SONARR_FALLBACK_PROFILE", fallback.to_owned()));
+        env
+    };
+    let out = doctor(&sonarr_with("hd-720p")).await;
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    assert!(self::checks(&stdout)["sonarr"].1.ends_with("\"Lower quality\" switches to HD-720p"), "{stdout}");
+    let out = doctor(&sonarr_with("Potato")).await;
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert_eq!(out.status.code(), Some(1), "a fallback profile Sonarr lacks fails the check: {stdout}");
+    let (label, detail) = &self::checks(&stdout)["sonarr"];
+    assert_eq!(label, "failed");
+    assert!(
+        detail.ends_with(
+            "but SONARR_FALLBACK_PROFILE \"Potato\" is not one of Sonarr's quality profiles (Any, HD-720p, HD-1080p)"
+        ),
+        "{stdout}"
+    );
 
     // Everything configured answers: exit 0.
     let out = doctor(&env[..9]).await;
