@@ -12,6 +12,7 @@ use std::time::Duration;
 use async_nats::jetstream::ErrorCode;
 use async_nats::jetstream::context::GetStreamErrorKind;
 use reqwest::{Client, RequestBuilder, StatusCode};
+use shared::settings::redact_userinfo;
 use shared::{Bus, Env, subjects};
 
 /// Peers on a LAN answer in milliseconds; a black-holed address must not stall the report.
@@ -353,26 +354,9 @@ fn short(status: StatusCode, body: &str) -> String {
     if line.trim().is_empty() { status.to_string() } else { format!("{status}: {}", line.trim()) }
 }
 
-/// `scheme://user:password@host/…` → `scheme://***@host/…`; anything else unchanged.
-fn redact_userinfo(value: &str) -> String {
-    let Some((scheme, rest)) = value.split_once("://") else { return value.to_owned() };
-    let authority_end = rest.find('/').unwrap_or(rest.len());
-    match rest[..authority_end].rfind('@') {
-        Some(at) => format!("{scheme}://***{}", &rest[at..]),
-        None => value.to_owned(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn credentials_in_urls_are_hidden() {
-        assert_eq!(redact_userinfo("nats://tracker:s3cret@nats:4222"), "nats://***@nats:4222");
-        assert_eq!(redact_userinfo("http://qbit:8080/a@b"), "http://qbit:8080/a@b");
-        assert_eq!(redact_userinfo("0.0.0.0:8100"), "0.0.0.0:8100");
-    }
 
     #[test]
     fn short_answers_keep_the_first_line() {

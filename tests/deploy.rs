@@ -26,6 +26,7 @@ use std::time::{Duration, Instant};
 use axum::Router;
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::{get, post};
+use futures_util::StreamExt;
 use serde_json::{Value, json};
 use shared::settings::{SETTINGS, Setting, setting};
 
@@ -203,7 +204,8 @@ fn compose_passes_each_service_the_settings_it_reads_and_no_other_secret() {
                 setting(key).unwrap_or_else(|| panic!("{name}: {key} is not a setting of shared::settings::SETTINGS"));
             assert!(!s.secret || is_for(s, name), "{name} gets the secret {key}, which only {} reads", s.used_by);
         }
-        assert_eq!(env["NATS_URL"], "nats://nats:4222", "{name}: NATS_URL");
+        let required = "${NATS_TRACKER_PASSWORD:?set NATS_TRACKER_PASSWORD in compose/.env}";
+        assert_eq!(env["NATS_URL"], format!("nats://tracker:{required}@nats:4222"), "{name}: NATS_URL");
         assert_eq!(listen_port(&env["TRACKER_LISTEN"]), default_listen_port(), "{name}: TRACKER_LISTEN");
     }
     // The doctor sees every setting the services see, so that it prints the stack's configuration.
@@ -214,6 +216,13 @@ fn compose_passes_each_service_the_settings_it_reads_and_no_other_secret() {
         }
     }
     assert!(file["services"]["nats"].is_object(), "NATS_URL names the nats service");
+    // nats.conf reads both users' passwords from the nats container's environment.
+    let nats = environment(service(&file, "nats"));
+    let conf = read("compose/nats.conf");
+    for var in ["NATS_TRACKER_PASSWORD", "NATS_AUTOMATION_PASSWORD"] {
+        assert_eq!(nats[var], format!("${{{var}:?set {var} in compose/.env}}"), "nats: {var}");
+        assert!(conf.contains(&format!("password: ${var}")), "compose/nats.conf does not read {var}");
+    }
 }
 
 #[test]
@@ -397,26 +406,51 @@ fn the_all_in_one_runs_every_service_with_its_own_nats() {
     assert!(networks(app).contains(&"media".to_owned()));
 }
 
-/// Runs nats-server with the stack's config (its store moved to a temp dir, its ports to free
-/// ones) and asks the URL the nats healthcheck asks.
+/// nats-server with the stack's config (its store moved to a temp dir, its ports to free ones,
+/// the users' passwords in its environment, as compose gives them).
+struct StackNats {
+    port: u16,
+    http_port: u16,
+    server: tokio::process::Child,
+    _dir: tempfile::TempDir,
+}
+
+const TRACKER_PASSWORD: &str = "tr4ck3r0f7e9";
+const AUTOMATION_PASSWORD: &str = "aut0m4t10n2c1d";
+
+impl StackNats {
+    async fn start() -> Self {
+        let tmp = tempfile::tempdir().unwrap();
+        let conf = read("compose/nats.conf").replace("store_dir: /data", &format!("store_dir: {:?}", tmp.path()));
+        std::fs::write(tmp.path().join("nats.conf"), conf).unwrap();
+        let (port, http_port) = (common::free_port(), common::free_port());
+        let server = tokio::process::Command::new("nats-server")
+            .arg("-c")
+            .arg(tmp.path().join("nats.conf"))
+            .args(["-a", "127.0.0.1", "-p", &port.to_string(), "-m", &http_port.to_string()])
+            .arg("-l")
+            .arg(tmp.path().join("log"))
+            .env("NATS_TRACKER_PASSWORD", TRACKER_PASSWORD)
+            .env("NATS_AUTOMATION_PASSWORD", AUTOMATION_PASSWORD)
+            .kill_on_drop(true)
+            .spawn()
+            .expect("nats-server");
+        Self { port, http_port, server, _dir: tmp }
+    }
+
+    fn url(&self, user: &str, password: &str) -> String {
+        format!("nats://{user}:{password}@127.0.0.1:{}", self.port)
+    }
+}
+
+/// Asks the URL the nats healthcheck asks, until it answers.
 #[tokio::test]
 async fn nats_accepts_the_stack_config_and_answers_its_healthcheck() {
-    let tmp = tempfile::tempdir().unwrap();
-    let conf = read("compose/nats.conf").replace("store_dir: /data", &format!("store_dir: {:?}", tmp.path()));
-    std::fs::write(tmp.path().join("nats.conf"), conf).unwrap();
-    let (port, http_port) = (common::free_port(), common::free_port());
-    let mut server = tokio::process::Command::new("nats-server")
-        .arg("-c")
-        .arg(tmp.path().join("nats.conf"))
-        .args(["-a", "127.0.0.1", "-p", &port.to_string(), "-m", &http_port.to_string()])
-        .arg("-l")
-        .arg(tmp.path().join("log"))
-        .kill_on_drop(true)
-        .spawn()
-        .expect("nats-server");
+    let mut nats = StackNats::start().await;
     let file = compose(SPLIT);
     let test = strings(&service(&file, "nats")["healthcheck"]["test"]);
-    let url = test.iter().find(|a| a.starts_with("http://")).unwrap().replace(":8222/", &format!(":{http_port}/"));
+    let url =
+        test.iter().find(|a| a.starts_with("http://")).unwrap().replace(":8222/", &format!(":{}/", nats.http_port));
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         if let Ok(r) = reqwest::get(&url).await
@@ -425,11 +459,112 @@ async fn nats_accepts_the_stack_config_and_answers_its_healthcheck() {
             assert!(r.text().await.unwrap().contains("ok"));
             break;
         }
-        assert!(server.try_wait().unwrap().is_none(), "nats-server refused compose/nats.conf");
+        assert!(nats.server.try_wait().unwrap().is_none(), "nats-server refused compose/nats.conf");
         assert!(Instant::now() < deadline, "{url} did not answer");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    server.kill().await.unwrap();
+    nats.server.kill().await.unwrap();
+}
+
+/// Issue (known defect) 001: in the stack, NATS wants a user. The services' user may do
+/// everything; the automation user reads every event, asks queries and follows the streams,
+/// but its commands, facts and stream changes are refused, and it cannot take the services'
+/// commands, queries or messages.
+#[tokio::test]
+async fn the_stack_nats_lets_automations_read_but_not_command() {
+    let nats = StackNats::start().await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let tracker = loop {
+        match shared::Bus::connect(&nats.url("tracker", TRACKER_PASSWORD), "test-services").await {
+            Ok(bus) => break bus,
+            Err(e) => assert!(Instant::now() < deadline, "the services' user cannot connect: {e}"),
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let anonymous = async_nats::connect(format!("nats://127.0.0.1:{}", nats.port)).await;
+    assert!(anonymous.is_err(), "no user, no connection");
+    let Err(wrong) = shared::Bus::connect(&nats.url("tracker", "guess"), "test").await else {
+        panic!("a wrong password fails")
+    };
+    assert!(!wrong.to_string().contains("guess"), "the error names no password: {wrong}");
+    tracker.ensure_streams().await.unwrap();
+
+    // The services answer commands and queries as the correlator does (a queue group).
+    let mut commands = tracker.client.queue_subscribe("tracker.cmd.>", "correlator".into()).await.unwrap();
+    let mut queries = tracker.client.queue_subscribe("tracker.query.>", "correlator".into()).await.unwrap();
+    tracker.client.flush().await.unwrap();
+    let automation =
+        shared::Bus::connect(&nats.url("automation", AUTOMATION_PASSWORD), "test-automation").await.unwrap();
+    let mut stolen = automation.client.queue_subscribe("tracker.cmd.>", "correlator".into()).await.unwrap();
+    let mut changes = automation.client.subscribe("tracker.request.>").await.unwrap();
+    automation.client.flush().await.unwrap();
+
+    // A command from the automation user never arrives; a query does, and its answer comes back.
+    let refused = automation.client.request("tracker.cmd.cancel", r#"{"id": 1, "by": "intruder"}"#.into());
+    let asked = automation.client.request("tracker.query.summary", "{}".into());
+    let answer = async {
+        let q = queries.next().await.unwrap();
+        tracker.client.publish(q.reply.unwrap(), "{\"ok\": {}}".into()).await.unwrap();
+    };
+    let (refused, asked, ()) = tokio::join!(tokio::time::timeout(Duration::from_secs(2), refused), asked, answer);
+    assert!(!matches!(refused, Ok(Ok(_))), "the command was answered: {refused:?}");
+    assert_eq!(asked.unwrap().payload.as_ref(), b"{\"ok\": {}}");
+    let quiet = tokio::time::timeout(Duration::from_millis(300), commands.next()).await;
+    assert!(quiet.is_err(), "the correlator got a command from the automation user");
+
+    // The services' commands reach the correlator, none the automation user's queue member.
+    for id in 0..20 {
+        tracker.client.publish("tracker.cmd.retry", format!(r#"{{"id": {id}}}"#).into()).await.unwrap();
+    }
+    tracker.client.flush().await.unwrap();
+    for _ in 0..20 {
+        tokio::time::timeout(Duration::from_secs(2), commands.next()).await.expect("every command arrives");
+    }
+    assert!(tokio::time::timeout(Duration::from_millis(300), stolen.next()).await.is_err(), "a command was taken");
+
+    // State changes reach the automation user, live and from the stream.
+    let change = shared::subjects::request_state(shared::ids::RequestId(7), "available");
+    tracker.js.publish(change.clone(), "{}".into()).await.unwrap().await.unwrap();
+    let live = tokio::time::timeout(Duration::from_secs(2), changes.next()).await.unwrap().unwrap();
+    assert_eq!(live.subject.as_str(), change);
+    let stream = automation.js.get_stream(shared::subjects::STREAM_TRACKER).await.unwrap();
+    let ordered = stream
+        .create_consumer(async_nats::jetstream::consumer::pull::OrderedConfig::default())
+        .await
+        .expect("an automation follows a stream with a consumer of its own");
+    let mut messages = ordered.messages().await.unwrap();
+    let first = tokio::time::timeout(Duration::from_secs(2), messages.next()).await.unwrap().unwrap().unwrap();
+    assert_eq!(first.subject.as_str(), change);
+
+    // Facts, stream changes and the correlator's consumers are the services' own.
+    let fact = automation.js.publish("media.radarr.grab", "{}".into()).await;
+    let stored = match fact {
+        Ok(ack) => tokio::time::timeout(Duration::from_secs(2), ack).await.is_ok_and(|a| a.is_ok()),
+        Err(_) => false,
+    };
+    assert!(!stored, "the automation user stored a fact");
+    assert!(automation.js.delete_stream(shared::subjects::STREAM_MEDIA).await.is_err(), "it deleted MEDIA");
+    let durable = |name: &str| async_nats::jetstream::consumer::pull::Config {
+        durable_name: Some(name.to_owned()),
+        ..Default::default()
+    };
+    let media = automation.js.get_stream(shared::subjects::STREAM_MEDIA).await.unwrap();
+    let made = tokio::time::timeout(Duration::from_secs(3), media.create_consumer(durable("correlator"))).await;
+    assert!(!matches!(made, Ok(Ok(_))), "it made the correlator's consumer: {made:?}");
+    let own = media.create_consumer(durable("home-assistant")).await;
+    assert!(own.is_ok(), "a durable consumer of its own: {:?}", own.err());
+    // The correlator's consumer, made by the services' user: the automation user may look at
+    // it but not pull its messages.
+    tracker.js.publish("media.radarr.grab", "{}".into()).await.unwrap().await.unwrap();
+    let theirs = tracker.js.get_stream(shared::subjects::STREAM_MEDIA).await.unwrap();
+    theirs.create_consumer(durable(shared::subjects::CONSUMER_CORRELATOR)).await.unwrap();
+    let seen: async_nats::jetstream::consumer::PullConsumer =
+        media.get_consumer(shared::subjects::CONSUMER_CORRELATOR).await.expect("its info is readable");
+    let pulled =
+        async { seen.fetch().max_messages(1).expires(Duration::from_secs(1)).messages().await.ok()?.next().await };
+    let pulled = tokio::time::timeout(Duration::from_secs(3), pulled).await;
+    assert!(!matches!(pulled, Ok(Some(Ok(_)))), "it took a message from the correlator's consumer");
+    assert!(tracker.js.get_stream(shared::subjects::STREAM_MEDIA).await.is_ok(), "MEDIA is still there");
 }
 
 // -------------------------------------------------------------------------- Dockerfile ---

@@ -27,6 +27,7 @@ pub const PROGRESS_MAX_AGE: Duration = Duration::from_secs(7 * 24 * 3600);
 
 #[derive(Debug, thiserror::Error)]
 pub enum BusError {
+    /// `url` without its credentials.
     #[error("cannot connect to NATS at {url}: {source}")]
     Connect { url: String, source: async_nats::ConnectError },
     #[error("JetStream stream {stream}: {message}")]
@@ -50,17 +51,32 @@ pub struct Bus {
     pub js: jetstream::Context,
 }
 
+/// The connection options for a URL's credentials: async-nats reads `user:password@` or
+/// `token@` in a URL but does not log in with them.
+fn credentials(url: &str) -> async_nats::ConnectOptions {
+    let decoded = |s: &str| percent_encoding::percent_decode_str(s).decode_utf8_lossy().into_owned();
+    let Ok(addr) = url.parse::<async_nats::ServerAddr>() else { return async_nats::ConnectOptions::new() };
+    match (addr.username(), addr.password()) {
+        (Some(user), Some(password)) => {
+            async_nats::ConnectOptions::with_user_and_password(decoded(user), decoded(password))
+        }
+        (Some(token), None) => async_nats::ConnectOptions::with_token(decoded(token)),
+        _ => async_nats::ConnectOptions::new(),
+    }
+}
+
 impl Bus {
     /// Connects once; fails fast (for tests and the all-in-one, whose server is local).
+    /// Connects to `url`; a `user:password@` (or a `token@`) in it is how the client logs in.
     pub async fn connect(url: &str, name: &str) -> Result<Self, BusError> {
-        let client = async_nats::ConnectOptions::new()
+        let client = credentials(url)
             .name(name)
             .connection_timeout(Duration::from_secs(5))
             // Keep reconnecting forever once connected: a NATS restart must not kill services.
             .max_reconnects(None)
             .connect(url)
             .await
-            .map_err(|source| BusError::Connect { url: url.to_owned(), source })?;
+            .map_err(|source| BusError::Connect { url: crate::settings::redact_userinfo(url), source })?;
         Ok(Self::from_client(client))
     }
 

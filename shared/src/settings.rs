@@ -410,6 +410,16 @@ impl Env {
     }
 }
 
+/// A URL without its `user:password@`, for logs and reports (`nats://***@nats:4222`).
+pub fn redact_userinfo(value: &str) -> String {
+    let Some((scheme, rest)) = value.split_once("://") else { return value.to_owned() };
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    match rest[..authority_end].rfind('@') {
+        Some(at) => format!("{scheme}://***{}", &rest[at..]),
+        None => value.to_owned(),
+    }
+}
+
 /// Parses `250ms`, `2s`, `5m`, `6h`, `7d` or a number of seconds.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
@@ -460,6 +470,13 @@ impl fmt::Display for Secret {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn credentials_in_urls_are_hidden() {
+        assert_eq!(redact_userinfo("nats://tracker:s3cret@nats:4222"), "nats://***@nats:4222");
+        assert_eq!(redact_userinfo("http://qbit:8080/a@b"), "http://qbit:8080/a@b");
+        assert_eq!(redact_userinfo("0.0.0.0:8100"), "0.0.0.0:8100");
+    }
 
     #[test]
     fn durations_accept_units_and_bare_seconds() {
