@@ -1008,7 +1008,7 @@ fn available_envelope(state: &str) -> shared::Envelope<shared::model::RequestCha
     }))
     .expect("a RequestChange");
     let subject = shared::subjects::request_state(shared::ids::RequestId(1), state);
-    shared::Envelope::new(format!("tracker-{state}-1"), "/status-tracker/correlator", subject, change)
+    shared::Envelope::new(format!("tracker-{state}-1"), "/status-tracker/correlator", &subject, change)
         .with_subject(Some("request:1".into()))
 }
 
@@ -1028,8 +1028,8 @@ async fn the_example_posts_each_available_request_once_to_ntfy() {
     let bus = shared::Bus::connect(&nats.url(), "test").await.unwrap();
     bus.ensure_streams().await.unwrap();
     for state in ["downloading", "available", "available"] {
-        let envelope = available_envelope(state);
-        bus.publish_event(&envelope.kind, &envelope).await.unwrap();
+        let subject = shared::subjects::request_state(shared::ids::RequestId(1), state);
+        bus.publish_event(&subject, &available_envelope(state)).await.unwrap();
     }
     let deadline = Instant::now() + Duration::from_secs(10);
     while posts.lock().unwrap().is_empty() {

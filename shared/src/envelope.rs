@@ -20,7 +20,9 @@ pub struct Envelope<T> {
     pub id: String,
     /// Which service produced the message, e.g. `/status-tracker/ingress/radarr`.
     pub source: String,
-    /// The subject the message is published on, e.g. `media.radarr.grab`.
+    /// The kind of event: the subject the message is published on without the ids in it,
+    /// e.g. `media.radarr.grab`, `media.qbittorrent.progress`, `tracker.request.available`
+    /// ([`crate::subjects::event_type`]).
     #[serde(rename = "type")]
     pub kind: String,
     /// When the fact happened or was received (RFC 3339).
@@ -43,12 +45,13 @@ pub struct Envelope<T> {
 }
 
 impl<T> Envelope<T> {
-    pub fn new(id: String, source: impl Into<String>, kind: impl Into<String>, data: T) -> Self {
+    /// The envelope of `data` published on `subject` (its `type` is derived from it).
+    pub fn new(id: String, source: impl Into<String>, subject: &str, data: T) -> Self {
         Self {
             specversion: SPEC_VERSION.to_owned(),
             id,
             source: source.into(),
-            kind: kind.into(),
+            kind: crate::subjects::event_type(subject),
             time: OffsetDateTime::now_utc(),
             subject: None,
             datacontenttype: "application/json".to_owned(),

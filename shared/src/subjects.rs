@@ -138,6 +138,22 @@ pub fn request_progress(id: crate::ids::RequestId) -> String {
 /// Every request subject, for subscribers such as the dashboard.
 pub const REQUEST_ALL: &str = "tracker.request.>";
 
+/// The CloudEvents `type` of a message published on `subject`: the subject without the ids in
+/// it (a torrent's hash, a request's id), so that types are a fixed vocabulary to filter on;
+/// the ids are in the subject and the data. `media.radarr.grab` stays itself,
+/// `media.qbittorrent.progress.<hash>` is `media.qbittorrent.progress`,
+/// `tracker.request.<id>.available` is `tracker.request.available`.
+pub fn event_type(subject: &str) -> String {
+    let mut tokens = subject.split('.');
+    match (tokens.next(), tokens.next(), tokens.next(), tokens.next(), tokens.next()) {
+        (Some("media"), Some("qbittorrent"), Some("progress"), Some(_hash), None) => {
+            "media.qbittorrent.progress".to_owned()
+        }
+        (Some("tracker"), Some("request"), Some(_id), Some(event), None) => format!("tracker.request.{event}"),
+        _ => subject.to_owned(),
+    }
+}
+
 /// `tracker.query.<what>`: request–reply reads answered by the correlator.
 pub fn query(what: &str) -> String {
     format!("tracker.query.{what}")
@@ -156,6 +172,18 @@ pub fn health(service: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn event_types_are_subjects_without_their_ids() {
+        let hash = crate::ids::InfoHash::parse("5e3f9a1c7b2d4e6f8091a2b3c4d5e6f708192a3b").unwrap();
+        let request = crate::ids::RequestId(12);
+        assert_eq!(event_type(&media(Source::Radarr, "grab")), "media.radarr.grab");
+        assert_eq!(event_type(&qbit_progress(&hash)), "media.qbittorrent.progress");
+        assert_eq!(event_type(&request_state(request, "available")), "tracker.request.available");
+        assert_eq!(event_type(&request_progress(request)), "tracker.request.progress");
+        assert_eq!(event_type(&rejected(Some(Source::Sonarr))), "media.rejected.sonarr");
+        assert_eq!(event_type(REJECTED_UNKNOWN), REJECTED_UNKNOWN);
+    }
 
     #[test]
     fn event_names_become_snake_case_tokens() {
