@@ -382,6 +382,47 @@ async fn the_detail_timeline_updates_live_and_unknown_requests_get_a_404_page() 
     b.close(app).await;
 }
 
+/// "Lower quality" (a fallback profile set) asks first: dismissed, nothing is sent; accepted,
+/// the answer is shown (here why it could not: no Radarr is configured).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lower_quality_asks_before_it_changes_the_profile_and_shows_the_answer() {
+    let app = App::start_with(&[("RADARR_FALLBACK_PROFILE", "SD")]).await;
+    app.post_fixture("jellyseerr", "jellyseerr/webhook_media_failed_movie_dune_part_two_req45.json").await;
+    app.wait_state(1, "failed").await;
+    let b = Browser::desktop(1280, 800).await;
+    b.open(&app.url("/requests/1")).await;
+    let button = "button[data-action='Lower quality']";
+    b.wait(&app, "the Lower quality button", &format!("!!document.querySelector(\"{button}\")")).await;
+    b.screenshot("detail-failed.png", true).await;
+    let click = || async { b.client().find(fantoccini::Locator::Css(button)).await.unwrap().click().await.unwrap() };
+
+    click().await;
+    let question = b.client().get_alert_text().await.expect("a confirmation first");
+    assert_eq!(
+        question,
+        "Switch this film to the fallback quality profile and search again? The profile stays changed in Radarr."
+    );
+    b.client().dismiss_alert().await.unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(b.js("return document.querySelector('#action-result').innerText").await, "", "nothing sent");
+    let timeline = app.wait_state(1, "failed").await["timeline"].as_array().unwrap().len();
+
+    click().await;
+    b.client().accept_alert().await.unwrap();
+    let why = "RADARR_URL and RADARR_API_KEY are not set, so status-tracker cannot change the quality profile";
+    b.wait(
+        &app,
+        "the answer",
+        &format!("document.querySelector('#action-result').innerText === 'Lower quality failed: Could not lower the quality: {why}'"),
+    )
+    .await;
+    let detail = app.wait_for("/api/requests/1", "the attempt on the timeline", |v| {
+        v["timeline"].as_array().is_some_and(|t| t.len() == timeline + 1)
+    });
+    assert_eq!(detail.await["state"], "failed");
+    b.close(app).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn on_a_phone_cards_stack_without_horizontal_scroll() {
     let app = App::start().await;
