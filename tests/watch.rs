@@ -581,6 +581,26 @@ async fn lower_quality_to_a_profile_radarr_lacks_names_those_it_has_and_changes_
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn lower_quality_without_a_fallback_profile_names_the_setting_and_calls_nobody() {
+    let (radarr, calls) = stand_in(radarr_with_profiles(), "rk").await;
+    let app = common::App::start_with(&[("RADARR_URL", radarr.as_str()), ("RADARR_API_KEY", "rk")]).await;
+    app.post_fixture("jellyseerr", "jellyseerr/webhook_media_failed_movie_dune_part_two_req45.json").await;
+    app.wait_state(1, "failed").await;
+    // The correlator's own library check of a new request may have asked Radarr already.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let before = calls.lock().unwrap().len();
+    let r = app.http.post(app.url("/api/requests/1/lower-quality")).send().await.unwrap();
+    assert_eq!(r.status(), 502);
+    let answer: Value = r.json().await.unwrap();
+    assert_eq!(
+        answer["error"],
+        "Could not lower the quality: RADARR_FALLBACK_PROFILE is not set (the quality profile to switch to)"
+    );
+    let calls = calls.lock().unwrap().clone();
+    assert_eq!(calls.len(), before, "Radarr was not asked anything: {calls:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn lower_quality_when_the_film_has_the_fallback_profile_already_says_to_retry() {
     let mut routes = radarr_with_profiles();
     routes[1].3 = json!({"id": 11, "tmdbId": 693134, "qualityProfileId": 2});

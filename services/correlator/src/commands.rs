@@ -50,9 +50,9 @@ pub(crate) async fn serve(bus: Bus, store: Store, peers: Peers, cancel: Cancella
 }
 
 async fn run(bus: &Bus, store: &Store, peers: &Peers, verb: &str, cmd: CommandRequest) -> Reply<CommandReply> {
-    let req = match store.pool().acquire().await {
-        Ok(mut conn) => store::load(&mut conn, cmd.id).await,
-        Err(e) => Err(e.into()),
+    let req = match store::read_snapshot(store.pool()).await {
+        Ok(mut tx) => store::load(&mut tx, cmd.id).await,
+        Err(e) => Err(e),
     };
     let req = match req {
         Ok(Some(r)) => r,
@@ -139,8 +139,11 @@ async fn retry(req: &Request, peers: &Peers) -> Attempt {
 async fn lower_quality(req: &Request, peers: &Peers) -> Attempt {
     let switched = async {
         let arr = arr_for(req, peers, "change the quality profile")?;
+        let wanted = arr.fallback_profile.as_deref().ok_or_else(|| {
+            format!("{} is not set (the quality profile to switch to)", Peers::fallback_setting(req.media_type))
+        })?;
         let id = arr_id(req, arr).await?;
-        let (done, profile) = switch_profile(req, arr, id).await?;
+        let (done, profile) = switch_profile(req, arr, wanted, id).await?;
         Ok::<_, String>((arr, id, done, profile))
     };
     let (arr, id, done, profile) = match switched.await {
@@ -181,13 +184,10 @@ async fn arr_id(req: &Request, arr: &ArrClient) -> Result<u64, String> {
     }
 }
 
-/// Sets the film's or series' (Radarr's/Sonarr's `id`) quality profile to the fallback one;
-/// returns what was done, in words, and the profile's name.
-async fn switch_profile(req: &Request, arr: &ArrClient, id: u64) -> Result<(String, String), String> {
+/// Sets the film's or series' (Radarr's/Sonarr's `id`) quality profile to the one `wanted`
+/// names (its name, or its id); returns what was done, in words, and the profile's name.
+async fn switch_profile(req: &Request, arr: &ArrClient, wanted: &str, id: u64) -> Result<(String, String), String> {
     let app = arr.app.name();
-    let wanted = arr.fallback_profile.as_deref().ok_or_else(|| {
-        format!("{} is not set (the quality profile to switch to)", Peers::fallback_setting(req.media_type))
-    })?;
     let profiles = arr.quality_profiles().await?;
     let target = profiles
         .iter()

@@ -69,10 +69,10 @@ async fn answer(store: &Store, what: &str, payload: &[u8], public: Option<&str>)
 }
 
 async fn timeline(store: &Store, q: GetQuery) -> Result<TimelineReply, String> {
-    let mut conn = store.pool().acquire().await.map_err(|e| e.to_string())?;
-    match store::load(&mut conn, q.id).await.map_err(|e| e.to_string())? {
+    let mut tx = store::read_snapshot(store.pool()).await.map_err(|e| e.to_string())?;
+    match store::load(&mut tx, q.id).await.map_err(|e| e.to_string())? {
         Some(_) => {
-            let timeline = store::timeline(&mut conn, q.id).await.map_err(|e| e.to_string())?;
+            let timeline = store::timeline(&mut tx, q.id).await.map_err(|e| e.to_string())?;
             Ok(TimelineReply { timeline })
         }
         None => Err(not_found(q)),

@@ -254,6 +254,8 @@ pub async fn look_up(conn: &mut SqliteConnection, event_ids: &[&str], keys: &[&s
     Ok(found)
 }
 
+/// A request with its items and downloads: several statements, so outside the writer's batch
+/// read it inside a transaction ([`read_snapshot`]), or a commit between them mixes two states.
 pub async fn load(conn: &mut SqliteConnection, id: RequestId) -> Result<Option<Request>> {
     let Some(row) = sqlx::query("SELECT * FROM requests WHERE id = ?").bind(id.0).fetch_optional(&mut *conn).await?
     else {
@@ -537,12 +539,21 @@ pub async fn list(pool: &SqlitePool, q: &ListQuery) -> Result<ListReply> {
 }
 
 pub async fn detail(pool: &SqlitePool, id: RequestId, public_jellyfin: Option<&str>) -> Result<Option<RequestDetail>> {
-    let mut conn = pool.acquire().await?;
-    let Some(req) = load(&mut conn, id).await? else {
+    let mut tx = read_snapshot(pool).await?;
+    let Some(req) = load(&mut tx, id).await? else {
         return Ok(None);
     };
-    let timeline = timeline(&mut conn, id).await?;
+    let timeline = timeline(&mut tx, id).await?;
+    tx.commit().await?;
     Ok(Some(req.detail(timeline, public_jellyfin)))
+}
+
+/// A read transaction: in WAL mode every statement in it sees the database as of its first
+/// read, so a request, its items, downloads and timeline read one after the other agree even
+/// while the writer commits (a detail once showed a new timeline entry beside the request's
+/// older state). Dropped, it rolls back.
+pub async fn read_snapshot(pool: &SqlitePool) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>> {
+    Ok(pool.begin().await?)
 }
 
 /// Requests whose download or import is under way (what a download-client or root-folder
@@ -663,6 +674,20 @@ mod tests {
         }
         let mut conn = store.writer().acquire().await.expect("writer");
         sqlx::query("SELECT COUNT(*) FROM temp.mine").fetch_one(&mut *conn).await.expect("the same connection");
+    }
+
+    #[tokio::test]
+    async fn a_read_snapshot_sees_one_state_while_the_writer_commits() {
+        let (_dir, store) = open().await;
+        let count = |n: sqlx::sqlite::SqliteRow| n.get::<i64, _>(0);
+        let mut snapshot = read_snapshot(store.pool()).await.expect("snapshot");
+        let first = sqlx::query("SELECT COUNT(*) FROM outbox").fetch_one(&mut *snapshot).await.expect("read");
+        write_pages(&store, 1).await;
+        let second = sqlx::query("SELECT COUNT(*) FROM outbox").fetch_one(&mut *snapshot).await.expect("read");
+        assert_eq!(count(second), count(first), "the snapshot's second statement saw the commit");
+        snapshot.commit().await.expect("end");
+        let after = sqlx::query("SELECT COUNT(*) FROM outbox").fetch_one(store.pool()).await.expect("read");
+        assert_eq!(count(after), 1, "a read after the snapshot sees the commit");
     }
 
     #[tokio::test]
