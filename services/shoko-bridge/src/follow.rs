@@ -3,14 +3,18 @@
 //! connection, the matches Shoko made while nobody listened are read back ([`Recovery`]).
 //!
 //! Reading never waits for NATS: a slow or absent NATS must not stop our pings, or Shoko
-//! would drop the connection and the events sent meanwhile would be lost for good.
+//! would drop the connection and the events sent meanwhile would be lost for good. What
+//! waits for NATS is bounded (`queue_max`): when the queue is full the bridge leaves the hub
+//! itself, waits until NATS has taken the queue, and comes back with a catch-up, as after any
+//! lost connection.
 
 use std::future::Future;
 use std::time::Duration;
 
 use futures_util::future::OptionFuture;
 use time::OffsetDateTime;
-use tokio::sync::mpsc::UnboundedSender;
+use tokio::sync::mpsc::Sender;
+use tokio::sync::mpsc::error::TrySendError;
 use tokio_util::sync::CancellationToken;
 
 use crate::catchup::Catchup;
@@ -66,7 +70,7 @@ impl Recovery {
     }
 
     /// The catch-up owed, if any: reads the matches and queues them.
-    fn run(&self, queue: UnboundedSender<Queued>, status: Status) -> Option<impl Future<Output = Outcome> + use<>> {
+    fn run(&self, queue: Sender<Queued>, status: Status) -> Option<impl Future<Output = Outcome> + use<>> {
         let since = self.since?;
         let catchup = self.catchup.clone();
         Some(async move {
@@ -76,7 +80,7 @@ impl Recovery {
                     tracing::info!(matches = n, %since, "Shoko catch-up done");
                     status.caught_up(Ok(n));
                     for recovered in found {
-                        if queue.send(Queued::Recovered(Box::new(recovered))).is_err() {
+                        if queue.send(Queued::Recovered(Box::new(recovered))).await.is_err() {
                             break;
                         }
                     }
@@ -112,7 +116,7 @@ enum Outcome {
 /// publisher that nothing more will come.
 pub async fn follow(
     client: HubClient,
-    queue: UnboundedSender<Queued>,
+    queue: Sender<Queued>,
     status: Status,
     mut backoff: Backoff,
     mut recovery: Option<Recovery>,
@@ -148,6 +152,14 @@ pub async fn follow(
             Err(error) => error,
         };
         status.disconnected(&error);
+        if let HubError::Backlog(queued) = error {
+            tracing::warn!(queued, "Shoko events wait for NATS: leaving the hub until they are stored");
+            if !drained(&queue, &cancel).await {
+                return;
+            }
+            tracing::info!("NATS took the waiting Shoko events: reconnecting");
+            continue;
+        }
         let delay = backoff.next_delay();
         if error.is_unauthorized() {
             // Retrying cannot help until the key is fixed: an operator must act.
@@ -162,12 +174,23 @@ pub async fn follow(
     }
 }
 
+/// Waits until at most half of the queue is still waiting; false when cancelled first.
+async fn drained(queue: &Sender<Queued>, cancel: &CancellationToken) -> bool {
+    while queue.capacity() < queue.max_capacity().div_ceil(2) {
+        tokio::select! {
+            _ = cancel.cancelled() => return false,
+            _ = tokio::time::sleep(Duration::from_millis(100)) => {}
+        }
+    }
+    true
+}
+
 /// Moves invocations from the connection to the queue while the catch-up, if any, runs
 /// beside it. Returns why the connection ended (`None` when cancelled) and how the catch-up
 /// ended (`None` if it had not).
 async fn pump(
     mut connection: Connection,
-    queue: &UnboundedSender<Queued>,
+    queue: &Sender<Queued>,
     catch_up: Option<impl Future<Output = Outcome>>,
     cancel: &CancellationToken,
 ) -> (Option<HubError>, Option<Outcome>) {
@@ -187,9 +210,14 @@ async fn pump(
             next = connection.next_invocation() => match next {
                 Ok(invocation) => {
                     tracing::debug!(target = %invocation.target, "hub invocation received");
-                    if queue.send(Queued::Hub(invocation)).is_err() {
+                    match queue.try_send(Queued::Hub(invocation)) {
+                        Ok(()) => {}
+                        Err(TrySendError::Full(_)) => {
+                            connection.close().await;
+                            return (Some(HubError::Backlog(queue.max_capacity())), outcome);
+                        }
                         // The publisher is gone, which only happens when shutting down.
-                        return (None, outcome);
+                        Err(TrySendError::Closed(_)) => return (None, outcome),
                     }
                 }
                 Err(error) => return (Some(error), outcome),

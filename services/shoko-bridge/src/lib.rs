@@ -80,7 +80,7 @@ impl ShokoBridge {
             .then(|| Recovery::new(Catchup::new(api.clone()), s.catchup_window, s.catchup_overlap));
         let folders = ImportFolders::new(api, s.folder_refresh_min, status.clone());
         let publisher = publish::Publisher { bus: self.bus.clone(), folders, status: status.clone() };
-        let (queue, pending) = tokio::sync::mpsc::unbounded_channel();
+        let (queue, pending) = tokio::sync::mpsc::channel(s.queue_max.max(1));
         let backoff = Backoff::new(s.backoff_min, s.backoff_max);
         tokio::join!(
             follow::follow(client, queue, status, backoff, recovery, cancel.clone()),

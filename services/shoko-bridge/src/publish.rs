@@ -12,7 +12,7 @@ use shared::envelope::{Envelope, content_id};
 use shared::events::shoko::{FileEvent, FileEventKind};
 use shared::events::{BodyEncoding, EventData, Fact, Rejected};
 use shared::subjects::Source;
-use tokio::sync::mpsc::UnboundedReceiver;
+use tokio::sync::mpsc::Receiver;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
@@ -52,7 +52,7 @@ pub struct Publisher {
 impl Publisher {
     /// Runs until the queue's sender is dropped and everything queued is handled. After
     /// `cancel`, each remaining event gets one attempt.
-    pub async fn run(mut self, mut queue: UnboundedReceiver<Queued>, cancel: CancellationToken) {
+    pub async fn run(mut self, mut queue: Receiver<Queued>, cancel: CancellationToken) {
         while let Some(queued) = queue.recv().await {
             let ready = match queued {
                 Queued::Hub(invocation) => self.hub_call(&invocation).await,

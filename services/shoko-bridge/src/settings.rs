@@ -38,6 +38,10 @@ pub struct ShokoSettings {
     /// After a lost connection, the catch-up starts this long before the loss was noticed
     /// (a dead connection is noticed only after `server_timeout`; clocks differ).
     pub catchup_overlap: Duration,
+    /// Hub events waiting for NATS, at most. When NATS stores nothing for so long that this
+    /// many wait, the bridge leaves the hub until they are stored, then reconnects and catches
+    /// up as after any lost connection: memory stays bounded through a long NATS outage.
+    pub queue_max: usize,
 }
 
 impl Default for ShokoSettings {
@@ -53,6 +57,7 @@ impl Default for ShokoSettings {
             folder_refresh_min: Duration::from_secs(5),
             catchup_window: Duration::from_secs(24 * 3600),
             catchup_overlap: Duration::from_secs(600),
+            queue_max: 10_000,
         }
     }
 }

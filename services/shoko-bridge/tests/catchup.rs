@@ -145,3 +145,54 @@ async fn a_zero_window_turns_the_catch_up_off() {
     assert!(w.hub.file_queries().is_empty());
     w.stop().await.unwrap();
 }
+
+/// NATS stores nothing (its stream is gone) while the hub keeps sending: once `queue_max`
+/// events wait, the bridge leaves the hub instead of holding more, reconnects when NATS has
+/// taken them, and reads back the match it could not hear meanwhile.
+#[tokio::test]
+async fn a_full_queue_makes_the_bridge_leave_the_hub_until_nats_takes_it_then_catch_up() {
+    let hub = HubOptions { files: Some(Vec::new()), ..HubOptions::default() };
+    let w = World::start_with(hub, |hub| ShokoSettings { queue_max: 3, ..fast_settings(hub, Some(KEY)) }).await;
+    w.hub.wait_for_handshakes(1).await;
+    w.health_where(|h| detail(h, "catch_up") == "0 matches read back").await;
+    w.bus.js.delete_stream("MEDIA").await.unwrap();
+    let connected = w.hub.handshakes();
+
+    // The publisher retries one event; three wait; one more finds the queue full.
+    for name in [
+        "signalr_file_detected_s01e01.json",
+        "signalr_file_hashed_s01e01.json",
+        "signalr_file_detected_s01e02.json",
+        "signalr_file_hashed_s01e02.json",
+        "signalr_file_renamed_s01e01.json",
+    ] {
+        w.hub.send(record(name));
+    }
+    let health = w.health_where(|h| detail(h, "last_error").contains("wait for NATS")).await;
+    assert_eq!(detail(&health, "shoko"), "disconnected", "{health:?}");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(w.hub.handshakes(), connected, "no reconnection while NATS has not taken the queue");
+
+    // Meanwhile Shoko matches E02; then NATS stores messages again.
+    let mut e02 = fixture_files().into_iter().find(|f| f["ID"] == 3302).unwrap();
+    imported(&mut e02, OffsetDateTime::now_utc());
+    w.hub.set_files(vec![e02]);
+    w.bus.ensure_streams().await.unwrap();
+    w.hub.wait_for_handshakes(connected + 1).await;
+    let stream = w.bus.js.get_stream("MEDIA").await.unwrap();
+    let deadline = tokio::time::Instant::now() + support::WAIT;
+    let matched = loop {
+        if let Ok(last) = stream.get_last_raw_message_by_subject("media.shoko.file_matched").await {
+            break last;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "the match made while away was not read back");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let envelope: MediaEnvelope = serde_json::from_slice(&matched.payload).unwrap();
+    assert_eq!(file_event(&envelope).file_id, Some(3302));
+    // What waited (three queued, and the one being retried if the publisher had taken it) is
+    // stored too: nothing that was queued is lost.
+    let stored = stored_in_media(&w).await;
+    assert!((4..=5).contains(&stored), "{stored} messages: the queued events and the match");
+    w.stop().await.unwrap();
+}

@@ -65,6 +65,8 @@ pub enum HubError {
     Ended(String),
     #[error("nothing received from the hub for {0:?}: connection presumed dead")]
     Silent(Duration),
+    #[error("{0} Shoko events wait for NATS: the bridge leaves the hub until they are stored, then catches up")]
+    Backlog(usize),
 }
 
 impl HubError {
