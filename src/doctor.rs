@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use async_nats::jetstream::ErrorCode;
 use async_nats::jetstream::context::GetStreamErrorKind;
+use correlator::arr::QualityProfile;
 use reqwest::{Client, RequestBuilder, StatusCode};
 use shared::settings::redact_userinfo;
 use shared::{Bus, Env, subjects};
@@ -223,19 +224,15 @@ async fn arr(env: &Env, http: &Client, [url_var, key_var, fallback_var]: [&'stat
     });
     let (Outcome::Ok(found), Some(wanted)) = (&status, env.get(fallback_var)) else { return status };
     let profiles = match answer(get("/api/v3/qualityprofile")).await {
-        Ok((s, body)) if s.is_success() => serde_json::from_str::<Vec<serde_json::Value>>(&body).unwrap_or_default(),
+        Ok((s, body)) if s.is_success() => QualityProfile::list(&serde_json::from_str(&body).unwrap_or_default()),
         Ok((s, b)) => return Failed(format!("{found}, but its quality profiles: {}", short(s, &b))),
         Err(e) => return Failed(format!("{found}, but its quality profiles: {e}")),
     };
-    let wanted = wanted.trim();
-    let named = |p: &&serde_json::Value| p["name"].as_str().is_some_and(|n| n.eq_ignore_ascii_case(wanted));
-    let numbered = |p: &&serde_json::Value| p["id"].as_u64().is_some_and(|id| wanted.parse() == Ok(id));
-    match profiles.iter().find(named).or_else(|| profiles.iter().find(numbered)) {
-        Some(p) => {
-            Outcome::Ok(format!("{found}, \"Lower quality\" switches to {}", p["name"].as_str().unwrap_or(wanted)))
-        }
+    match QualityProfile::find(&profiles, &wanted) {
+        Some(p) => Outcome::Ok(format!("{found}, \"Lower quality\" switches to {}", p.name)),
         None => {
-            let names: Vec<&str> = profiles.iter().filter_map(|p| p["name"].as_str()).collect();
+            let names: Vec<&str> = profiles.iter().map(|p| p.name.as_str()).collect();
+            let wanted = wanted.trim();
             Failed(format!(
                 "{found}, but {fallback_var} {wanted:?} is not one of {app}'s quality profiles ({})",
                 names.join(", ")

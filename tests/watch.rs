@@ -371,6 +371,14 @@ async fn the_watchdog_clock_follows_tokio_time_so_intervals_can_be_tested_paused
 
 // ------------------------------------------------------------- retry, cancel ---
 
+/// The app with `env`, and Dune: Part Two requested and failed (request 1).
+async fn failed_dune(env: &[(&str, &str)]) -> common::App {
+    let app = common::App::start_with(env).await;
+    app.post_fixture("jellyseerr", "jellyseerr/webhook_media_failed_movie_dune_part_two_req45.json").await;
+    app.wait_state(1, "failed").await;
+    app
+}
+
 fn radarr_routes() -> Vec<(Method, &'static str, StatusCode, Value)> {
     vec![
         (Method::GET, "/api/v3/movie", StatusCode::OK, json!([{"id": 11, "tmdbId": 693134, "hasFile": false}])),
@@ -381,9 +389,7 @@ fn radarr_routes() -> Vec<(Method, &'static str, StatusCode, Value)> {
 #[tokio::test(flavor = "multi_thread")]
 async fn retry_asks_radarr_to_search_again_and_moves_the_request_back_to_searching() {
     let (radarr, calls) = stand_in(radarr_routes(), "rk").await;
-    let app = common::App::start_with(&[("RADARR_URL", radarr.as_str()), ("RADARR_API_KEY", "rk")]).await;
-    app.post_fixture("jellyseerr", "jellyseerr/webhook_media_failed_movie_dune_part_two_req45.json").await;
-    app.wait_state(1, "failed").await;
+    let app = failed_dune(&[("RADARR_URL", radarr.as_str()), ("RADARR_API_KEY", "rk")]).await;
     let r = app.http.post(app.url("/api/requests/1/retry")).send().await.unwrap();
     assert_eq!(r.status(), 200);
     let answer: Value = r.json().await.unwrap();
@@ -402,9 +408,7 @@ async fn retry_asks_radarr_to_search_again_and_moves_the_request_back_to_searchi
 
 #[tokio::test(flavor = "multi_thread")]
 async fn retry_without_radarr_configured_says_what_to_set_and_changes_nothing() {
-    let app = common::App::start().await;
-    app.post_fixture("jellyseerr", "jellyseerr/webhook_media_failed_movie_dune_part_two_req45.json").await;
-    app.wait_state(1, "failed").await;
+    let app = failed_dune(&[]).await;
     let r = app.http.post(app.url("/api/requests/1/retry")).send().await.unwrap();
     assert_eq!(r.status(), 502, "nothing could be sent");
     let answer: Value = r.json().await.unwrap();
@@ -474,9 +478,7 @@ fn radarr_with_profiles() -> Vec<(Method, &'static str, StatusCode, Value)> {
 async fn lower_quality_switches_the_film_to_the_fallback_profile_then_searches() {
     let (radarr, calls) = stand_in(radarr_with_profiles(), "rk").await;
     let env = [("RADARR_URL", radarr.as_str()), ("RADARR_API_KEY", "rk"), ("RADARR_FALLBACK_PROFILE", "sd")];
-    let app = common::App::start_with(&env).await;
-    app.post_fixture("jellyseerr", "jellyseerr/webhook_media_failed_movie_dune_part_two_req45.json").await;
-    app.wait_state(1, "failed").await;
+    let app = failed_dune(&env).await;
     let page = app.http.get(app.url("/requests/1")).send().await.unwrap().text().await.unwrap();
     assert!(page.contains(r#"hx-post="/api/requests/1/lower-quality""#), "offered beside Retry: {page}");
     let r = app.http.post(app.url("/api/requests/1/lower-quality")).send().await.unwrap();
@@ -553,9 +555,7 @@ async fn lower_quality_of_a_series_switches_sonarr_by_profile_id_and_searches_th
 async fn lower_quality_to_a_profile_radarr_lacks_names_those_it_has_and_changes_nothing() {
     let (radarr, calls) = stand_in(radarr_with_profiles(), "rk").await;
     let env = [("RADARR_URL", radarr.as_str()), ("RADARR_API_KEY", "rk"), ("RADARR_FALLBACK_PROFILE", "Potato")];
-    let app = common::App::start_with(&env).await;
-    app.post_fixture("jellyseerr", "jellyseerr/webhook_media_failed_movie_dune_part_two_req45.json").await;
-    app.wait_state(1, "failed").await;
+    let app = failed_dune(&env).await;
     let r = app.http.post(app.url("/api/requests/1/lower-quality")).send().await.unwrap();
     assert_eq!(r.status(), 502);
     let answer: Value = r.json().await.unwrap();
@@ -573,9 +573,7 @@ async fn lower_quality_to_a_profile_radarr_lacks_names_those_it_has_and_changes_
     );
     assert!(calls.lock().unwrap().iter().all(|c| c.0 == Method::GET), "nothing was changed in Radarr");
 
-    let bare = common::App::start().await;
-    bare.post_fixture("jellyseerr", "jellyseerr/webhook_media_failed_movie_dune_part_two_req45.json").await;
-    bare.wait_state(1, "failed").await;
+    let bare = failed_dune(&[]).await;
     let page = bare.http.get(bare.url("/requests/1")).send().await.unwrap().text().await.unwrap();
     assert!(page.contains("/api/requests/1/retry") && !page.contains("lower-quality"), "not offered without a profile");
 }
@@ -583,9 +581,7 @@ async fn lower_quality_to_a_profile_radarr_lacks_names_those_it_has_and_changes_
 #[tokio::test(flavor = "multi_thread")]
 async fn lower_quality_without_a_fallback_profile_names_the_setting_and_calls_nobody() {
     let (radarr, calls) = stand_in(radarr_with_profiles(), "rk").await;
-    let app = common::App::start_with(&[("RADARR_URL", radarr.as_str()), ("RADARR_API_KEY", "rk")]).await;
-    app.post_fixture("jellyseerr", "jellyseerr/webhook_media_failed_movie_dune_part_two_req45.json").await;
-    app.wait_state(1, "failed").await;
+    let app = failed_dune(&[("RADARR_URL", radarr.as_str()), ("RADARR_API_KEY", "rk")]).await;
     // The correlator's own library check of a new request may have asked Radarr already.
     tokio::time::sleep(Duration::from_millis(300)).await;
     let before = calls.lock().unwrap().len();
@@ -606,9 +602,7 @@ async fn lower_quality_when_the_film_has_the_fallback_profile_already_says_to_re
     routes[1].3 = json!({"id": 11, "tmdbId": 693134, "qualityProfileId": 2});
     let (radarr, calls) = stand_in(routes, "rk").await;
     let env = [("RADARR_URL", radarr.as_str()), ("RADARR_API_KEY", "rk"), ("RADARR_FALLBACK_PROFILE", "SD")];
-    let app = common::App::start_with(&env).await;
-    app.post_fixture("jellyseerr", "jellyseerr/webhook_media_failed_movie_dune_part_two_req45.json").await;
-    app.wait_state(1, "failed").await;
+    let app = failed_dune(&env).await;
     let answer: Value =
         app.http.post(app.url("/api/requests/1/lower-quality")).send().await.unwrap().json().await.unwrap();
     assert_eq!(

@@ -50,6 +50,26 @@ pub struct QualityProfile {
     pub name: String,
 }
 
+impl QualityProfile {
+    /// The profiles in an answer of `GET /api/v3/qualityprofile`.
+    pub fn list(body: &Value) -> Vec<Self> {
+        body.as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|p| Some(Self { id: p["id"].as_u64()?, name: p["name"].as_str()?.to_owned() }))
+            .collect()
+    }
+
+    /// The profile a setting names: by its name in any case, else by its id.
+    pub fn find<'a>(profiles: &'a [Self], wanted: &str) -> Option<&'a Self> {
+        let wanted = wanted.trim();
+        profiles
+            .iter()
+            .find(|p| p.name.eq_ignore_ascii_case(wanted))
+            .or_else(|| profiles.iter().find(|p| wanted.parse() == Ok(p.id)))
+    }
+}
+
 /// A series as Sonarr knows it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Series {
@@ -108,12 +128,7 @@ impl ArrClient {
 
     /// Every quality profile, by id and name.
     pub async fn quality_profiles(&self) -> Result<Vec<QualityProfile>, String> {
-        let v = self.get("/api/v3/qualityprofile").await?;
-        Ok(v.as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|p| Some(QualityProfile { id: p["id"].as_u64()?, name: p["name"].as_str()?.to_owned() }))
-            .collect())
+        Ok(QualityProfile::list(&self.get("/api/v3/qualityprofile").await?))
     }
 
     /// The quality profile id of a film (Radarr) or series (Sonarr), by Radarr's/Sonarr's id.

@@ -21,7 +21,7 @@ use shared::model::{CommandReply, CommandRequest, Reply, State};
 use time::OffsetDateTime;
 use tokio_util::sync::CancellationToken;
 
-use crate::arr::{self, ArrClient};
+use crate::arr::{self, ArrClient, QualityProfile};
 use crate::lifecycle::Request;
 use crate::peers::Peers;
 use crate::store::{self, Store};
@@ -189,14 +189,10 @@ async fn arr_id(req: &Request, arr: &ArrClient) -> Result<u64, String> {
 async fn switch_profile(req: &Request, arr: &ArrClient, wanted: &str, id: u64) -> Result<(String, String), String> {
     let app = arr.app.name();
     let profiles = arr.quality_profiles().await?;
-    let target = profiles
-        .iter()
-        .find(|p| p.name.eq_ignore_ascii_case(wanted))
-        .or_else(|| profiles.iter().find(|p| wanted.parse() == Ok(p.id)))
-        .ok_or_else(|| {
-            let names: Vec<&str> = profiles.iter().map(|p| p.name.as_str()).collect();
-            format!("{app} has no quality profile {wanted:?} (it has {})", names.join(", "))
-        })?;
+    let target = QualityProfile::find(&profiles, wanted).ok_or_else(|| {
+        let names: Vec<&str> = profiles.iter().map(|p| p.name.as_str()).collect();
+        format!("{app} has no quality profile {wanted:?} (it has {})", names.join(", "))
+    })?;
     let (what, resource) = match req.media_type {
         MediaType::Movie => ("film", "movie"),
         MediaType::Tv => ("series", "series"),
