@@ -61,6 +61,31 @@ fn anime() -> Vec<Step> {
     ]
 }
 
+/// The anime pack with two remarks: an issue reported while it downloads, and a rename once
+/// the first episode reached Jellyfin.
+fn anime_with_remarks() -> Vec<Step> {
+    let mut steps = anime();
+    steps.insert(4, fx(Jellyseerr, "jellyseerr/webhook_issue_created_tv_dan_da_dan.json", 19));
+    steps.push(fx(Sonarr, "sonarr/webhook_rename_dan_da_dan.json", 35));
+    steps
+}
+
+/// `order` as facts about one request can arrive: the request first (an issue or a rename
+/// about media no request tracks is dropped, whatever its time), and a rename after the
+/// imports it renames (Sonarr sends them in that order).
+fn with_remarks_after_their_subject(steps: &[Step], mut order: Vec<usize>) -> Vec<usize> {
+    order.retain(|&i| i != 0);
+    order.insert(0, 0);
+    if let Some(rename) = order.iter().position(|&i| steps[i].name.contains("rename")) {
+        let last_import = order.iter().rposition(|&i| steps[i].name.contains("webhook_download")).unwrap();
+        if rename < last_import {
+            let i = order.remove(rename);
+            order.insert(last_import, i);
+        }
+    }
+    order
+}
+
 fn severance() -> Vec<Step> {
     vec![
         fx(Jellyseerr, "jellyseerr/webhook_media_pending_tv_severance_req44.json", 0),
@@ -218,7 +243,7 @@ fn the_correlator_reads_facts_without_their_raw_payload() {
 
 /// Every story above, each one request (or two).
 fn every_story() -> [Vec<Step>; 5] {
-    [film(), anime(), anime_matched_and_in_jellyfin(), severance(), failure()]
+    [film(), anime_with_remarks(), anime_matched_and_in_jellyfin(), severance(), failure()]
 }
 
 /// Every story's steps, the first step of each story, then the second of each, and so on.
@@ -507,6 +532,13 @@ proptest! {
     }
 
     #[test]
+    fn every_permutation_of_the_anime_pack_with_remarks_ends_the_same(order in permutation_of(anime_with_remarks().len())) {
+        let steps = anime_with_remarks();
+        let order = with_remarks_after_their_subject(&steps, order);
+        check_permutation(steps, order);
+    }
+
+    #[test]
     fn every_permutation_of_the_two_grab_series_ends_the_same(order in permutation_of(severance().len())) {
         check_permutation(severance(), order);
     }
@@ -738,6 +770,45 @@ async fn deletes_renames_and_application_events_are_visible_or_counted() {
     let r = sev.only().await;
     assert_eq!(r.summary.state, State::Failed);
     assert_eq!(r.summary.reason.as_deref(), Some("Removed from Sonarr before it was available"));
+}
+
+/// Remarks (an issue reported, a rename) move nothing; each is filed under the state of the
+/// entries before it in time, whatever order the facts arrive in, and every change message
+/// says the same in `timeline_added` as in its timeline.
+#[tokio::test]
+async fn a_remark_is_filed_under_the_state_of_its_time_whatever_the_order() {
+    let steps = anime_with_remarks();
+    let filed = |r: &shared::model::RequestDetail| -> Vec<(String, State, bool)> {
+        let remarks = r.timeline.iter().filter(|e| e.message.starts_with("Issue") || e.message.contains("renamed"));
+        remarks.map(|e| (e.message.clone(), e.state, e.remark)).collect()
+    };
+    let expected = vec![
+        // At minute 19 the pack was downloading; at 35 E01 had reached Jellyfin (minute 30).
+        ("Issue reported: subtitles (S01E02) by bob".to_owned(), State::Downloading, true),
+        ("Sonarr renamed 1 file".to_owned(), State::Available, true),
+    ];
+    let is_remark = |i: &usize| steps[*i].name.contains("issue") || steps[*i].name.contains("rename");
+    let orders = [
+        (0..steps.len()).collect(),
+        (0..steps.len()).rev().collect(),
+        // The remarks last, when the request has moved on.
+        (0..steps.len()).filter(|i| !is_remark(i)).chain((0..steps.len()).filter(is_remark)).collect(),
+    ];
+    for order in orders {
+        let order = with_remarks_after_their_subject(&steps, order);
+        let world = World::new().await;
+        for &i in &order {
+            world.apply(&steps[i]).await;
+        }
+        let r = world.only().await;
+        assert_eq!(filed(&r), expected, "order {order:?}");
+        for (subject, data) in changes(&world).await.into_iter().filter(|(s, _)| !s.ends_with(".progress")) {
+            let timeline = data["request"]["timeline"].as_array().unwrap();
+            for added in data["timeline_added"].as_array().unwrap() {
+                assert!(timeline.contains(added), "{subject}: {added} is in its timeline as added");
+            }
+        }
+    }
 }
 
 #[tokio::test]

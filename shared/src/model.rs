@@ -152,6 +152,41 @@ pub struct TimelineEntry {
     /// True when the event arrived after the request had passed this stage.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub late: bool,
+    /// True for a note that does not move the request (a health alert, a rename, an issue
+    /// reported): its `state` is that of the latest entry at or before its time that is not
+    /// a remark, whatever order the facts arrived in.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub remark: bool,
+}
+
+/// The state a remark made at `at` is filed under, in a timeline sorted by time: that of the
+/// latest entry at or before `at` that is not a remark (the furthest state of several at
+/// that same time), else `requested`. `entry` tells each element's time, state and whether
+/// it is a remark.
+pub fn remark_state<T>(
+    timeline: &[T],
+    at: OffsetDateTime,
+    entry: impl Fn(&T) -> (OffsetDateTime, State, bool),
+) -> State {
+    let end = timeline.partition_point(|e| entry(e).0 <= at);
+    let mut latest: Option<(OffsetDateTime, State)> = None;
+    for (t, state, _) in timeline[..end].iter().rev().map(&entry).filter(|(_, _, remark)| !remark) {
+        match latest {
+            Some((lt, _)) if t < lt => break,
+            Some((_, ls)) if ls >= state => {}
+            _ => latest = Some((t, state)),
+        }
+    }
+    latest.map_or(State::Requested, |(_, state)| state)
+}
+
+/// Files every remark of `timeline` (sorted by time) under [`remark_state`].
+pub fn file_remarks(timeline: &mut [TimelineEntry]) {
+    for i in 0..timeline.len() {
+        if timeline[i].remark {
+            timeline[i].state = remark_state(timeline, timeline[i].at, |e| (e.at, e.state, e.remark));
+        }
+    }
 }
 
 /// One torrent or usenet download of a request.
@@ -464,5 +499,45 @@ mod tests {
             assert_eq!(State::parse(s.as_str()), Some(s));
         }
         assert_eq!(State::Indexed.label(), "Found");
+    }
+
+    fn entry(minute: i64, state: State, remark: bool) -> TimelineEntry {
+        TimelineEntry {
+            state,
+            at: OffsetDateTime::UNIX_EPOCH + time::Duration::minutes(minute),
+            source: "test".into(),
+            message: format!("{state} at {minute}"),
+            details: Value::Null,
+            episode: None,
+            late: false,
+            remark,
+        }
+    }
+
+    #[test]
+    fn a_remark_is_filed_under_the_state_of_the_entries_before_it() {
+        // Filed under `available` when applied, whatever came before.
+        let mut timeline = vec![
+            entry(0, State::Requested, false),
+            entry(1, State::Available, true),
+            entry(2, State::Indexed, false),
+            entry(2, State::Downloading, false),
+            entry(2, State::Available, true),
+            entry(3, State::Available, true),
+            entry(4, State::Failed, false),
+            entry(5, State::Requested, true),
+        ];
+        file_remarks(&mut timeline);
+        let states: Vec<State> = timeline.iter().map(|e| e.state).collect();
+        use State::*;
+        assert_eq!(states, [Requested, Requested, Indexed, Downloading, Downloading, Downloading, Failed, Failed]);
+    }
+
+    #[test]
+    fn a_remark_before_everything_else_is_filed_under_requested() {
+        let mut timeline = vec![entry(0, State::Searching, true), entry(1, State::Indexed, false)];
+        file_remarks(&mut timeline);
+        assert_eq!(timeline[0].state, State::Requested);
+        assert_eq!(remark_state(&timeline, timeline[1].at, |e| (e.at, e.state, e.remark)), State::Indexed);
     }
 }

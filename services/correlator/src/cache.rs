@@ -4,6 +4,7 @@
 //! without a query. Bounded (least recently used go first) and emptied whenever a transaction
 //! does not commit, so it never holds what was rolled back.
 
+use std::borrow::Cow;
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 
@@ -11,7 +12,7 @@ use hashlink::LruCache;
 use serde::ser::{Serialize, SerializeSeq, Serializer};
 use serde_json::value::RawValue;
 use shared::ids::RequestId;
-use shared::model::TimelineEntry;
+use shared::model::{State, TimelineEntry};
 use time::OffsetDateTime;
 
 use crate::lifecycle::Request;
@@ -51,10 +52,20 @@ struct Entry {
 /// A request's timeline as its state messages carry it: each entry serialized once, when it
 /// is added or read from the database, in the database's order. Every state message carries
 /// the whole timeline; serializing it entry by entry each time was the largest part of
-/// building one (callgrind, docs/performance.md), and grew with the timeline.
+/// building one (callgrind, docs/performance.md), and grew with the timeline. A remark is
+/// serialized again when an entry added before its time files it under another state.
 #[derive(Debug, Default)]
 pub struct Timeline {
-    entries: Vec<(OffsetDateTime, Box<RawValue>)>,
+    entries: Vec<Slot>,
+    remarks: usize,
+}
+
+#[derive(Debug)]
+struct Slot {
+    at: OffsetDateTime,
+    state: State,
+    remark: bool,
+    json: Box<RawValue>,
 }
 
 impl Timeline {
@@ -65,19 +76,64 @@ impl Timeline {
     }
 
     /// Each entry after every entry at the same time or earlier, as `ORDER BY at, id` reads
-    /// them.
+    /// them; then every remark filed under the state of its time.
     pub fn insert_in_order(&mut self, added: &[TimelineEntry]) -> serde_json::Result<()> {
         for e in added {
-            let json = serde_json::value::to_raw_value(e)?;
-            let at = self.entries.partition_point(|(t, _)| *t <= e.at);
-            self.entries.insert(at, (e.at, json));
+            let slot = Slot { at: e.at, state: e.state, remark: e.remark, json: serde_json::value::to_raw_value(e)? };
+            let at = self.entries.partition_point(|s| s.at <= e.at);
+            self.entries.insert(at, slot);
+            self.remarks += usize::from(e.remark);
+        }
+        if self.remarks > 0 {
+            self.file_remarks()?;
         }
         Ok(())
     }
 
+    fn file_remarks(&mut self) -> serde_json::Result<()> {
+        for i in 0..self.entries.len() {
+            if !self.entries[i].remark {
+                continue;
+            }
+            let state = self.remark_state(self.entries[i].at);
+            let slot = &mut self.entries[i];
+            if slot.state != state {
+                let mut entry: TimelineEntry = serde_json::from_str(slot.json.get())?;
+                entry.state = state;
+                slot.json = serde_json::value::to_raw_value(&entry)?;
+                slot.state = state;
+            }
+        }
+        Ok(())
+    }
+
+    /// The state a remark made at `at` is filed under in this timeline.
+    fn remark_state(&self, at: OffsetDateTime) -> State {
+        shared::model::remark_state(&self.entries, at, |s| (s.at, s.state, s.remark))
+    }
+
+    /// `added` (entries of this timeline) as it files them: remarks under the state of their
+    /// time. Borrowed when there is no remark among them.
+    pub fn filed<'a>(&self, added: &'a [TimelineEntry]) -> Cow<'a, [TimelineEntry]> {
+        if !added.iter().any(|e| e.remark) {
+            return Cow::Borrowed(added);
+        }
+        let filed = added
+            .iter()
+            .map(|e| {
+                let mut e = e.clone();
+                if e.remark {
+                    e.state = self.remark_state(e.at);
+                }
+                e
+            })
+            .collect();
+        Cow::Owned(filed)
+    }
+
     /// The entries, read back from their JSON (for tests that compare them with the database).
     pub fn entries(&self) -> serde_json::Result<Vec<TimelineEntry>> {
-        self.entries.iter().map(|(_, json)| serde_json::from_str(json.get())).collect()
+        self.entries.iter().map(|s| serde_json::from_str(s.json.get())).collect()
     }
 }
 
@@ -85,8 +141,8 @@ impl Timeline {
 impl Serialize for Timeline {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let mut seq = serializer.serialize_seq(Some(self.entries.len()))?;
-        for (_, json) in &self.entries {
-            seq.serialize_element(json)?;
+        for slot in &self.entries {
+            seq.serialize_element(&slot.json)?;
         }
         seq.end()
     }

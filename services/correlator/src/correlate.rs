@@ -318,7 +318,7 @@ impl Processor {
                         },
                         previous_state: previous.as_ref().map(|p| p.state),
                         event_id: Some(event_id),
-                        timeline_added: added,
+                        timeline_added: &timeline.filed(added),
                     };
                     envelope(&subject, &msg_id, req.id, &change)
                 })

@@ -359,6 +359,7 @@ row! {
         details: Slice,
         episode: Option<&'a str>,
         late: bool,
+        remark: bool,
         event_id: Option<&'a str>,
     }
 }
@@ -374,6 +375,7 @@ impl<'a> TimelineRow<'a> {
             details,
             episode: e.episode.as_deref(),
             late: e.late,
+            remark: e.remark,
             event_id,
         }
     }
@@ -431,6 +433,7 @@ mod tests {
             details: Slice(1, 2),
             episode: None,
             late: false,
+            remark: false,
             event_id: None,
         };
         assert_eq!(width(&entry), TIMELINE.len());

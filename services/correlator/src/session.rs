@@ -741,6 +741,7 @@ mod tests {
                 details: serde_json::json!({ "title": title, "n": i }),
                 episode: None,
                 late: false,
+                remark: false,
             };
             session.save(None, &req, req.summary(), std::slice::from_ref(&entry), &format!("event-{i}"));
             session.queue_outbox("tracker.request.1.requested", &format!("msg-{i}"), title.as_bytes().to_vec(), None);

@@ -77,9 +77,10 @@ async fn load(pool: &SqlitePool) -> Result<Vec<Row_>> {
         reached.insert(State::Requested, from_ts(r.get("created_at")));
         by_id.insert(r.get("id"), Row_ { source: r.get("source"), media_type: r.get("media_type"), state, reached });
     }
-    let firsts = sqlx::query("SELECT request_id, state, MIN(at) FROM timeline GROUP BY request_id, state")
-        .fetch_all(pool)
-        .await?;
+    let firsts =
+        sqlx::query("SELECT request_id, state, MIN(at) FROM timeline WHERE NOT remark GROUP BY request_id, state")
+            .fetch_all(pool)
+            .await?;
     for r in firsts {
         let (Some(row), Some(state)) = (by_id.get_mut(&r.get::<i64, _>(0)), State::parse(r.get(1))) else { continue };
         if state.rank().is_some() && state != State::Requested {

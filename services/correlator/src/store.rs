@@ -379,10 +379,12 @@ pub async fn next_id(conn: &mut SqliteConnection) -> Result<RequestId> {
 
 // ---------------------------------------------------------------- timeline ---
 
+/// A request's timeline, oldest first, each remark filed under the state of its time.
 pub async fn timeline(conn: &mut SqliteConnection, id: RequestId) -> Result<Vec<TimelineEntry>> {
     let rows =
         sqlx::query("SELECT * FROM timeline WHERE request_id = ? ORDER BY at, id").bind(id.0).fetch_all(conn).await?;
-    rows.iter()
+    let mut timeline = rows
+        .iter()
         .map(|row| {
             Ok(TimelineEntry {
                 state: state_of(row.get("state"))?,
@@ -392,9 +394,12 @@ pub async fn timeline(conn: &mut SqliteConnection, id: RequestId) -> Result<Vec<
                 details: serde_json::from_str(row.get("details")).unwrap_or_default(),
                 episode: row.get("episode"),
                 late: row.get("late"),
+                remark: row.get("remark"),
             })
         })
-        .collect()
+        .collect::<Result<Vec<_>>>()?;
+    shared::model::file_remarks(&mut timeline);
+    Ok(timeline)
 }
 
 // ----------------------------------------------------------------- orphans ---

@@ -103,6 +103,7 @@ mod tests {
             details: json!({}),
             episode: None,
             late: false,
+            remark: false,
         };
         let html = render(&RequestDetail { summary: s, downloads: vec![], episodes: vec![], timeline: vec![entry] });
         assert!(html.contains(r#"hx-post="/api/requests/9/retry""#), "{html}");

@@ -172,7 +172,7 @@ fn step(st: State, mark: Mark, entries: &[&TimelineEntry]) -> Step {
         state: st.as_str(),
         label: st.label(),
         mark,
-        at: entries.first().map(|e| Stamp::new(e.at)),
+        at: entries.iter().find(|e| !e.remark).map(|e| Stamp::new(e.at)),
         progress: None,
         warning: None,
         partial: None,
@@ -209,6 +209,7 @@ mod tests {
             details,
             episode: None,
             late: false,
+            remark: false,
         }
     }
 

@@ -141,11 +141,15 @@ impl Step<'_> {
                 );
             }
             ArrEvent::MediaDelete { deleted_files, .. } => {
-                if !self.req.state().is_finished() {
-                    self.set_outcome(State::Failed, Some(format!("Removed from {app} before it was available")));
-                }
                 let files = if *deleted_files { ", files deleted" } else { "" };
-                self.remark(format!("Removed from {app}{files}"), json!({ "deleted_files": deleted_files }));
+                let message = format!("Removed from {app}{files}");
+                let details = json!({ "deleted_files": deleted_files });
+                if self.req.state().is_finished() {
+                    self.remark(message, details);
+                } else {
+                    self.set_outcome(State::Failed, Some(format!("Removed from {app} before it was available")));
+                    self.note(State::Failed, message, details, None);
+                }
             }
             ArrEvent::Rename { files, .. } => {
                 // Files of this request: those whose old name an item has (now renamed) or

@@ -85,23 +85,28 @@ impl Step<'_> {
         self.push(state, message, details, episode, late);
     }
 
-    fn push(&mut self, state: State, message: String, details: Value, episode: Option<String>, late: bool) {
+    fn push(
+        &mut self,
+        state: State,
+        message: String,
+        details: Value,
+        episode: Option<String>,
+        late: bool,
+    ) -> &mut TimelineEntry {
         let details = without_nulls(details);
-        self.out.timeline.push(TimelineEntry {
-            state,
-            at: self.at,
-            source: self.source.to_owned(),
-            message,
-            details,
-            episode,
-            late,
-        });
+        let at = self.at;
+        let source = self.source.to_owned();
+        let entry = TimelineEntry { state, at, source, message, details, episode, late, remark: false };
+        self.out.timeline.push(entry);
+        self.out.timeline.last_mut().expect("just pushed")
     }
 
-    /// A note about the request as it stands (health, renames, issues).
+    /// A note that does not move the request (health, renames, issues). It is filed under
+    /// the state the request was in at its time, which the timeline tells when it is read
+    /// (`shared::model::remark_state`); the state written here is the one it is in now.
     fn remark(&mut self, message: String, details: Value) {
         let state = self.req.state();
-        self.push(state, message, details, None, false);
+        self.push(state, message, details, None, false).remark = true;
     }
 
     /// The pipeline is moving: a failure recorded before this no longer holds.

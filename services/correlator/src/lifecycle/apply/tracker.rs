@@ -77,7 +77,7 @@ impl Step<'_> {
                 true => format!("{what} by {by} failed: {error}"),
                 false => format!("{what} by {by}: {}, but the search failed: {error}", commands.join("; ")),
             };
-            return self.note(self.req.state(), message, details, None);
+            return self.remark(message, details);
         }
         let at = self.at;
         self.evidence();
