@@ -424,6 +424,36 @@ async fn retry_without_radarr_configured_says_what_to_set_and_changes_nothing() 
     assert_eq!(detail["state"], "failed");
 }
 
+/// Jellyseerr sends a 4K request to its 4K Radarr, whose movie ids are not those of the one
+/// at RADARR_URL: neither Retry nor Lower quality may send that id there.
+#[tokio::test(flavor = "multi_thread")]
+async fn retry_of_a_4k_request_says_to_use_the_4k_radarr_and_calls_nobody() {
+    let (radarr, calls) = stand_in(radarr_with_profiles(), "rk").await;
+    let env = [("RADARR_URL", radarr.as_str()), ("RADARR_API_KEY", "rk"), ("RADARR_FALLBACK_PROFILE", "SD")];
+    let app = common::App::start_with(&env).await;
+    let mut failed = fixture("jellyseerr/webhook_media_failed_movie_dune_part_two_req45.json");
+    failed["event"] = json!("4K Movie Request Failed");
+    let (status, _) = app.post("jellyseerr", "application/json", failed.to_string()).await;
+    assert_eq!(status, 202);
+    let detail = app.wait_state(1, "failed").await;
+    assert_eq!(detail["is_4k"], true);
+    for (action, answer) in [("retry", "Could not search again"), ("lower-quality", "Could not lower the quality")] {
+        let r = app.http.post(app.url(&format!("/api/requests/1/{action}"))).send().await.unwrap();
+        assert_eq!(r.status(), 502, "{action}");
+        let body: Value = r.json().await.unwrap();
+        assert_eq!(
+            body["error"],
+            format!(
+                "{answer}: this is a 4K request, which Jellyseerr sent to its 4K Radarr server; status-tracker \
+                 calls only the Radarr at RADARR_URL, so it cannot {}: do it in the 4K Radarr",
+                if action == "retry" { "ask for a search" } else { "change the quality profile" }
+            )
+        );
+    }
+    assert!(calls.lock().unwrap().is_empty(), "nothing sent to the other Radarr");
+    assert_eq!(app.get("/api/requests/1").await["state"], "failed");
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn retry_of_a_series_searches_only_the_missing_episodes() {
     let episodes = json!([

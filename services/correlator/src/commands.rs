@@ -158,8 +158,21 @@ async fn lower_quality(req: &Request, peers: &Peers) -> Attempt {
     attempt
 }
 
-/// Radarr/Sonarr for the request, or why status-tracker cannot call it.
+/// Radarr/Sonarr for the request, or why status-tracker cannot call it. A 4K request is
+/// refused: Jellyseerr sends those to its 4K server, a second Radarr/Sonarr whose ids are not
+/// those of the one status-tracker calls, so a search sent there would be for another film
+/// or series (issues/010).
 fn arr_for<'p>(req: &Request, peers: &'p Peers, to: &str) -> Result<&'p ArrClient, String> {
+    if req.is_4k {
+        let (app, url) = match req.media_type {
+            MediaType::Movie => ("Radarr", "RADARR_URL"),
+            MediaType::Tv => ("Sonarr", "SONARR_URL"),
+        };
+        return Err(format!(
+            "this is a 4K request, which Jellyseerr sent to its 4K {app} server; status-tracker calls only the \
+             {app} at {url}, so it cannot {to}: do it in the 4K {app}"
+        ));
+    }
     peers
         .arr(req.media_type)
         .ok_or_else(|| format!("{} are not set, so status-tracker cannot {to}", Peers::arr_setting(req.media_type)))
