@@ -128,6 +128,20 @@ mod tests {
     }
 
     #[test]
+    fn a_4k_request_says_where_to_search_again_instead_of_offering_it() {
+        let mut s = summary(9, "Dune: Part Two", St::Failed);
+        s.is_4k = true;
+        let d = RequestDetail { summary: s, downloads: vec![], episodes: vec![], timeline: vec![] };
+        let html =
+            DetailPage { layout: Layout::new("x", "", "detail"), detail: Detail::new(&d).with_lower_quality(true) }
+                .render()
+                .unwrap();
+        assert!(!html.contains("/retry") && !html.contains("lower-quality"), "{html}");
+        assert!(html.contains("A 4K request is searched again in the 4K Radarr"), "{html}");
+        assert!(html.contains(r#"hx-post="/api/requests/9/cancel""#), "cancelling is the tracker's own: offered");
+    }
+
+    #[test]
     fn an_available_request_links_to_jellyfin_and_offers_no_retry() {
         let mut s = summary(3, "The Batman", St::Available);
         s.watch_url = Some("https://jf.example/web/#/details?id=1&serverId=2".into());
