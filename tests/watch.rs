@@ -241,6 +241,30 @@ async fn a_re_request_of_a_film_radarr_already_has_goes_straight_to_available() 
     assert_eq!(calls.lock().unwrap()[0].1, "/api/v3/movie?tmdbId=414906");
 }
 
+/// Radarr at RADARR_URL having the film says nothing of its 4K copy, which Jellyseerr asks of
+/// its 4K Radarr: a 4K request is not taken as already there.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_4k_request_is_not_found_in_the_library_of_the_other_radarr() {
+    let (radarr, calls) = stand_in(
+        vec![(Method::GET, "/api/v3/movie", StatusCode::OK, json!([{"id": 7, "tmdbId": 414906, "hasFile": true}]))],
+        "rk",
+    )
+    .await;
+    let env = [("RADARR_URL", radarr.as_str()), ("RADARR_API_KEY", "rk")];
+    let stack = Stack::start(&env).await;
+    let request = [("/event", json!("New 4K Movie Request"))];
+    stack
+        .publish(&[fx_with(Jellyseerr, "jellyseerr/webhook_media_pending_movie_the_batman_req42.json", 0, &request)])
+        .await;
+    let r = stack.wait("requested", |r| r.summary.state == State::Requested).await;
+    assert!(r.summary.is_4k);
+    stack.watchdog(&env).await.tick(at(1)).await.unwrap();
+    assert!(calls.lock().unwrap().is_empty(), "the other Radarr is not asked");
+    stack.publish(&[fx(Jellyseerr, "jellyseerr/webhook_media_approved_movie_the_batman_req42.json", 2)]).await;
+    let r = stack.wait("approved", |r| r.summary.state == State::Approved).await;
+    assert!(r.timeline.iter().all(|e| e.message != "Already in Radarr's library"), "{:?}", r.timeline);
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn requests_whose_webhook_never_came_are_caught_up_from_jellyseerrs_request_list() {
     let title = |t: &str, date: &str| json!({"title": t, "releaseDate": date, "posterPath": "/p.jpg"});

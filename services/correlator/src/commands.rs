@@ -159,10 +159,12 @@ async fn lower_quality(req: &Request, peers: &Peers) -> Attempt {
 }
 
 /// Radarr/Sonarr for the request, or why status-tracker cannot call it. A 4K request is
-/// refused: Jellyseerr sends those to its 4K server, a second Radarr/Sonarr whose ids are not
-/// those of the one status-tracker calls, so a search sent there would be for another film
-/// or series (issues/010).
+/// refused ([`Peers::arr_of`]): a search sent with its id to the other instance would be for
+/// another film or series.
 fn arr_for<'p>(req: &Request, peers: &'p Peers, to: &str) -> Result<&'p ArrClient, String> {
+    if let Some(arr) = peers.arr_of(req) {
+        return Ok(arr);
+    }
     if req.is_4k {
         let (app, url) = match req.media_type {
             MediaType::Movie => ("Radarr", "RADARR_URL"),
@@ -173,9 +175,7 @@ fn arr_for<'p>(req: &Request, peers: &'p Peers, to: &str) -> Result<&'p ArrClien
              {app} at {url}, so it cannot {to}: do it in the 4K {app}"
         ));
     }
-    peers
-        .arr(req.media_type)
-        .ok_or_else(|| format!("{} are not set, so status-tracker cannot {to}", Peers::arr_setting(req.media_type)))
+    Err(format!("{} are not set, so status-tracker cannot {to}", Peers::arr_setting(req.media_type)))
 }
 
 /// Radarr's id of the film or Sonarr's of the series: from its webhooks, else looked up.

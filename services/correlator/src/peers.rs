@@ -10,6 +10,7 @@ use shared::settings::Env;
 use crate::arr::{App, ArrClient};
 use crate::jellyfin::JellyfinClient;
 use crate::jellyseerr::JellyseerrClient;
+use crate::lifecycle::Request;
 
 #[derive(Debug, Clone, Default)]
 pub struct Peers {
@@ -42,6 +43,13 @@ impl Peers {
             MediaType::Movie => self.radarr.as_ref(),
             MediaType::Tv => self.sonarr.as_ref(),
         }
+    }
+
+    /// The Radarr/Sonarr that holds `req`'s film or series, when it is the one configured:
+    /// not for a 4K request, which Jellyseerr sends to its 4K server, a second instance with
+    /// its own ids, library and queue (issues/010).
+    pub fn arr_of(&self, req: &Request) -> Option<&ArrClient> {
+        if req.is_4k { None } else { self.arr(req.media_type) }
     }
 
     /// The setting naming the quality profile "Lower quality" switches to, for messages.

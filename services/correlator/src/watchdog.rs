@@ -274,7 +274,7 @@ impl Watchdog {
 
     /// A re-request of media Radarr/Sonarr already has goes straight to available.
     async fn already_in_arr(&self, req: &Request) -> Option<TrackerEvent> {
-        let arr = self.peers.arr(req.media_type)?;
+        let arr = self.peers.arr_of(req)?;
         let by = arr.app.name().to_lowercase();
         let verified = |episodes| TrackerEvent::Verified {
             request_id: req.id,
@@ -342,7 +342,7 @@ impl Watchdog {
             MediaType::Tv => "Sonarr",
         };
         let waiting = format!("Downloaded, waiting for {app} to import");
-        let (Some(arr), Some(id)) = (self.peers.arr(req.media_type), newest_download(req)) else { return waiting };
+        let (Some(arr), Some(id)) = (self.peers.arr_of(req), newest_download(req)) else { return waiting };
         match arr.queue_state(&id).await {
             Ok(Some(q)) => {
                 let what = match q.state.as_str() {
