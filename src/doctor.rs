@@ -12,7 +12,9 @@ use std::time::Duration;
 use async_nats::jetstream::ErrorCode;
 use async_nats::jetstream::context::GetStreamErrorKind;
 use correlator::arr::QualityProfile;
+use correlator::peers::ArrSettings;
 use reqwest::{Client, RequestBuilder, StatusCode};
+use shared::events::MediaType;
 use shared::settings::redact_userinfo;
 use shared::{Bus, Env, subjects};
 
@@ -73,12 +75,14 @@ async fn check_all(env: &Env) -> Vec<(&'static str, Outcome)> {
         .referer(false)
         .build()
         .unwrap_or_default();
-    let (nats, qbit, shoko, sonarr, radarr, jellyfin, jellyseerr) = tokio::join!(
+    let (nats, qbit, shoko, sonarr, radarr, sonarr_4k, radarr_4k, jellyfin, jellyseerr) = tokio::join!(
         nats(env),
         qbittorrent(env, &http),
         shoko(env, &http),
-        arr(env, &http, ["SONARR_URL", "SONARR_API_KEY", "SONARR_FALLBACK_PROFILE"]),
-        arr(env, &http, ["RADARR_URL", "RADARR_API_KEY", "RADARR_FALLBACK_PROFILE"]),
+        arr(env, &http, ArrSettings::of(MediaType::Tv, false)),
+        arr(env, &http, ArrSettings::of(MediaType::Movie, false)),
+        arr(env, &http, ArrSettings::of(MediaType::Tv, true)),
+        arr(env, &http, ArrSettings::of(MediaType::Movie, true)),
         jellyfin(env, &http),
         jellyseerr(env, &http),
     );
@@ -88,6 +92,8 @@ async fn check_all(env: &Env) -> Vec<(&'static str, Outcome)> {
         ("shoko", shoko),
         ("sonarr", sonarr),
         ("radarr", radarr),
+        ("sonarr-4k", sonarr_4k),
+        ("radarr-4k", radarr_4k),
         ("jellyfin", jellyfin),
         ("jellyseerr", jellyseerr),
     ]
@@ -207,7 +213,8 @@ async fn shoko(env: &Env, http: &Client) -> Outcome {
 
 /// Sonarr and Radarr share their API: `GET /api/v3/system/status` with `X-Api-Key`; with a
 /// fallback quality profile set ("Lower quality"), `GET /api/v3/qualityprofile` must list it.
-async fn arr(env: &Env, http: &Client, [url_var, key_var, fallback_var]: [&'static str; 3]) -> Outcome {
+async fn arr(env: &Env, http: &Client, names: ArrSettings) -> Outcome {
+    let ArrSettings { url: url_var, api_key: key_var, fallback: fallback_var } = names;
     let Some((base, shown)) = base_url(env, url_var) else { return not_configured(url_var) };
     let get = |path: &str| {
         let request = http.get(format!("{base}{path}"));

@@ -811,6 +811,68 @@ async fn a_remark_is_filed_under_the_state_of_its_time_whatever_the_order() {
     }
 }
 
+/// A fact of Jellyseerr's 4K Radarr (`?instance=4k`), from a fixture of the other one.
+fn from_the_4k_radarr(mut step: Step) -> Step {
+    let shared::events::Fact::Radarr(e) = &mut step.fact else { panic!("a Radarr fact") };
+    e.mark_4k();
+    step
+}
+
+/// The same film in HD and in 4K: a 4K request never takes over the HD one, each Radarr's
+/// facts and health problems reach its own requests.
+#[tokio::test]
+async fn a_films_hd_and_4k_requests_stay_apart() {
+    const GRAB: &str = "radarr/webhook_grab_the_batman.json";
+    let world = World::new().await;
+    // Radarr grabbed the film in HD without a Jellyseerr request: a request of its own.
+    world.apply(&fx(Radarr, GRAB, 0)).await;
+    let request_4k = [("/event", json!("New 4K Movie Request")), ("/request/request_id", json!("46"))];
+    world
+        .apply(&fx_with(Jellyseerr, "jellyseerr/webhook_media_pending_movie_the_batman_req42.json", 1, &request_4k))
+        .await;
+    let grab_4k = [
+        ("/movie/id", json!(70)),
+        ("/release/quality", json!("Bluray-2160p")),
+        ("/downloadId", json!("C0DEC0DEC0DEC0DEC0DEC0DEC0DEC0DEC0DEC0DE")),
+    ];
+    world.apply(&from_the_4k_radarr(fx_with(Radarr, GRAB, 2, &grab_4k))).await;
+    let health = [("/type", json!("DownloadClientCheck")), ("/message", json!("qBittorrent 4K is unavailable"))];
+    world.apply(&from_the_4k_radarr(fx_with(Radarr, "radarr/webhook_health.json", 3, &health))).await;
+
+    let requests = world.requests().await;
+    let seen: Vec<_> = requests
+        .iter()
+        .map(|r| {
+            let s = &r.summary;
+            (s.is_4k, s.source.clone(), s.jellyseerr_id.map(|i| i.0), s.quality.clone(), s.reason.clone())
+        })
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            (false, "radarr".to_owned(), None, Some("Bluray-1080p".to_owned()), None),
+            (
+                true,
+                "jellyseerr".to_owned(),
+                Some(46),
+                Some("Bluray-2160p".to_owned()),
+                Some("Radarr reports: qBittorrent 4K is unavailable".to_owned())
+            ),
+        ]
+    );
+
+    // The HD file imported, then Jellyfin names that file: the HD request is available, not
+    // the 4K one, although that is the newest in progress with the same ids.
+    world.apply(&fx(Radarr, "radarr/webhook_download_the_batman.json", 4)).await;
+    let mut item: serde_json::Value =
+        serde_json::from_slice(&fixture("jellyfin/item_added_movie_the_batman.json")).unwrap();
+    item["path"] = json!("/data/media/movies/The Batman (2022)/The Batman (2022) [Bluray-1080p].mkv");
+    world.apply(&hook(Jellyfin, "application/json", item.to_string().as_bytes(), 5)).await;
+
+    let states: Vec<State> = world.requests().await.iter().map(|r| r.summary.state).collect();
+    assert_eq!(states, [State::Available, State::Indexed]);
+}
+
 #[tokio::test]
 async fn the_same_event_twice_changes_nothing() {
     let world = World::new().await;

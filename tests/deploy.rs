@@ -833,6 +833,9 @@ async fn doctor_checks_each_configured_peer_and_fails_on_the_unreachable_one() {
         ("SHOKO_API_KEY", SHOKO_KEY.to_owned()),
         ("RADARR_URL", closed.clone()),
         ("RADARR_API_KEY", RADARR_KEY.to_owned()),
+        // Jellyseerr's 4K Sonarr, here the same stand-in.
+        ("SONARR_4K_URL", sonarr.clone()),
+        ("SONARR_4K_API_KEY", SONARR_KEY.to_owned()),
     ];
     let out = doctor(&env).await;
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
@@ -847,7 +850,8 @@ async fn doctor_checks_each_configured_peer_and_fails_on_the_unreachable_one() {
     }
     let checks = checks(&stdout);
     let label = |peer: &str| checks.get(peer).map(|(l, _)| l.as_str()).unwrap_or("missing");
-    let peers = ["nats", "qbittorrent", "shoko", "sonarr", "radarr", "jellyfin", "jellyseerr"];
+    let peers =
+        ["nats", "qbittorrent", "shoko", "sonarr", "radarr", "sonarr-4k", "radarr-4k", "jellyfin", "jellyseerr"];
     assert_eq!(
         checks.keys().map(String::as_str).collect::<BTreeSet<_>>(),
         peers.into(),
@@ -859,6 +863,8 @@ async fn doctor_checks_each_configured_peer_and_fails_on_the_unreachable_one() {
     assert!(checks["sonarr"].1.contains("Sonarr 4.0.19.2979"), "{stdout}");
     assert_eq!(label("qbittorrent"), "ok", "{stdout}");
     assert!(checks["qbittorrent"].1.contains("login accepted"), "{stdout}");
+    assert_eq!(label("sonarr-4k"), "ok", "{stdout}");
+    assert_eq!(label("radarr-4k"), "not configured", "{stdout}");
     assert_eq!(label("radarr"), "failed", "{stdout}");
     assert!(checks["radarr"].1.contains("unreachable"), "{stdout}");
     assert_eq!(label("jellyfin"), "ok", "{stdout}");

@@ -140,6 +140,55 @@ async fn a_malformed_body_is_answered_400_and_kept_on_media_rejected() {
     assert_eq!(app.get("/api/requests").await["total"], 0);
 }
 
+/// Jellyseerr can send 4K requests to a second Radarr. The same film requested in HD and in
+/// 4K is two requests, and each Radarr's grab (the 4K one posts to `?instance=4k`) goes to
+/// its own, whichever arrives first.
+#[tokio::test]
+async fn a_film_requested_in_hd_and_in_4k_is_two_requests_each_with_its_radarrs_grab() {
+    let app = App::start().await;
+    let json = "application/json";
+    let fixture = |name| serde_json::from_slice::<Value>(&common::fixture(name)).unwrap();
+    let mut grab_4k = fixture(GRAB);
+    grab_4k["movie"]["id"] = 70.into();
+    grab_4k["release"]["quality"] = "Bluray-2160p".into();
+    grab_4k["downloadId"] = "C0DEC0DEC0DEC0DEC0DEC0DEC0DEC0DEC0DEC0DE".into();
+    grab_4k["instanceName"] = "Radarr 4K".into();
+    let mut pending_4k = fixture(PENDING);
+    pending_4k["event"] = "New 4K Movie Request".into();
+    pending_4k["request"]["request_id"] = "46".into();
+    // The HD request, then the 4K grab (a request of its own, the newest), Jellyseerr's 4K
+    // request (which takes that one over), and the HD grab last.
+    assert_eq!(app.post_fixture("jellyseerr", PENDING).await.0, 202);
+    assert_eq!(app.post("radarr?instance=4k", json, grab_4k.to_string()).await.0, 202);
+    assert_eq!(app.post("jellyseerr", json, pending_4k.to_string()).await.0, 202);
+    assert_eq!(app.post_fixture("radarr", GRAB).await.0, 202);
+
+    let list = app
+        .wait_for("/api/requests", "two requests, each found", |v| {
+            v["requests"].as_array().is_some_and(|r| r.len() == 2 && r.iter().all(|r| r["state"] == "indexed"))
+        })
+        .await;
+    let by_4k = |is_4k: bool| {
+        let r = list["requests"].as_array().unwrap().iter().find(|r| r["is_4k"] == is_4k).unwrap();
+        (r["jellyseerr_id"].clone(), r["quality"].clone(), r["arr_id"].clone())
+    };
+    assert_eq!(by_4k(true), (46.into(), "Bluray-2160p".into(), 70.into()), "{list:#}");
+    assert_eq!(by_4k(false), (42.into(), "Bluray-1080p".into(), 7.into()), "{list:#}");
+    assert_eq!(list["total"], 2, "Jellyseerr's 4K request took over the one the 4K grab made");
+
+    // Only `instance=4k`, and only for Radarr and Sonarr.
+    let (status, answer) = app.post("radarr?instance=8k", json, common::fixture(GRAB)).await;
+    assert_eq!(status, 400);
+    assert_eq!(
+        answer["error"],
+        "unknown instance `8k`: `/hooks/radarr?instance=4k` is for the one Jellyseerr sends 4K requests to; the \
+         other posts without `instance`"
+    );
+    let (status, answer) = app.post("jellyseerr?instance=4k", json, common::fixture(PENDING)).await;
+    assert_eq!(status, 400);
+    assert_eq!(answer["error"], "`?instance=` is for Radarr and Sonarr, not /hooks/jellyseerr");
+}
+
 #[tokio::test]
 async fn test_notifications_answer_200_and_create_nothing() {
     let app = App::start().await;

@@ -448,34 +448,70 @@ async fn retry_without_radarr_configured_says_what_to_set_and_changes_nothing() 
     assert_eq!(detail["state"], "failed");
 }
 
-/// Jellyseerr sends a 4K request to its 4K Radarr, whose movie ids are not those of the one
-/// at RADARR_URL: neither Retry nor Lower quality may send that id there.
-#[tokio::test(flavor = "multi_thread")]
-async fn retry_of_a_4k_request_says_to_use_the_4k_radarr_and_calls_nobody() {
-    let (radarr, calls) = stand_in(radarr_with_profiles(), "rk").await;
-    let env = [("RADARR_URL", radarr.as_str()), ("RADARR_API_KEY", "rk"), ("RADARR_FALLBACK_PROFILE", "SD")];
-    let app = common::App::start_with(&env).await;
+/// Dune: Part Two requested in 4K and failed (request 1), with `env`.
+async fn failed_dune_in_4k(env: &[(&str, &str)]) -> common::App {
+    let app = common::App::start_with(env).await;
     let mut failed = fixture("jellyseerr/webhook_media_failed_movie_dune_part_two_req45.json");
     failed["event"] = json!("4K Movie Request Failed");
     let (status, _) = app.post("jellyseerr", "application/json", failed.to_string()).await;
     assert_eq!(status, 202);
     let detail = app.wait_state(1, "failed").await;
     assert_eq!(detail["is_4k"], true);
-    for (action, answer) in [("retry", "Could not search again"), ("lower-quality", "Could not lower the quality")] {
+    app
+}
+
+/// Jellyseerr sends a 4K request to its 4K Radarr, whose movie ids are not those of the one
+/// at RADARR_URL: without RADARR_4K_URL neither Retry nor Lower quality may call anyone.
+#[tokio::test(flavor = "multi_thread")]
+async fn retry_of_a_4k_request_without_the_4k_radarr_names_its_settings_and_calls_nobody() {
+    let (radarr, calls) = stand_in(radarr_with_profiles(), "rk").await;
+    let env = [("RADARR_URL", radarr.as_str()), ("RADARR_API_KEY", "rk"), ("RADARR_FALLBACK_PROFILE", "SD")];
+    let app = failed_dune_in_4k(&env).await;
+    for (action, answer, to) in [
+        ("retry", "Could not search again", "ask for a search"),
+        ("lower-quality", "Could not lower the quality", "change the quality profile"),
+    ] {
         let r = app.http.post(app.url(&format!("/api/requests/1/{action}"))).send().await.unwrap();
         assert_eq!(r.status(), 502, "{action}");
         let body: Value = r.json().await.unwrap();
         assert_eq!(
             body["error"],
             format!(
-                "{answer}: this is a 4K request, which Jellyseerr sent to its 4K Radarr server; status-tracker \
-                 calls only the Radarr at RADARR_URL, so it cannot {}: do it in the 4K Radarr",
-                if action == "retry" { "ask for a search" } else { "change the quality profile" }
+                "{answer}: RADARR_4K_URL and RADARR_4K_API_KEY are not set, so status-tracker cannot {to} for a 4K \
+                 request (Jellyseerr sends those to its 4K server)"
             )
         );
     }
     assert!(calls.lock().unwrap().is_empty(), "nothing sent to the other Radarr");
     assert_eq!(app.get("/api/requests/1").await["state"], "failed");
+}
+
+/// With the 4K Radarr configured, a 4K request's Retry and Lower quality go there, with its
+/// own fallback profile, and the other Radarr hears nothing.
+#[tokio::test(flavor = "multi_thread")]
+async fn retry_and_lower_quality_of_a_4k_request_go_to_the_4k_radarr() {
+    let (radarr, calls) = stand_in(radarr_with_profiles(), "rk").await;
+    let (radarr_4k, calls_4k) = stand_in(radarr_with_profiles(), "rk4").await;
+    let env = [
+        ("RADARR_URL", radarr.as_str()),
+        ("RADARR_API_KEY", "rk"),
+        ("RADARR_FALLBACK_PROFILE", "Potato"),
+        ("RADARR_4K_URL", radarr_4k.as_str()),
+        ("RADARR_4K_API_KEY", "rk4"),
+        ("RADARR_4K_FALLBACK_PROFILE", "SD"),
+    ];
+    let app = failed_dune_in_4k(&env).await;
+    let r = app.http.post(app.url("/api/requests/1/retry")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    app.wait_state(1, "searching").await;
+    let r = app.http.post(app.url("/api/requests/1/lower-quality")).send().await.unwrap();
+    assert_eq!(r.status(), 200, "the 4K fallback profile, which the 4K Radarr has");
+    let answer: Value = r.json().await.unwrap();
+    assert!(answer["message"].as_str().unwrap().contains("→ SD"), "{answer}");
+    assert!(calls.lock().unwrap().is_empty(), "nothing sent to the other Radarr");
+    let sent: Vec<String> = calls_4k.lock().unwrap().iter().map(|c| format!("{} {}", c.0, c.1)).collect();
+    assert_eq!(sent.iter().filter(|c| c.starts_with("POST /api/v3/command")).count(), 2, "{sent:?}");
+    assert!(sent.iter().any(|c| c == "PUT /api/v3/movie/editor"), "{sent:?}");
 }
 
 #[tokio::test(flavor = "multi_thread")]

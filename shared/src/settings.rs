@@ -243,6 +243,22 @@ pub const SETTINGS: &[Setting] = &[
     s("RADARR_URL", None, false, "correlator", "Radarr URL, for retries and queue checks."),
     s("RADARR_API_KEY", None, true, "correlator", "Radarr API key."),
     s(
+        "SONARR_4K_URL",
+        None,
+        false,
+        "correlator",
+        "The Sonarr Jellyseerr sends 4K requests to, if it has one: retries and queue checks of 4K requests go there. Its webhook posts to `/hooks/sonarr?instance=4k`.",
+    ),
+    s("SONARR_4K_API_KEY", None, true, "correlator", "The 4K Sonarr's API key."),
+    s(
+        "RADARR_4K_URL",
+        None,
+        false,
+        "correlator",
+        "The Radarr Jellyseerr sends 4K requests to, if it has one (webhook: `/hooks/radarr?instance=4k`).",
+    ),
+    s("RADARR_4K_API_KEY", None, true, "correlator", "The 4K Radarr's API key."),
+    s(
         "JELLYFIN_URL",
         None,
         false,
@@ -278,6 +294,20 @@ pub const SETTINGS: &[Setting] = &[
         false,
         "correlator, dashboard",
         "The same for films: a Radarr quality profile (name or id), e.g. `SD` or `Any`.",
+    ),
+    s(
+        "SONARR_4K_FALLBACK_PROFILE",
+        None,
+        false,
+        "correlator, dashboard",
+        "The same for 4K series, a profile of the 4K Sonarr.",
+    ),
+    s(
+        "RADARR_4K_FALLBACK_PROFILE",
+        None,
+        false,
+        "correlator, dashboard",
+        "The same for 4K films, a profile of the 4K Radarr.",
     ),
     s(
         "OTEL_EXPORTER_OTLP_ENDPOINT",

@@ -23,7 +23,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::arr::{self, ArrClient, QualityProfile};
 use crate::lifecycle::Request;
-use crate::peers::Peers;
+use crate::peers::{ArrSettings, Peers};
 use crate::store::{self, Store};
 
 pub(crate) async fn serve(bus: Bus, store: Store, peers: Peers, cancel: CancellationToken) -> anyhow::Result<()> {
@@ -140,7 +140,10 @@ async fn lower_quality(req: &Request, peers: &Peers) -> Attempt {
     let switched = async {
         let arr = arr_for(req, peers, "change the quality profile")?;
         let wanted = arr.fallback_profile.as_deref().ok_or_else(|| {
-            format!("{} is not set (the quality profile to switch to)", Peers::fallback_setting(req.media_type))
+            format!(
+                "{} is not set (the quality profile to switch to)",
+                ArrSettings::of(req.media_type, req.is_4k).fallback
+            )
         })?;
         let id = arr_id(req, arr).await?;
         let (done, profile) = switch_profile(req, arr, wanted, id).await?;
@@ -158,24 +161,13 @@ async fn lower_quality(req: &Request, peers: &Peers) -> Attempt {
     attempt
 }
 
-/// Radarr/Sonarr for the request, or why status-tracker cannot call it. A 4K request is
-/// refused ([`Peers::arr_of`]): a search sent with its id to the other instance would be for
-/// another film or series.
+/// Radarr/Sonarr for the request ([`Peers::arr_of`]), or why status-tracker cannot call it.
 fn arr_for<'p>(req: &Request, peers: &'p Peers, to: &str) -> Result<&'p ArrClient, String> {
-    if let Some(arr) = peers.arr_of(req) {
-        return Ok(arr);
-    }
-    if req.is_4k {
-        let (app, url) = match req.media_type {
-            MediaType::Movie => ("Radarr", "RADARR_URL"),
-            MediaType::Tv => ("Sonarr", "SONARR_URL"),
-        };
-        return Err(format!(
-            "this is a 4K request, which Jellyseerr sent to its 4K {app} server; status-tracker calls only the \
-             {app} at {url}, so it cannot {to}: do it in the 4K {app}"
-        ));
-    }
-    Err(format!("{} are not set, so status-tracker cannot {to}", Peers::arr_setting(req.media_type)))
+    peers.arr_of(req).ok_or_else(|| {
+        let names = ArrSettings::of(req.media_type, req.is_4k);
+        let four_k = if req.is_4k { " for a 4K request (Jellyseerr sends those to its 4K server)" } else { "" };
+        format!("{} and {} are not set, so status-tracker cannot {to}{four_k}", names.url, names.api_key)
+    })
 }
 
 /// Radarr's id of the film or Sonarr's of the series: from its webhooks, else looked up.

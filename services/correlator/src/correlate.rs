@@ -454,6 +454,7 @@ async fn resolve(s: &mut Session<'_>, fact: &Fact, at: OffsetDateTime, path_map:
             }
             let adoptable = candidates(s, &keys).await?.into_iter().find(|r| {
                 r.jellyseerr_id.is_none()
+                    && r.is_4k == e.is_4k
                     && r.archived_at.is_none()
                     && (!r.state().is_finished() || (r.created_at - at).abs() < ADOPT_WINDOW)
                     && seasons_overlap(&r.requested_seasons, &e.requested_seasons)
@@ -521,6 +522,16 @@ async fn resolve(s: &mut Session<'_>, fact: &Fact, at: OffsetDateTime, path_map:
             if e.notification_type != "ItemAdded" {
                 return Ok(Target::Ignore("Jellyfin notification other than ItemAdded".into()));
             }
+            // The file, when the webhook names it, is the imported one: that tells a film's
+            // HD and 4K requests apart, which its ids cannot.
+            let path_keys: Vec<String> =
+                e.path.iter().flat_map(|p| path_map.aliases(p)).map(|p| format!("path:{p}")).collect();
+            for key in &path_keys {
+                let found = s.find_by_key(key).await?;
+                if !found.is_empty() {
+                    return Ok(Target::Existing(found));
+                }
+            }
             match e.item_type.as_deref() {
                 Some("Movie") => {
                     let keys = media_keys(MediaType::Movie, e.tmdb_id, None, e.imdb_id.as_deref());
@@ -567,7 +578,7 @@ async fn resolve_arr(s: &mut Session<'_>, source: &str, e: &ArrEvent, at: Offset
     let Some(media) = e.media() else {
         return Ok(match e {
             ArrEvent::Health(h) if concerns_requests(h.check.as_deref()) => {
-                let ids = store::requests_in_flight(s.conn().await?, media_type).await?;
+                let ids = store::requests_in_flight(s.conn().await?, media_type, h.is_4k).await?;
                 if ids.is_empty() {
                     Target::Ignore("health problem, but no request in flight".into())
                 } else {
@@ -575,7 +586,8 @@ async fn resolve_arr(s: &mut Session<'_>, source: &str, e: &ArrEvent, at: Offset
                 }
             }
             ArrEvent::HealthRestored(h) => {
-                let ids = store::requests_with_alert(s.conn().await?, h.check.as_deref().unwrap_or_default()).await?;
+                let check = h.check.as_deref().unwrap_or_default();
+                let ids = store::requests_with_alert(s.conn().await?, check, media_type, h.is_4k).await?;
                 if ids.is_empty() {
                     Target::Ignore("health restored, no request had the problem".into())
                 } else {
@@ -601,7 +613,7 @@ async fn resolve_arr(s: &mut Session<'_>, source: &str, e: &ArrEvent, at: Offset
         | ArrEvent::FileDelete { episodes, .. } => episodes.iter().map(|e| e.season).collect(),
         _ => Vec::new(),
     };
-    let found: Vec<Arc<Request>> = candidates(s, &keys)
+    let (same, other): (Vec<Arc<Request>>, Vec<Arc<Request>>) = candidates(s, &keys)
         .await?
         .into_iter()
         .filter(|r| {
@@ -609,8 +621,11 @@ async fn resolve_arr(s: &mut Session<'_>, source: &str, e: &ArrEvent, at: Offset
                 || seasons.is_empty()
                 || seasons.iter().any(|s| r.requested_seasons.contains(s))
         })
-        .collect();
-    if let Some(id) = best(found) {
+        .partition(|r| r.is_4k == media.is_4k);
+    // The 4K instance's events are about 4K requests only. The other's go to a 4K request
+    // when the media has no other: a 4K Radarr whose webhook lacks `?instance=4k` still
+    // reaches the 4K request it serves.
+    if let Some(id) = best(same).or_else(|| if media.is_4k { None } else { best(other) }) {
         return Ok(Target::Existing(vec![id]));
     }
     Ok(match e {

@@ -16,18 +16,47 @@ use crate::lifecycle::Request;
 pub struct Peers {
     pub radarr: Option<ArrClient>,
     pub sonarr: Option<ArrClient>,
+    /// The Radarr/Sonarr Jellyseerr sends 4K requests to (`RADARR_4K_URL`, `SONARR_4K_URL`).
+    pub radarr_4k: Option<ArrClient>,
+    pub sonarr_4k: Option<ArrClient>,
     pub jellyfin: Option<Arc<JellyfinClient>>,
     pub jellyseerr: Option<Arc<JellyseerrClient>>,
 }
 
+/// The names of one Radarr/Sonarr instance's settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ArrSettings {
+    pub url: &'static str,
+    pub api_key: &'static str,
+    /// The quality profile "Lower quality" switches to.
+    pub fallback: &'static str,
+}
+
+impl ArrSettings {
+    /// The instance that holds films (Radarr) or series (Sonarr), 4K or not.
+    pub fn of(media_type: MediaType, is_4k: bool) -> Self {
+        let (url, api_key, fallback) = match (media_type, is_4k) {
+            (MediaType::Movie, false) => ("RADARR_URL", "RADARR_API_KEY", "RADARR_FALLBACK_PROFILE"),
+            (MediaType::Movie, true) => ("RADARR_4K_URL", "RADARR_4K_API_KEY", "RADARR_4K_FALLBACK_PROFILE"),
+            (MediaType::Tv, false) => ("SONARR_URL", "SONARR_API_KEY", "SONARR_FALLBACK_PROFILE"),
+            (MediaType::Tv, true) => ("SONARR_4K_URL", "SONARR_4K_API_KEY", "SONARR_4K_FALLBACK_PROFILE"),
+        };
+        Self { url, api_key, fallback }
+    }
+}
+
 impl Peers {
     pub fn from_env(env: &Env) -> Self {
-        let arr = |app, url: &str, key: &str, fallback: &str| {
-            Some(ArrClient::new(app, &env.get(url)?, env.secret(key)?).with_fallback_profile(env.get(fallback)))
+        let arr = |app, media_type, is_4k| {
+            let names = ArrSettings::of(media_type, is_4k);
+            let client = ArrClient::new(app, &env.get(names.url)?, env.secret(names.api_key)?);
+            Some(client.with_fallback_profile(env.get(names.fallback)))
         };
         Self {
-            radarr: arr(App::Radarr, "RADARR_URL", "RADARR_API_KEY", "RADARR_FALLBACK_PROFILE"),
-            sonarr: arr(App::Sonarr, "SONARR_URL", "SONARR_API_KEY", "SONARR_FALLBACK_PROFILE"),
+            radarr: arr(App::Radarr, MediaType::Movie, false),
+            sonarr: arr(App::Sonarr, MediaType::Tv, false),
+            radarr_4k: arr(App::Radarr, MediaType::Movie, true),
+            sonarr_4k: arr(App::Sonarr, MediaType::Tv, true),
             jellyfin: env
                 .get("JELLYFIN_URL")
                 .map(|url| Arc::new(JellyfinClient::new(&url, env.secret("JELLYFIN_API_KEY")))),
@@ -37,34 +66,14 @@ impl Peers {
         }
     }
 
-    /// Radarr for films, Sonarr for series.
-    pub fn arr(&self, media_type: MediaType) -> Option<&ArrClient> {
-        match media_type {
-            MediaType::Movie => self.radarr.as_ref(),
-            MediaType::Tv => self.sonarr.as_ref(),
-        }
-    }
-
-    /// The Radarr/Sonarr that holds `req`'s film or series, when it is the one configured:
-    /// not for a 4K request, which Jellyseerr sends to its 4K server, a second instance with
-    /// its own ids, library and queue (issues/010).
+    /// The Radarr (films) or Sonarr (series) that holds `req`'s media: for a 4K request the
+    /// one Jellyseerr sends 4K requests to, which has its own ids, library and queue.
     pub fn arr_of(&self, req: &Request) -> Option<&ArrClient> {
-        if req.is_4k { None } else { self.arr(req.media_type) }
-    }
-
-    /// The setting naming the quality profile "Lower quality" switches to, for messages.
-    pub fn fallback_setting(media_type: MediaType) -> &'static str {
-        match media_type {
-            MediaType::Movie => "RADARR_FALLBACK_PROFILE",
-            MediaType::Tv => "SONARR_FALLBACK_PROFILE",
-        }
-    }
-
-    /// The setting to set for the *arr of this media type, for messages.
-    pub fn arr_setting(media_type: MediaType) -> &'static str {
-        match media_type {
-            MediaType::Movie => "RADARR_URL and RADARR_API_KEY",
-            MediaType::Tv => "SONARR_URL and SONARR_API_KEY",
+        match (req.media_type, req.is_4k) {
+            (MediaType::Movie, false) => self.radarr.as_ref(),
+            (MediaType::Movie, true) => self.radarr_4k.as_ref(),
+            (MediaType::Tv, false) => self.sonarr.as_ref(),
+            (MediaType::Tv, true) => self.sonarr_4k.as_ref(),
         }
     }
 }

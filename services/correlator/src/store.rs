@@ -563,19 +563,35 @@ pub async fn read_snapshot(pool: &SqlitePool) -> Result<sqlx::Transaction<'stati
 
 /// Requests whose download or import is under way (what a download-client or root-folder
 /// problem of Radarr/Sonarr can hold up).
-pub async fn requests_in_flight(conn: &mut SqliteConnection, media_type: MediaType) -> Result<Vec<RequestId>> {
+pub async fn requests_in_flight(
+    conn: &mut SqliteConnection,
+    media_type: MediaType,
+    is_4k: bool,
+) -> Result<Vec<RequestId>> {
     let rows = sqlx::query(
-        "SELECT id FROM requests WHERE media_type = ? AND state IN ('indexed', 'downloading', 'downloaded', 'importing')",
+        "SELECT id FROM requests WHERE media_type = ? AND is_4k = ?
+           AND state IN ('indexed', 'downloading', 'downloaded', 'importing')",
     )
     .bind(media_type.as_str())
+    .bind(is_4k)
     .fetch_all(conn)
     .await?;
     Ok(rows.iter().map(|r| RequestId(r.get(0))).collect())
 }
 
-/// Requests that carry a health problem of this check.
-pub async fn requests_with_alert(conn: &mut SqliteConnection, check: &str) -> Result<Vec<RequestId>> {
-    let rows = sqlx::query("SELECT id FROM requests WHERE alert_check = ?").bind(check).fetch_all(conn).await?;
+/// Requests of this media type (4K or not) that carry a health problem of this check.
+pub async fn requests_with_alert(
+    conn: &mut SqliteConnection,
+    check: &str,
+    media_type: MediaType,
+    is_4k: bool,
+) -> Result<Vec<RequestId>> {
+    let rows = sqlx::query("SELECT id FROM requests WHERE alert_check = ? AND media_type = ? AND is_4k = ?")
+        .bind(check)
+        .bind(media_type.as_str())
+        .bind(is_4k)
+        .fetch_all(conn)
+        .await?;
     Ok(rows.iter().map(|r| RequestId(r.get(0))).collect())
 }
 

@@ -45,7 +45,8 @@ pub struct DashboardSettings {
     /// `TRACKER_TRACE_URL`: a trace UI link with `{trace_id}` in it.
     pub trace_url: Option<String>,
     /// "Lower quality" is offered for films when `RADARR_FALLBACK_PROFILE` is set, for series
-    /// when `SONARR_FALLBACK_PROFILE` is (the correlator switches to that profile).
+    /// when `SONARR_FALLBACK_PROFILE` is, for 4K requests when the `*_4K_FALLBACK_PROFILE` is
+    /// (the correlator switches to that profile).
     pub lower_quality: LowerQuality,
 }
 
@@ -54,18 +55,27 @@ pub struct DashboardSettings {
 pub struct LowerQuality {
     pub films: bool,
     pub series: bool,
+    pub films_4k: bool,
+    pub series_4k: bool,
 }
 
 impl LowerQuality {
     pub fn from_env(env: &Env) -> Self {
         let set = |name| env.get(name).is_some_and(|v| !v.trim().is_empty());
-        Self { films: set("RADARR_FALLBACK_PROFILE"), series: set("SONARR_FALLBACK_PROFILE") }
+        Self {
+            films: set("RADARR_FALLBACK_PROFILE"),
+            series: set("SONARR_FALLBACK_PROFILE"),
+            films_4k: set("RADARR_4K_FALLBACK_PROFILE"),
+            series_4k: set("SONARR_4K_FALLBACK_PROFILE"),
+        }
     }
 
-    pub fn offered(self, media_type: MediaType) -> bool {
-        match media_type {
-            MediaType::Movie => self.films,
-            MediaType::Tv => self.series,
+    pub fn offered(self, media_type: MediaType, is_4k: bool) -> bool {
+        match (media_type, is_4k) {
+            (MediaType::Movie, false) => self.films,
+            (MediaType::Tv, false) => self.series,
+            (MediaType::Movie, true) => self.films_4k,
+            (MediaType::Tv, true) => self.series_4k,
         }
     }
 }

@@ -79,17 +79,41 @@ async fn handle(
         let reason = format!("body larger than {} bytes (TRACKER_MAX_BODY_BYTES)", ingress.settings.max_body_bytes);
         return ingress.reject(origin, &headers, &[], StatusCode::PAYLOAD_TOO_LARGE, reason).await;
     };
+    let is_4k = match is_4k_instance(source, query.as_deref()) {
+        Ok(is_4k) => is_4k,
+        Err(reason) => return ingress.reject(origin, &headers, &body, StatusCode::BAD_REQUEST, reason).await,
+    };
     let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
     if let Some(reason) = unaccepted_type(adapter, content_type) {
         return ingress.reject(origin, &headers, &body, StatusCode::UNSUPPORTED_MEDIA_TYPE, reason).await;
     }
     let parsed = tracing::info_span!("parse", source = %source)
         .in_scope(|| payload::decode(content_type, &body).and_then(|p| Ok((adapter.parse(&p)?, p))));
-    let (fact, payload) = match parsed {
+    let (mut fact, payload) = match parsed {
         Ok(parsed) => parsed,
         Err(e) => return ingress.reject(origin, &headers, &body, StatusCode::BAD_REQUEST, e.to_string()).await,
     };
+    if let (true, Fact::Radarr(e) | Fact::Sonarr(e)) = (is_4k, &mut fact) {
+        e.mark_4k();
+    }
     ingress.accept(source, fact, Raw::of(&payload), &body).await
+}
+
+/// `?instance=4k`: posted by the Radarr/Sonarr that Jellyseerr sends 4K requests to. No other
+/// instance is known, and no other source has instances.
+fn is_4k_instance(source: Source, query: Option<&str>) -> Result<bool, String> {
+    let pairs = form_urlencoded::parse(query.unwrap_or_default().as_bytes());
+    let Some((_, value)) = pairs.into_iter().find(|(k, _)| k == "instance") else {
+        return Ok(false);
+    };
+    match source {
+        Source::Radarr | Source::Sonarr if value.eq_ignore_ascii_case("4k") => Ok(true),
+        Source::Radarr | Source::Sonarr => Err(format!(
+            "unknown instance `{value}`: `/hooks/{source}?instance=4k` is for the one Jellyseerr sends 4K requests \
+             to; the other posts without `instance`"
+        )),
+        _ => Err(format!("`?instance=` is for Radarr and Sonarr, not /hooks/{source}")),
+    }
 }
 
 /// The `data` of an accepted webhook's envelope: [`EventData`], borrowed.

@@ -35,6 +35,11 @@ pub struct ArrMedia {
     pub tags: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub poster_url: Option<String>,
+    /// Sent by the Radarr/Sonarr that Jellyseerr uses for 4K requests (its webhook posts to
+    /// `/hooks/radarr?instance=4k`): the film or series of a 4K request, with that
+    /// instance's ids.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub is_4k: bool,
 }
 
 impl ArrMedia {
@@ -213,6 +218,9 @@ pub struct Health {
     pub check: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub wiki_url: Option<String>,
+    /// Reported by the 4K instance (see [`ArrMedia::is_4k`]).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub is_4k: bool,
 }
 
 impl ArrEvent {
@@ -227,6 +235,30 @@ impl ArrEvent {
             | Self::MediaAdded { media, .. }
             | Self::ManualInteractionRequired { media, .. } => Some(media),
             _ => None,
+        }
+    }
+
+    /// Whether the 4K instance sent it ([`ArrMedia::is_4k`]).
+    pub fn is_4k(&self) -> bool {
+        match self {
+            Self::Health(h) | Self::HealthRestored(h) => h.is_4k,
+            other => other.media().is_some_and(|m| m.is_4k),
+        }
+    }
+
+    /// Marks the event as sent by the 4K instance.
+    pub fn mark_4k(&mut self) {
+        match self {
+            Self::Grab { media, .. }
+            | Self::Download { media, .. }
+            | Self::ImportComplete { media, .. }
+            | Self::FileDelete { media, .. }
+            | Self::MediaDelete { media, .. }
+            | Self::Rename { media, .. }
+            | Self::MediaAdded { media, .. }
+            | Self::ManualInteractionRequired { media, .. } => media.is_4k = true,
+            Self::Health(h) | Self::HealthRestored(h) => h.is_4k = true,
+            Self::ApplicationUpdate { .. } | Self::Test | Self::Other { .. } => {}
         }
     }
 

@@ -57,6 +57,7 @@ fn media(tv: bool) -> ArrMedia {
         path: None,
         tags: vec![],
         poster_url: None,
+        is_4k: false,
     }
 }
 

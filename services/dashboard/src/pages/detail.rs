@@ -53,7 +53,7 @@ fn parse(id: &str) -> Option<RequestId> {
 fn view(d: &Dashboard, detail: &RequestDetail) -> Detail {
     Detail::new(detail)
         .with_trace(d.settings.trace_url.as_deref())
-        .with_lower_quality(d.settings.lower_quality.offered(detail.summary.media_type))
+        .with_lower_quality(d.settings.lower_quality.offered(detail.summary.media_type, detail.summary.is_4k))
 }
 
 /// `GET /requests/{id}`.
@@ -125,20 +125,19 @@ mod tests {
         available.summary.state = St::Available;
         let html = page(Detail::new(&available).with_lower_quality(true));
         assert!(!html.contains("lower-quality"), "nothing to help with: not offered");
+        let mut four_k = d.clone();
+        four_k.summary.is_4k = true;
+        let html = page(Detail::new(&four_k).with_lower_quality(true));
+        assert!(html.contains("The profile stays changed in the 4K Radarr."), "{html}");
     }
 
     #[test]
-    fn a_4k_request_says_where_to_search_again_instead_of_offering_it() {
-        let mut s = summary(9, "Dune: Part Two", St::Failed);
-        s.is_4k = true;
-        let d = RequestDetail { summary: s, downloads: vec![], episodes: vec![], timeline: vec![] };
-        let html =
-            DetailPage { layout: Layout::new("x", "", "detail"), detail: Detail::new(&d).with_lower_quality(true) }
-                .render()
-                .unwrap();
-        assert!(!html.contains("/retry") && !html.contains("lower-quality"), "{html}");
-        assert!(html.contains("A 4K request is searched again in the 4K Radarr"), "{html}");
-        assert!(html.contains(r#"hx-post="/api/requests/9/cancel""#), "cancelling is the tracker's own: offered");
+    fn lower_quality_needs_the_fallback_profile_of_the_requests_instance() {
+        let env = shared::Env::from_pairs([("RADARR_FALLBACK_PROFILE", "SD"), ("SONARR_4K_FALLBACK_PROFILE", "HD")]);
+        let offered = crate::LowerQuality::from_env(&env);
+        use shared::events::MediaType::{Movie, Tv};
+        assert!(offered.offered(Movie, false) && !offered.offered(Movie, true));
+        assert!(!offered.offered(Tv, false) && offered.offered(Tv, true));
     }
 
     #[test]

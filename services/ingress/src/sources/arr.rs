@@ -76,6 +76,7 @@ pub fn health(root: &Map<'_>) -> Health {
         message: root.str_of("message").unwrap_or_default(),
         check: root.str_of("type"),
         wiki_url: root.str_of("wikiUrl"),
+        is_4k: false,
     }
 }
 

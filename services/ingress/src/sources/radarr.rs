@@ -108,6 +108,7 @@ fn movie(root: &Map<'_>, context: &str) -> Result<ArrMedia, ParseError> {
         path: movie.str_of("folderPath").map(|p| shared::paths::normalize(&p)),
         poster_url: arr::poster(movie),
         tags,
+        is_4k: false,
     })
 }
 

@@ -132,6 +132,7 @@ fn series(root: &Map<'_>, context: &str) -> Result<ArrMedia, ParseError> {
         path: series.str_of("path").map(|p| shared::paths::normalize(&p)),
         poster_url: arr::poster(series),
         tags: arr::tags(series),
+        is_4k: false,
     })
 }
 

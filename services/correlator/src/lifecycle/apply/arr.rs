@@ -199,6 +199,7 @@ impl Step<'_> {
         r.tvdb_id = r.tvdb_id.or(m.tvdb_id);
         r.imdb_id = r.imdb_id.take().or_else(|| m.imdb_id.clone());
         r.is_anime |= m.anime;
+        r.is_4k |= m.is_4k;
         if r.jellyseerr_id.is_none() {
             r.title = m.title.clone();
             r.year = m.year.or(r.year);
