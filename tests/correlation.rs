@@ -873,6 +873,27 @@ async fn a_films_hd_and_4k_requests_stay_apart() {
     assert_eq!(states, [State::Available, State::Indexed]);
 }
 
+/// The stock Jellyfin template names no file: the film's file is read from Jellyfin's API
+/// (through the path map) and tells the HD copy from the 4K one, whose request is newer.
+#[tokio::test]
+async fn a_jellyfin_film_is_matched_by_the_file_jellyfin_has_for_it() {
+    let (url, _) = jellyfin_stub().await;
+    let client = correlator::jellyfin::JellyfinClient::new(&url, Some(shared::settings::Secret::new("jf-key")));
+    let path_map = shared::paths::PathMap::parse("/movies=/data/media/movies").unwrap();
+    let processor = correlator::Processor::new(path_map, std::time::Duration::from_secs(3600), None)
+        .with_jellyfin(Some(std::sync::Arc::new(client)));
+    let world = World::with(processor).await;
+    world.apply(&fx(Radarr, "radarr/webhook_grab_the_batman.json", 0)).await;
+    world.apply(&fx(Radarr, "radarr/webhook_download_the_batman.json", 1)).await;
+    let request_4k = [("/event", json!("New 4K Movie Request")), ("/request/request_id", json!("46"))];
+    world
+        .apply(&fx_with(Jellyseerr, "jellyseerr/webhook_media_pending_movie_the_batman_req42.json", 2, &request_4k))
+        .await;
+    world.apply(&fx(Jellyfin, "jellyfin/item_added_movie_the_batman.json", 3)).await;
+    let seen: Vec<(bool, State)> = world.requests().await.iter().map(|r| (r.summary.is_4k, r.summary.state)).collect();
+    assert_eq!(seen, [(false, State::Available), (true, State::Requested)]);
+}
+
 #[tokio::test]
 async fn the_same_event_twice_changes_nothing() {
     let world = World::new().await;
@@ -907,19 +928,28 @@ async fn jellyfin_stub() -> (String, std::sync::Arc<std::sync::atomic::AtomicUsi
         axum::routing::get(move |Path(id): Path<String>, headers: HeaderMap| {
             let counter = counter.clone();
             async move {
-                counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                 let authorized = headers.get("authorization").is_some_and(|v| v == "MediaBrowser Token=\"jf-key\"");
                 if !authorized {
                     return (axum::http::StatusCode::UNAUTHORIZED, axum::Json(json!({}))).into_response();
                 }
-                if id != "d4da0d40517e4c0a9b1c2d3e4f5a6b7c" {
-                    return (axum::http::StatusCode::NOT_FOUND, axum::Json(json!({}))).into_response();
+                match id.as_str() {
+                    "d4da0d40517e4c0a9b1c2d3e4f5a6b7c" => {
+                        counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                        axum::Json(json!({
+                            "Name": "DAN DA DAN", "Id": id, "Type": "Series",
+                            "ProviderIds": { "Tvdb": "432832", "Tmdb": "240411", "AniDb": "18290" }
+                        }))
+                        .into_response()
+                    }
+                    // The Batman, the HD copy, as Jellyfin's own mount names it.
+                    "a1b2c3d4e5f6478899aabbccddeeff00" => axum::Json(json!({
+                        "Name": "The Batman", "Id": id, "Type": "Movie",
+                        "Path": "/movies/The Batman (2022)/The Batman (2022) [Bluray-1080p].mkv",
+                        "ProviderIds": { "Tmdb": "414906", "Imdb": "tt1877830" }
+                    }))
+                    .into_response(),
+                    _ => (axum::http::StatusCode::NOT_FOUND, axum::Json(json!({}))).into_response(),
                 }
-                axum::Json(json!({
-                    "Name": "DAN DA DAN", "Id": id, "Type": "Series",
-                    "ProviderIds": { "Tvdb": "432832", "Tmdb": "240411", "AniDb": "18290" }
-                }))
-                .into_response()
             }
         }),
     );

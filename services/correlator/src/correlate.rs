@@ -143,10 +143,17 @@ impl Processor {
     }
 
     /// Adds what the event does not say but the correlation needs, from the services' APIs
-    /// (outside any transaction): the series of a Jellyfin episode. Failures only log: the
-    /// event is then matched by series name.
+    /// (outside any transaction): the file of a Jellyfin film or episode, the series of an
+    /// episode. Failures only log: the event is then matched by its ids, or by series name.
     pub async fn enrich(&self, env: &mut MediaEnvelope) {
         let (Some(client), Fact::Jellyfin(e)) = (&self.jellyfin, &mut env.data.event) else { return };
+        let added = e.notification_type == "ItemAdded" && matches!(e.item_type.as_deref(), Some("Movie" | "Episode"));
+        if let Some(item_id) = e.item_id.clone().filter(|_| added && e.path.is_none()) {
+            match client.item_path(&item_id).await {
+                Ok(path) => e.path = path.map(|p| shared::paths::normalize(&p)),
+                Err(error) => tracing::warn!(%item_id, %error, "file not read from Jellyfin; matching by ids"),
+            }
+        }
         let Some(series_id) = e.series_id.clone().filter(|_| e.series_tvdb_id.is_none() && e.series_tmdb_id.is_none())
         else {
             return;

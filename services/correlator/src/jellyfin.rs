@@ -1,5 +1,7 @@
 //! Jellyfin's REST API, for what its webhook does not say: an episode's provider ids are the
-//! episode's own, so the series is resolved through `GET /Items/{SeriesId}`.
+//! episode's own, so the series is resolved through `GET /Items/{SeriesId}`; the stock
+//! template has no file path, which `GET /Items/{ItemId}` gives (it tells a film's HD and 4K
+//! copies apart).
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -29,6 +31,8 @@ pub struct JellyfinClient {
 struct Item {
     #[serde(default)]
     provider_ids: HashMap<String, String>,
+    #[serde(default)]
+    path: Option<String>,
 }
 
 impl JellyfinClient {
@@ -42,21 +46,30 @@ impl JellyfinClient {
         if let Some(hit) = self.series.lock().unwrap_or_else(|e| e.into_inner()).get(series_id) {
             return Ok(*hit);
         }
-        let mut req = self.http.get(format!("{}/Items/{series_id}", self.base));
-        if let Some(key) = &self.key {
-            req = req.header("Authorization", format!("MediaBrowser Token=\"{}\"", key.expose()));
-        }
-        let resp = req.send().await.map_err(|e| format!("Jellyfin unreachable: {}", e.without_url()))?;
-        if !resp.status().is_success() {
-            return Err(format!("Jellyfin answered {} for series {series_id}", resp.status()));
-        }
-        let item: Item = resp.json().await.map_err(|e| format!("unexpected Jellyfin answer: {}", e.without_url()))?;
+        let item = self.item(series_id).await?;
         let id = |k: &str| {
             item.provider_ids.iter().find(|(n, _)| n.eq_ignore_ascii_case(k)).and_then(|(_, v)| v.parse().ok())
         };
         let ids = SeriesIds { tvdb: id("Tvdb"), tmdb: id("Tmdb") };
         self.series.lock().unwrap_or_else(|e| e.into_inner()).insert(series_id.to_owned(), ids);
         Ok(ids)
+    }
+
+    /// The file of the item with Jellyfin id `item_id` (a film's or an episode's), if it has one.
+    pub async fn item_path(&self, item_id: &str) -> Result<Option<String>, String> {
+        Ok(self.item(item_id).await?.path.filter(|p| !p.is_empty()))
+    }
+
+    async fn item(&self, id: &str) -> Result<Item, String> {
+        let mut req = self.http.get(format!("{}/Items/{id}", self.base));
+        if let Some(key) = &self.key {
+            req = req.header("Authorization", format!("MediaBrowser Token=\"{}\"", key.expose()));
+        }
+        let resp = req.send().await.map_err(|e| format!("Jellyfin unreachable: {}", e.without_url()))?;
+        if !resp.status().is_success() {
+            return Err(format!("Jellyfin answered {} for item {id}", resp.status()));
+        }
+        resp.json().await.map_err(|e| format!("unexpected Jellyfin answer: {}", e.without_url()))
     }
 }
 
