@@ -486,23 +486,13 @@ async fn resolve(s: &mut Session<'_>, fact: &Fact, at: OffsetDateTime, path_map:
             }
         }
         Fact::Shoko(e) => {
-            let mut keys: Vec<String> = e
-                .path
-                .iter()
-                .chain(e.previous_path.iter())
-                .flat_map(|p| path_map.aliases(p))
-                .map(|p| format!("path:{p}"))
-                .collect();
+            let mut keys = path_keys(e.path.iter().chain(e.previous_path.iter()), path_map);
             keys.dedup();
-            for key in &keys {
-                let found = s.find_by_key(key).await?;
-                if !found.is_empty() {
-                    return Ok(Target::Existing(found));
-                }
+            if let Some(found) = first_found(s, &keys).await? {
+                return Ok(Target::Existing(found));
             }
             let name_key = format!("file:{}", paths::file_name(&e.relative_path));
-            let found = s.find_by_key(&name_key).await?;
-            if !found.is_empty() {
+            if let Some(found) = first_found(s, std::slice::from_ref(&name_key)).await? {
                 return Ok(Target::Existing(found));
             }
             // An episode imported under one of the file's folders, by its season and episode
@@ -515,11 +505,8 @@ async fn resolve(s: &mut Session<'_>, fact: &Fact, at: OffsetDateTime, path_map:
                 .flat_map(|p| ancestors(&p))
                 .flat_map(|dir| episodes.iter().map(move |n| lifecycle::episode_key(&dir, n.season, n.episode)))
                 .collect();
-            for key in &by_episode {
-                let found = s.find_by_key(key).await?;
-                if !found.is_empty() {
-                    return Ok(Target::Existing(found));
-                }
+            if let Some(found) = first_found(s, &by_episode).await? {
+                return Ok(Target::Existing(found));
             }
             keys.push(name_key);
             keys.extend(by_episode);
@@ -529,15 +516,10 @@ async fn resolve(s: &mut Session<'_>, fact: &Fact, at: OffsetDateTime, path_map:
             if e.notification_type != "ItemAdded" {
                 return Ok(Target::Ignore("Jellyfin notification other than ItemAdded".into()));
             }
-            // The file, when the webhook names it, is the imported one: that tells a film's
-            // HD and 4K requests apart, which its ids cannot.
-            let path_keys: Vec<String> =
-                e.path.iter().flat_map(|p| path_map.aliases(p)).map(|p| format!("path:{p}")).collect();
-            for key in &path_keys {
-                let found = s.find_by_key(key).await?;
-                if !found.is_empty() {
-                    return Ok(Target::Existing(found));
-                }
+            // The file, when the webhook names it (or Jellyfin's API did, `enrich`), is the
+            // imported one: that tells a film's HD and 4K requests apart, which its ids cannot.
+            if let Some(found) = first_found(s, &path_keys(e.path.iter(), path_map)).await? {
+                return Ok(Target::Existing(found));
             }
             match e.item_type.as_deref() {
                 Some("Movie") => {
@@ -703,6 +685,22 @@ fn media_keys(kind: MediaType, tmdb: Option<u64>, tvdb: Option<u64>, imdb: Optio
         keys.push(format!("{kind}:imdb:{}", id.to_ascii_lowercase()));
     }
     keys
+}
+
+/// The `path:` keys of files, as named and through the path map.
+fn path_keys<'a>(files: impl Iterator<Item = &'a String>, path_map: &PathMap) -> Vec<String> {
+    files.flat_map(|p| path_map.aliases(p)).map(|p| format!("path:{p}")).collect()
+}
+
+/// The requests the first of `keys` that names any names.
+async fn first_found(s: &mut Session<'_>, keys: &[String]) -> Result<Option<Vec<RequestId>>> {
+    for key in keys {
+        let found = s.find_by_key(key).await?;
+        if !found.is_empty() {
+            return Ok(Some(found));
+        }
+    }
+    Ok(None)
 }
 
 /// `/a/b/c.mkv` → `/a/b`, `/a`.
