@@ -242,9 +242,9 @@ async fn a_re_request_of_a_film_radarr_already_has_goes_straight_to_available() 
 }
 
 /// Radarr at RADARR_URL having the film says nothing of its 4K copy, which Jellyseerr asks of
-/// its 4K Radarr: a 4K request is not taken as already there.
+/// its 4K Radarr: a 4K request is not taken as already there, until the 4K Radarr says so.
 #[tokio::test(flavor = "multi_thread")]
-async fn a_4k_request_is_not_found_in_the_library_of_the_other_radarr() {
+async fn a_4k_request_is_looked_up_in_the_4k_radarr_never_the_other() {
     let (radarr, calls) = stand_in(
         vec![(Method::GET, "/api/v3/movie", StatusCode::OK, json!([{"id": 7, "tmdbId": 414906, "hasFile": true}]))],
         "rk",
@@ -263,6 +263,19 @@ async fn a_4k_request_is_not_found_in_the_library_of_the_other_radarr() {
     stack.publish(&[fx(Jellyseerr, "jellyseerr/webhook_media_approved_movie_the_batman_req42.json", 2)]).await;
     let r = stack.wait("approved", |r| r.summary.state == State::Approved).await;
     assert!(r.timeline.iter().all(|e| e.message != "Already in Radarr's library"), "{:?}", r.timeline);
+
+    // The 4K Radarr, once configured, is the one asked; it has the film in 4K.
+    let (radarr_4k, calls_4k) = stand_in(
+        vec![(Method::GET, "/api/v3/movie", StatusCode::OK, json!([{"id": 70, "tmdbId": 414906, "hasFile": true}]))],
+        "rk4",
+    )
+    .await;
+    let with_4k = [env[0], env[1], ("RADARR_4K_URL", radarr_4k.as_str()), ("RADARR_4K_API_KEY", "rk4")];
+    stack.watchdog(&with_4k).await.tick(at(3)).await.unwrap();
+    let r = stack.wait("available", |r| r.summary.state == State::Available).await;
+    assert_eq!(r.timeline.last().unwrap().message, "Already in Radarr's library");
+    assert_eq!(calls_4k.lock().unwrap()[0].1, "/api/v3/movie?tmdbId=414906");
+    assert!(calls.lock().unwrap().is_empty(), "still nothing asked of the other Radarr");
 }
 
 #[tokio::test(flavor = "multi_thread")]
