@@ -348,3 +348,18 @@ fn base64(bytes: &[u8]) -> String {
     use base64::Engine as _;
     base64::engine::general_purpose::STANDARD.encode(bytes)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn instance_4k_is_read_beside_the_token_and_only_for_radarr_and_sonarr() {
+        assert_eq!(is_4k_instance(Source::Sonarr, Some("token=t0k&instance=4K")), Ok(true));
+        assert_eq!(is_4k_instance(Source::Radarr, Some("instance=4k")), Ok(true));
+        assert_eq!(is_4k_instance(Source::Radarr, Some("token=t0k")), Ok(false));
+        assert_eq!(is_4k_instance(Source::Radarr, None), Ok(false));
+        assert!(is_4k_instance(Source::Sonarr, Some("instance=hd")).unwrap_err().starts_with("unknown instance `hd`"));
+        assert!(is_4k_instance(Source::Jellyfin, Some("instance=4k")).is_err());
+    }
+}
