@@ -89,7 +89,9 @@ impl Stack {
     async fn watchdog(&self, env: &[(&str, &str)]) -> Watchdog {
         let env = shared::Env::from_pairs(env.iter().copied());
         let store = correlator::Store::open(&self.db).await.unwrap();
+        let path_map = shared::paths::PathMap::parse(&env.get("TRACKER_PATH_MAP").unwrap_or_default()).unwrap();
         Watchdog::new(store, self.bus.clone(), Thresholds::from_env(&env).unwrap(), Peers::from_env(&env))
+            .with_path_map(path_map)
     }
 
     async fn publish(&self, steps: &[Step]) {
@@ -208,6 +210,50 @@ async fn an_import_whose_jellyfin_webhook_never_came_is_found_through_jellyfins_
     let (_, path, _) = calls.lock().unwrap()[0].clone();
     assert!(path.starts_with("/Items?Recursive=true&IncludeItemTypes=Movie&HasTmdbId=true"), "{path}");
     assert!(path.contains("SearchTerm=The+Batman"), "{path}");
+}
+
+/// A 4K film whose Jellyfin webhook never came: Jellyfin's HD copy of the film is not it; its
+/// own copy, found by the file the 4K Radarr imported (through the path map), is.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_4k_film_is_found_in_jellyfin_by_its_own_file_not_the_hd_copy() {
+    let hd = fixture("jellyfin/api_items_query_movies_with_tmdb.json");
+    let mut both = hd.clone();
+    let mut copy_4k = hd["Items"][0].clone();
+    copy_4k["Id"] = json!("b2c3d4e5f6a7489900aabbccddeeff11");
+    copy_4k["Path"] = json!("/media/movies-4k/The Batman (2022)/The Batman (2022) [Bluray-2160p].mkv");
+    both["Items"].as_array_mut().unwrap().push(copy_4k);
+    let (only_hd, _) = stand_in(vec![(Method::GET, "/Items", StatusCode::OK, hd)], "jk").await;
+    let (with_4k, _) = stand_in(vec![(Method::GET, "/Items", StatusCode::OK, both)], "jk").await;
+    let stack = Stack::start(&[]).await;
+    let from_4k = |mut step: Step| {
+        let shared::events::Fact::Radarr(e) = &mut step.fact else { panic!("a Radarr fact") };
+        e.mark_4k();
+        step
+    };
+    let approved = [("/event", json!("4K Movie Request Approved"))];
+    let import = [
+        ("/movieFile/path", json!("/data/media/movies-4k/The Batman (2022)/The Batman (2022) [Bluray-2160p].mkv")),
+        ("/downloadId", json!("C0DEC0DEC0DEC0DEC0DEC0DEC0DEC0DEC0DEC0DE")),
+    ];
+    stack
+        .publish(&[
+            fx_with(Jellyseerr, "jellyseerr/webhook_media_approved_movie_the_batman_req42.json", 1, &approved),
+            from_4k(fx_with(Radarr, "radarr/webhook_grab_the_batman.json", 3, &import[1..])),
+            from_4k(fx_with(Radarr, "radarr/webhook_download_the_batman.json", 11, &import)),
+        ])
+        .await;
+    let r = stack.wait("importing", |r| r.summary.state == State::Importing).await;
+    assert!(r.summary.is_4k);
+    fn env(url: &str) -> [(&str, &str); 3] {
+        [("JELLYFIN_URL", url), ("JELLYFIN_API_KEY", "jk"), ("TRACKER_PATH_MAP", "/media=/data/media")]
+    }
+    assert!(stack.watchdog(&env(&only_hd)).await.tick(at(11 + 6)).await.unwrap().is_empty(), "the HD copy is not it");
+    stack.watchdog(&env(&with_4k)).await.tick(at(11 + 7)).await.unwrap();
+    let r = stack.wait("available", |r| r.summary.state == State::Available).await;
+    let store = correlator::Store::open(&stack.db).await.unwrap();
+    let r = correlator::store::detail(store.pool(), r.summary.id, Some("https://jf.example")).await.unwrap().unwrap();
+    let watch = r.summary.watch_url.unwrap_or_default();
+    assert!(watch.starts_with("https://jf.example/web/#/details?id=b2c3d4e5f6a7489900aabbccddeeff11"), "{watch}");
 }
 
 #[tokio::test(flavor = "multi_thread")]

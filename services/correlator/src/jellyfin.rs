@@ -80,6 +80,8 @@ pub struct LibraryItem {
     pub server_id: Option<String>,
     pub season: Option<u32>,
     pub episode: Option<u32>,
+    /// Its file (or folder), as Jellyfin mounts it.
+    pub path: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -122,6 +124,7 @@ impl ListedItem {
             server_id: self.server_id,
             season: self.parent_index_number,
             episode: self.index_number,
+            path: self.path.map(|p| shared::paths::normalize(&p)),
         }
     }
 }
@@ -141,18 +144,18 @@ impl JellyfinClient {
         Ok(list.items)
     }
 
-    /// The film with this TMDB id, if the library has its file. Jellyfin has no
-    /// "provider id equals" filter (that is Emby's), so the title narrows the search and the
-    /// id is compared here.
-    pub async fn movie(&self, tmdb: u64, title: &str) -> Result<Option<LibraryItem>, String> {
+    /// The films with this TMDB id whose file the library has (an HD and a 4K copy are two).
+    /// Jellyfin has no "provider id equals" filter (that is Emby's), so the title narrows the
+    /// search and the id is compared here.
+    pub async fn movies(&self, tmdb: u64, title: &str) -> Result<Vec<LibraryItem>, String> {
         let q = format!(
             "/Items?Recursive=true&IncludeItemTypes=Movie&HasTmdbId=true&Fields=ProviderIds,Path&SearchTerm={}",
             encode(title)
         );
         let tmdb = tmdb.to_string();
         let found =
-            self.list(&q).await?.into_iter().find(|i| i.provider("Tmdb") == Some(tmdb.as_str()) && i.has_file());
-        Ok(found.map(ListedItem::into_library))
+            self.list(&q).await?.into_iter().filter(|i| i.provider("Tmdb") == Some(tmdb.as_str()) && i.has_file());
+        Ok(found.map(ListedItem::into_library).collect())
     }
 
     /// The series with this TVDB id and its episodes that have a file.

@@ -120,7 +120,8 @@ impl Correlator {
         let commands =
             tokio::spawn(commands::serve(bus.clone(), store.clone(), settings.peers.clone(), cancel.clone()));
         let watchdog =
-            watchdog::Watchdog::new(store.clone(), bus.clone(), settings.thresholds.clone(), settings.peers.clone());
+            watchdog::Watchdog::new(store.clone(), bus.clone(), settings.thresholds.clone(), settings.peers.clone())
+                .with_path_map(settings.path_map.clone());
         let watchdog = tokio::spawn(watchdog.run(settings.watch_interval, cancel.clone()));
         let health_task = tokio::spawn(health.clone().serve(bus.clone(), cancel.clone()));
         let housekeeping = tokio::spawn(housekeeping(store.clone(), health.clone(), cancel.clone()));

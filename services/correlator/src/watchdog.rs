@@ -16,11 +16,13 @@ use shared::events::tracker::TrackerEvent;
 use shared::events::{EventData, Fact, MediaType};
 use shared::ids::RequestId;
 use shared::model::State;
+use shared::paths::PathMap;
 use shared::settings::{Env, SettingError};
 use time::OffsetDateTime;
 use tokio_util::sync::CancellationToken;
 
-use crate::lifecycle::Request;
+use crate::jellyfin::LibraryItem;
+use crate::lifecycle::{FILM, Request};
 use crate::peers::Peers;
 use crate::store::{self, Store};
 
@@ -59,6 +61,8 @@ pub struct Watchdog {
     looked_up: Mutex<HashMap<RequestId, OffsetDateTime>>,
     /// When Jellyseerr's request list was last read.
     caught_up: Mutex<Option<OffsetDateTime>>,
+    /// `TRACKER_PATH_MAP`: Jellyfin's paths against the imported files.
+    path_map: PathMap,
 }
 
 /// Wall-clock time derived from tokio's clock, so that tests can run the loop with paused time.
@@ -79,7 +83,21 @@ impl Clock {
 
 impl Watchdog {
     pub fn new(store: Store, bus: Bus, thresholds: Thresholds, peers: Peers) -> Self {
-        Self { store, bus, thresholds, peers, looked_up: Mutex::new(HashMap::new()), caught_up: Mutex::new(None) }
+        Self {
+            store,
+            bus,
+            thresholds,
+            peers,
+            looked_up: Mutex::new(HashMap::new()),
+            caught_up: Mutex::new(None),
+            path_map: PathMap::default(),
+        }
+    }
+
+    /// Compares Jellyfin's paths with the imported files through `path_map`.
+    pub fn with_path_map(mut self, path_map: PathMap) -> Self {
+        self.path_map = path_map;
+        self
     }
 
     /// Looks every `interval` until `cancel` fires.
@@ -302,12 +320,31 @@ impl Watchdog {
         }
     }
 
+    /// Of the library's copies of a film, the one this request brought: the one whose file it
+    /// imported; else, for a request that is not 4K, the first (Jellyfin may mount the media
+    /// elsewhere than Radarr when `TRACKER_PATH_MAP` is unset). A 4K request needs its own
+    /// file: another copy is the HD one.
+    fn this_copy(&self, req: &Request, copies: Vec<LibraryItem>) -> Option<LibraryItem> {
+        let imported = req.items.get(&FILM).and_then(|i| i.file_path.as_deref());
+        let ours = |c: &LibraryItem| {
+            let aliases = || c.path.as_deref().map(|p| self.path_map.aliases(p)).unwrap_or_default();
+            imported.is_some_and(|f| aliases().iter().any(|a| a == f))
+        };
+        match copies.iter().position(ours) {
+            Some(i) => copies.into_iter().nth(i),
+            None if req.is_4k => None,
+            None => copies.into_iter().next(),
+        }
+    }
+
     /// Requests whose webhook never came still reach available: Jellyfin is asked directly
     /// (an exact provider-id match on an item with a file).
     async fn in_jellyfin(&self, req: &Request) -> Option<TrackerEvent> {
         let jf = self.peers.jellyfin.as_ref()?;
         let result = match req.media_type {
-            MediaType::Movie => jf.movie(req.tmdb_id?.0, &req.title).await.map(|m| m.map(|i| (i, Vec::new()))),
+            MediaType::Movie => {
+                jf.movies(req.tmdb_id?.0, &req.title).await.map(|m| self.this_copy(req, m).map(|i| (i, Vec::new())))
+            }
             MediaType::Tv => jf.series_episodes(req.tvdb_id?.0, &req.title).await.map(|found| {
                 found.and_then(|(series, episodes)| {
                     let present: Vec<EpisodeRef> = episodes
