@@ -256,6 +256,54 @@ async fn a_4k_film_is_found_in_jellyfin_by_its_own_file_not_the_hd_copy() {
     assert!(watch.starts_with("https://jf.example/web/#/details?id=b2c3d4e5f6a7489900aabbccddeeff11"), "{watch}");
 }
 
+/// The same for a 4K series: Jellyfin's HD copy has the episode too, but only the 4K copy's
+/// file is the one the 4K Sonarr imported.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_4k_series_episode_is_found_in_jellyfin_by_its_own_file() {
+    const FILE: &str = "Severance/Season 02/Severance - S02E01 - Hello, Ms. Cobel [WEBDL-2160p].mkv";
+    let series = |id: &str| json!({"Id": id, "Name": "Severance", "ProviderIds": {"Tvdb": "371980"}, "Type": "Series"});
+    let episode = |id: &str, path: String| {
+        json!({"Items": [{"Id": id, "Name": "Hello, Ms. Cobel", "ParentIndexNumber": 2, "IndexNumber": 1,
+            "Path": path, "LocationType": "FileSystem", "Type": "Episode"}]})
+    };
+    let routes = vec![
+        (Method::GET, "/Items", StatusCode::OK, json!({"Items": [series("5e1a"), series("5e4c")]})),
+        (
+            Method::GET,
+            "/Shows/5e1a/",
+            StatusCode::OK,
+            episode("e1a1", format!("/media/tv/{}", FILE.replace("2160p", "1080p"))),
+        ),
+        (Method::GET, "/Shows/5e4c/", StatusCode::OK, episode("e4c1", format!("/media/tv-4k/{FILE}"))),
+    ];
+    let (jellyfin, _) = stand_in(routes, "jk").await;
+    let stack = Stack::start(&[]).await;
+    let from_4k = |mut step: Step| {
+        let shared::events::Fact::Sonarr(e) = &mut step.fact else { panic!("a Sonarr fact") };
+        e.mark_4k();
+        step
+    };
+    let approved = [("/event", json!("4K Series Request Approved"))];
+    let import = [("/episodeFile/path", json!(format!("/data/media/tv-4k/{FILE}")))];
+    stack
+        .publish(&[
+            fx_with(Jellyseerr, "jellyseerr/webhook_media_approved_tv_severance_req44.json", 1, &approved),
+            from_4k(fx(Sonarr, "sonarr/webhook_grab_severance_s02e01.json", 3)),
+            from_4k(fx_with(Sonarr, "sonarr/webhook_download_severance_s02e01.json", 11, &import)),
+        ])
+        .await;
+    let r = stack.wait("E01 imported", |r| r.episodes.first().is_some_and(|e| e.state == State::Importing)).await;
+    assert!(r.summary.is_4k);
+    let env =
+        [("JELLYFIN_URL", jellyfin.as_str()), ("JELLYFIN_API_KEY", "jk"), ("TRACKER_PATH_MAP", "/media=/data/media")];
+    stack.watchdog(&env).await.tick(at(11 + 6)).await.unwrap();
+    let r = stack.wait("E01 available", |r| r.episodes.first().is_some_and(|e| e.state == State::Available)).await;
+    let store = correlator::Store::open(&stack.db).await.unwrap();
+    let r = correlator::store::detail(store.pool(), r.summary.id, Some("https://jf.example")).await.unwrap().unwrap();
+    let watch = r.summary.watch_url.unwrap_or_default();
+    assert!(watch.starts_with("https://jf.example/web/#/details?id=5e4c"), "the 4K copy of the series: {watch}");
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_metadata_only_jellyfin_item_does_not_count_as_available() {
     let mut items = fixture("jellyfin/api_items_query_movies_with_tmdb.json");

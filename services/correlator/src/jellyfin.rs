@@ -158,21 +158,23 @@ impl JellyfinClient {
         Ok(found.map(ListedItem::into_library).collect())
     }
 
-    /// The series with this TVDB id and its episodes that have a file.
+    /// The series with this TVDB id, each with its episodes that have a file (an HD and a 4K
+    /// library hold two).
     pub async fn series_episodes(
         &self,
         tvdb: u64,
         title: &str,
-    ) -> Result<Option<(LibraryItem, Vec<LibraryItem>)>, String> {
+    ) -> Result<Vec<(LibraryItem, Vec<LibraryItem>)>, String> {
         let q =
             format!("/Items?Recursive=true&IncludeItemTypes=Series&Fields=ProviderIds&SearchTerm={}", encode(title));
         let tvdb = tvdb.to_string();
-        let Some(series) = self.list(&q).await?.into_iter().find(|i| i.provider("Tvdb") == Some(tvdb.as_str())) else {
-            return Ok(None);
-        };
-        let episodes = self.list(&format!("/Shows/{}/Episodes?Fields=Path", series.id)).await?;
-        let present = episodes.into_iter().filter(ListedItem::has_file).map(ListedItem::into_library).collect();
-        Ok(Some((series.into_library(), present)))
+        let mut copies = Vec::new();
+        for series in self.list(&q).await?.into_iter().filter(|i| i.provider("Tvdb") == Some(tvdb.as_str())) {
+            let episodes = self.list(&format!("/Shows/{}/Episodes?Fields=Path", series.id)).await?;
+            let present = episodes.into_iter().filter(ListedItem::has_file).map(ListedItem::into_library).collect();
+            copies.push((series.into_library(), present));
+        }
+        Ok(copies)
     }
 }
 

@@ -326,15 +326,37 @@ impl Watchdog {
     /// file: another copy is the HD one.
     fn this_copy(&self, req: &Request, copies: Vec<LibraryItem>) -> Option<LibraryItem> {
         let imported = req.items.get(&FILM).and_then(|i| i.file_path.as_deref());
-        let ours = |c: &LibraryItem| {
-            let aliases = || c.path.as_deref().map(|p| self.path_map.aliases(p)).unwrap_or_default();
-            imported.is_some_and(|f| aliases().iter().any(|a| a == f))
-        };
-        match copies.iter().position(ours) {
+        match copies.iter().position(|c| self.same_file(c, imported)) {
             Some(i) => copies.into_iter().nth(i),
             None if req.is_4k => None,
             None => copies.into_iter().next(),
         }
+    }
+
+    /// Of the library's copies of a series, the one with episodes this request is waiting for,
+    /// and those episodes: for a 4K request only episodes whose file it imported, in the first
+    /// copy that has any; otherwise those of the first copy, as for films.
+    fn these_episodes(
+        &self,
+        req: &Request,
+        copies: Vec<(LibraryItem, Vec<LibraryItem>)>,
+    ) -> Option<(LibraryItem, Vec<EpisodeRef>)> {
+        let waiting = |e: &LibraryItem| {
+            let key = (e.season?, e.episode?);
+            let item = req.items.get(&key).filter(|i| i.stage < State::Available)?;
+            (!req.is_4k || self.same_file(e, item.file_path.as_deref()))
+                .then_some(EpisodeRef { season: key.0, episode: key.1 })
+        };
+        let copies = copies.into_iter().take(if req.is_4k { usize::MAX } else { 1 });
+        copies
+            .map(|(series, episodes)| (series, episodes.iter().filter_map(waiting).collect::<Vec<_>>()))
+            .find(|(_, present)| !present.is_empty())
+    }
+
+    /// Whether Jellyfin's `item` is the file `imported` (through `TRACKER_PATH_MAP`).
+    fn same_file(&self, item: &LibraryItem, imported: Option<&str>) -> bool {
+        let (Some(path), Some(imported)) = (item.path.as_deref(), imported) else { return false };
+        self.path_map.aliases(path).iter().any(|p| p == imported)
     }
 
     /// Requests whose webhook never came still reach available: Jellyfin is asked directly
@@ -345,16 +367,9 @@ impl Watchdog {
             MediaType::Movie => {
                 jf.movies(req.tmdb_id?.0, &req.title).await.map(|m| self.this_copy(req, m).map(|i| (i, Vec::new())))
             }
-            MediaType::Tv => jf.series_episodes(req.tvdb_id?.0, &req.title).await.map(|found| {
-                found.and_then(|(series, episodes)| {
-                    let present: Vec<EpisodeRef> = episodes
-                        .iter()
-                        .filter_map(|e| Some(EpisodeRef { season: e.season?, episode: e.episode? }))
-                        .filter(|e| req.items.get(&(e.season, e.episode)).is_some_and(|i| i.stage < State::Available))
-                        .collect();
-                    (!present.is_empty()).then_some((series, present))
-                })
-            }),
+            MediaType::Tv => {
+                jf.series_episodes(req.tvdb_id?.0, &req.title).await.map(|copies| self.these_episodes(req, copies))
+            }
         };
         match result {
             Ok(Some((item, episodes))) => Some(TrackerEvent::Verified {
