@@ -269,15 +269,8 @@ async fn the_processors_cache_holds_exactly_what_the_database_holds() {
     let world = world_with_every_story().await;
     let cached = world.processor.cache.snapshot();
     assert!(cached.len() >= 3, "the scenarios' requests are cached");
+    cache_matches_database(&world).await;
     let mut conn = world.store.pool().acquire().await.unwrap();
-    for (req, timeline) in cached {
-        let stored = correlator::store::load(&mut conn, req.id).await.unwrap();
-        assert_eq!(stored.as_ref(), Some(&req), "request {} differs from the database", req.id);
-        if let Some(timeline) = timeline {
-            let stored = correlator::store::timeline(&mut conn, req.id).await.unwrap();
-            assert_eq!(stored, timeline, "timeline of request {} differs from the database", req.id);
-        }
-    }
     let keys = world.processor.cache.key_snapshot();
     assert!(!keys.is_empty(), "keys are cached");
     for (key, ids) in keys {
@@ -539,6 +532,11 @@ proptest! {
     }
 
     #[test]
+    fn every_permutation_of_the_film_and_its_upgrade_ends_the_same(order in permutation_of(film_then_upgrade().len())) {
+        check_permutation(film_then_upgrade(), order);
+    }
+
+    #[test]
     fn every_permutation_of_the_two_grab_series_ends_the_same(order in permutation_of(severance().len())) {
         check_permutation(severance(), order);
     }
@@ -739,6 +737,54 @@ async fn an_upgrade_of_an_available_film_keeps_it_available_and_says_so() {
     assert!(msgs.contains(&"Upgrade: Found Bluray-2160p (15.8 GB) on ExampleTracker (Prowlarr)"), "{msgs:#?}");
     assert!(msgs.contains(&"Upgraded to Bluray-2160p"), "{msgs:#?}");
     assert!(msgs.iter().any(|m| m.starts_with("File deleted (manual)")), "{msgs:#?}");
+}
+
+/// Every request and timeline the processor's cache holds is what the database holds.
+async fn cache_matches_database(world: &World) {
+    let mut conn = world.store.pool().acquire().await.unwrap();
+    for (req, timeline) in world.processor.cache.snapshot() {
+        let stored = correlator::store::load(&mut conn, req.id).await.unwrap();
+        assert_eq!(stored.as_ref(), Some(&req), "request {} differs from the database", req.id);
+        if let Some(timeline) = timeline {
+            let stored = correlator::store::timeline(&mut conn, req.id).await.unwrap();
+            assert_eq!(stored, timeline, "timeline of request {} differs from the database", req.id);
+        }
+    }
+}
+
+/// The film, then an upgrade: a 2160p grab and its import long after the film was available.
+fn film_then_upgrade() -> Vec<Step> {
+    let hash = json!("FEEDFACE0123456789ABCDEF0123456789ABCDEF");
+    let mut steps = film();
+    let grab = [("/downloadId", hash.clone()), ("/release/quality", json!("Bluray-2160p"))];
+    steps.push(fx_with(Radarr, "radarr/webhook_grab_the_batman.json", 100, &grab));
+    let import = [("/downloadId", hash), ("/isUpgrade", json!(true)), ("/movieFile/quality", json!("Bluray-2160p"))];
+    steps.push(fx_with(Radarr, "radarr/webhook_download_the_batman.json", 120, &import));
+    steps
+}
+
+/// The upgrade's grab applied before the facts that made the film available (a Jellyfin
+/// webhook held back, Jellyseerr's late): it is still an upgrade, under "Available", and the
+/// film keeps its first download.
+#[tokio::test]
+async fn an_upgrade_grab_applied_before_the_availability_it_follows_reads_the_same() {
+    let steps = film_then_upgrade();
+    let (jellyfin, jellyseerr, grab) = (7, 8, 9);
+    let order: Vec<usize> = (0..7).chain([grab, jellyfin, jellyseerr, 10]).collect();
+    same_as_in_order(&steps, &order).await;
+
+    let world = World::new().await;
+    for &i in &order {
+        world.apply(&steps[i]).await;
+    }
+    let r = world.only().await;
+    let upgrade = r.timeline.iter().find(|e| e.message.starts_with("Upgrade: Found Bluray-2160p")).unwrap();
+    assert_eq!((upgrade.state, upgrade.late), (State::Available, false), "{upgrade:?}");
+    let mut conn = world.store.pool().acquire().await.unwrap();
+    let req = correlator::store::load(&mut conn, r.summary.id).await.unwrap().unwrap();
+    assert_eq!(req.items[&correlator::lifecycle::FILM].download_id.as_deref(), Some(BATMAN), "its first download");
+    assert!(req.downloads["feedface0123456789abcdef0123456789abcdef"].upgrade);
+    cache_matches_database(&world).await;
 }
 
 #[tokio::test]

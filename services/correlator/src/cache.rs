@@ -15,7 +15,7 @@ use shared::ids::RequestId;
 use shared::model::{State, TimelineEntry};
 use time::OffsetDateTime;
 
-use crate::lifecycle::Request;
+use crate::lifecycle::{self, Request};
 use crate::seen::Seen;
 
 /// Requests kept: the ones in flight, which are the ones events arrive for.
@@ -65,27 +65,51 @@ struct Slot {
     at: OffsetDateTime,
     state: State,
     remark: bool,
+    /// The download a grab (an entry under `indexed`) is about.
+    grab: Option<Box<str>>,
     json: Box<RawValue>,
 }
 
 impl Timeline {
-    pub fn new(entries: &[TimelineEntry]) -> serde_json::Result<Self> {
+    /// `entries` in the database's order, as `req` shows them.
+    pub fn new(entries: &[TimelineEntry], req: &Request) -> serde_json::Result<Self> {
         let mut timeline = Self::default();
-        timeline.insert_in_order(entries)?;
+        timeline.insert_in_order(entries, req)?;
         Ok(timeline)
     }
 
     /// Each entry after every entry at the same time or earlier, as `ORDER BY at, id` reads
-    /// them; then every remark filed under the state of its time.
-    pub fn insert_in_order(&mut self, added: &[TimelineEntry]) -> serde_json::Result<()> {
+    /// them; then, as `req` (its downloads) shows them, the grabs of upgrades as such
+    /// ([`lifecycle::present_upgrade`]) and every remark filed under the state of its time.
+    pub fn insert_in_order(&mut self, added: &[TimelineEntry], req: &Request) -> serde_json::Result<()> {
         for e in added {
-            let slot = Slot { at: e.at, state: e.state, remark: e.remark, json: serde_json::value::to_raw_value(e)? };
+            let grab = (e.state == State::Indexed)
+                .then(|| e.details.get("download_id").and_then(|d| d.as_str()).map(Box::from))
+                .flatten();
+            let json = serde_json::value::to_raw_value(e)?;
+            let slot = Slot { at: e.at, state: e.state, remark: e.remark, grab, json };
             let at = self.entries.partition_point(|s| s.at <= e.at);
             self.entries.insert(at, slot);
             self.remarks += usize::from(e.remark);
         }
+        if req.downloads.values().any(|d| d.upgrade) {
+            self.present_upgrades(req)?;
+        }
         if self.remarks > 0 {
             self.file_remarks()?;
+        }
+        Ok(())
+    }
+
+    fn present_upgrades(&mut self, req: &Request) -> serde_json::Result<()> {
+        let is_upgrade = |id: &str| req.downloads.get(id).is_some_and(|d| d.upgrade);
+        for slot in &mut self.entries {
+            if slot.state == State::Indexed && slot.grab.as_deref().is_some_and(is_upgrade) {
+                let mut entry: TimelineEntry = serde_json::from_str(slot.json.get())?;
+                lifecycle::present_upgrade(&mut entry, is_upgrade);
+                slot.json = serde_json::value::to_raw_value(&entry)?;
+                slot.state = entry.state;
+            }
         }
         Ok(())
     }
@@ -112,23 +136,22 @@ impl Timeline {
         shared::model::remark_state(&self.entries, at, |s| (s.at, s.state, s.remark))
     }
 
-    /// `added` (entries of this timeline) as it files them: remarks under the state of their
-    /// time. Borrowed when there is no remark among them.
-    pub fn filed<'a>(&self, added: &'a [TimelineEntry]) -> Cow<'a, [TimelineEntry]> {
-        if !added.iter().any(|e| e.remark) {
-            return Cow::Borrowed(added);
+    /// `added` (entries of this timeline) as it shows them: a grab of an upgrade of `req` as
+    /// one, remarks under the state of their time. Borrowed when that changes nothing.
+    pub fn filed<'a>(&self, added: &'a [TimelineEntry], req: &Request) -> Cow<'a, [TimelineEntry]> {
+        let is_upgrade = |id: &str| req.downloads.get(id).is_some_and(|d| d.upgrade);
+        let shown = |e: &TimelineEntry| {
+            let mut e = e.clone();
+            lifecycle::present_upgrade(&mut e, is_upgrade);
+            if e.remark {
+                e.state = self.remark_state(e.at);
+            }
+            e
+        };
+        match added.iter().any(|e| e.remark || shown(e) != *e) {
+            true => Cow::Owned(added.iter().map(shown).collect()),
+            false => Cow::Borrowed(added),
         }
-        let filed = added
-            .iter()
-            .map(|e| {
-                let mut e = e.clone();
-                if e.remark {
-                    e.state = self.remark_state(e.at);
-                }
-                e
-            })
-            .collect();
-        Cow::Owned(filed)
     }
 
     /// The entries, read back from their JSON (for tests that compare them with the database).
@@ -200,14 +223,14 @@ impl Cache {
                 // An entry that does not serialize (it cannot: JSON values and text) leaves
                 // the timeline to be read from the database, where the error is reported.
                 if let Some(timeline) = &mut entry.timeline
-                    && timeline.insert_in_order(added).is_err()
+                    && timeline.insert_in_order(added, req).is_err()
                 {
                     entry.timeline = None;
                 }
             }
             None => {
                 // A new request's timeline is what was just added; an older one's is unknown.
-                let timeline = new.then(|| Timeline::new(added).ok()).flatten();
+                let timeline = new.then(|| Timeline::new(added, req).ok()).flatten();
                 inner.requests.insert(req.id, Entry { req: req.clone(), timeline });
             }
         }

@@ -315,7 +315,7 @@ impl Processor {
             let msg_id = format!("{event_id}:{}:{verb}", req.id);
             // The timeline is lent by the cache, serialized, for the time it takes to copy it.
             let payload = s
-                .with_timeline(req.id, |timeline| {
+                .with_timeline(req, |timeline| {
                     let change = ChangeMessage {
                         request: DetailMessage {
                             summary: &summary,
@@ -325,7 +325,7 @@ impl Processor {
                         },
                         previous_state: previous.as_ref().map(|p| p.state),
                         event_id: Some(event_id),
-                        timeline_added: &timeline.filed(added),
+                        timeline_added: &timeline.filed(added, req),
                     };
                     envelope(&subject, &msg_id, req.id, &change)
                 })

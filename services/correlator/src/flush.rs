@@ -307,6 +307,8 @@ row! {
         progress_at: Option<i64>,
         finish_noted: bool,
         dropped: bool,
+        /// `season:episode …` ([`crate::store::items_text`]).
+        items: String,
         updated_at: i64,
     }
 }
@@ -334,6 +336,7 @@ impl<'a> DownloadRow<'a> {
             progress_at: d.progress_at.map(ts),
             finish_noted: d.finish_noted,
             dropped: d.dropped,
+            items: crate::store::items_text(&d.items),
             updated_at: ts(d.updated_at),
         }
     }

@@ -509,14 +509,15 @@ impl<'a> Session<'a> {
 
     /// Calls `f` with the request's timeline in the database's order, with what the batch
     /// added, each entry serialized. The timeline is lent by the cache, not copied.
-    pub async fn with_timeline<T>(&mut self, id: RequestId, f: impl FnOnce(&Timeline) -> T) -> Result<T> {
+    pub async fn with_timeline<T>(&mut self, req: &Request, f: impl FnOnce(&Timeline) -> T) -> Result<T> {
+        let id = req.id;
         let timeline = match self.cache.take_timeline(id) {
             Some(timeline) => timeline,
             None => {
-                let mut timeline = Timeline::new(&store::timeline(self.held().await?, id).await?)?;
+                let mut timeline = Timeline::new(&store::timeline(self.held().await?, id).await?, req)?;
                 let added: Vec<TimelineEntry> =
                     self.pending.timeline.iter().filter(|(r, _, _)| *r == id).map(|(_, e, _)| e.clone()).collect();
-                timeline.insert_in_order(&added)?;
+                timeline.insert_in_order(&added, req)?;
                 timeline
             }
         };

@@ -2,7 +2,7 @@
 //! batch of events, and readers (queries from the dashboard) use their own connections, which
 //! WAL mode lets run beside the writer.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::path::Path;
 use std::str::FromStr;
 use std::sync::Arc;
@@ -16,7 +16,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{QueryBuilder, Row, Sqlite, SqliteConnection, SqlitePool};
 use time::OffsetDateTime;
 
-use crate::lifecycle::{Alert, Download, Item, Outcome, Request, Stall, Watch};
+use crate::lifecycle::{Alert, Download, Item, ItemKey, Outcome, Request, Stall, Watch};
 
 pub type Tx<'c> = sqlx::Transaction<'c, Sqlite>;
 
@@ -300,11 +300,32 @@ pub async fn load(conn: &mut SqliteConnection, id: RequestId) -> Result<Option<R
                 progress_at: row.get::<Option<i64>, _>("progress_at").map(from_ts),
                 finish_noted: row.get("finish_noted"),
                 dropped: row.get("dropped"),
+                items: items_of(row.get("items")),
                 updated_at: from_ts(row.get("updated_at")),
             },
         );
     }
     Ok(Some(req))
+}
+
+/// A download's items as the `items` column keeps them: `season:episode`, space separated
+/// (`0:0` for the film).
+pub fn items_text(items: &BTreeSet<ItemKey>) -> String {
+    let mut text = String::with_capacity(items.len() * 6);
+    for (season, episode) in items {
+        if !text.is_empty() {
+            text.push(' ');
+        }
+        text.push_str(itoa::Buffer::new().format(*season));
+        text.push(':');
+        text.push_str(itoa::Buffer::new().format(*episode));
+    }
+    text
+}
+
+fn items_of(text: &str) -> BTreeSet<ItemKey> {
+    let item = |pair: &str| pair.split_once(':').and_then(|(s, e)| Some((s.parse().ok()?, e.parse().ok()?)));
+    text.split_whitespace().filter_map(item).collect()
 }
 
 fn request_from_row(row: &SqliteRow) -> Result<Request> {
@@ -379,14 +400,21 @@ pub async fn next_id(conn: &mut SqliteConnection) -> Result<RequestId> {
 
 // ---------------------------------------------------------------- timeline ---
 
-/// A request's timeline, oldest first, each remark filed under the state of its time.
+/// A request's timeline, oldest first: the grab of a download found to be an upgrade shown as
+/// one, each remark filed under the state of its time.
 pub async fn timeline(conn: &mut SqliteConnection, id: RequestId) -> Result<Vec<TimelineEntry>> {
-    let rows =
-        sqlx::query("SELECT * FROM timeline WHERE request_id = ? ORDER BY at, id").bind(id.0).fetch_all(conn).await?;
+    let rows = sqlx::query(
+        "SELECT t.*, COALESCE(d.upgrade, 0) AS of_upgrade FROM timeline t
+           LEFT JOIN downloads d ON d.request_id = t.request_id AND d.download_id = t.details ->> 'download_id'
+         WHERE t.request_id = ? ORDER BY t.at, t.id",
+    )
+    .bind(id.0)
+    .fetch_all(conn)
+    .await?;
     let mut timeline = rows
         .iter()
         .map(|row| {
-            Ok(TimelineEntry {
+            let mut entry = TimelineEntry {
                 state: state_of(row.get("state"))?,
                 at: from_ts(row.get("at")),
                 source: row.get("source"),
@@ -395,7 +423,10 @@ pub async fn timeline(conn: &mut SqliteConnection, id: RequestId) -> Result<Vec<
                 episode: row.get("episode"),
                 late: row.get("late"),
                 remark: row.get("remark"),
-            })
+            };
+            let of_upgrade: bool = row.get("of_upgrade");
+            crate::lifecycle::present_upgrade(&mut entry, |_| of_upgrade);
+            Ok(entry)
         })
         .collect::<Result<Vec<_>>>()?;
     shared::model::file_remarks(&mut timeline);

@@ -157,6 +157,8 @@ pub struct Download {
     pub finish_noted: bool,
     /// Given up on by a retry: it no longer counts for progress or stalls.
     pub dropped: bool,
+    /// The film or the episodes it was grabbed for.
+    pub items: BTreeSet<ItemKey>,
     pub updated_at: OffsetDateTime,
 }
 
@@ -181,9 +183,29 @@ impl Download {
             progress_at: None,
             finish_noted: false,
             dropped: false,
+            items: BTreeSet::new(),
             updated_at: at,
         }
     }
+}
+
+/// The text of a download's grab once it is known to be an upgrade.
+pub fn upgrade_message(found: &str) -> String {
+    format!("Upgrade: {found}")
+}
+
+/// Shows the grab of an upgrade as one, also when it was written before the availability it
+/// follows was known (then under "Found", without "Upgrade: "): the grab of a download
+/// `is_upgrade` says is one goes under `available`.
+pub fn present_upgrade(entry: &mut TimelineEntry, is_upgrade: impl Fn(&str) -> bool) -> bool {
+    let grab = entry.state == State::Indexed
+        && entry.details.get("download_id").and_then(|d| d.as_str()).is_some_and(is_upgrade);
+    if grab {
+        entry.state = State::Available;
+        entry.message = upgrade_message(&entry.message);
+        entry.late = false;
+    }
+    grab
 }
 
 /// The request sat in `state` too long.

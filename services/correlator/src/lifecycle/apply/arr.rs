@@ -9,7 +9,7 @@ use shared::paths;
 
 use super::Step;
 use crate::lifecycle::text::{episode_label, human_bytes};
-use crate::lifecycle::{Alert, Download, ItemKey};
+use crate::lifecycle::{Alert, Download, ItemKey, upgrade_message};
 
 impl Step<'_> {
     pub(super) fn arr(&mut self, e: &ArrEvent) {
@@ -36,7 +36,8 @@ impl Step<'_> {
                     d.quality = release.quality.clone().or(d.quality.take());
                     d.indexer = release.indexer.clone().or(d.indexer.take());
                     d.size = release.size.or(d.size);
-                    d.upgrade = upgrade;
+                    d.upgrade |= upgrade;
+                    d.items.extend(keys.iter().copied());
                 }
                 if !upgrade {
                     self.raise_items(&keys, State::Indexed);
@@ -51,7 +52,7 @@ impl Step<'_> {
                 if let Some(indexer) = &release.indexer {
                     found.push_str(&format!(" on {indexer}"));
                 }
-                let message = if upgrade { format!("Upgrade: {found}") } else { found };
+                let message = if upgrade { upgrade_message(&found) } else { found };
                 let details = json!({
                     "quality": release.quality, "indexer": release.indexer, "size": release.size,
                     "release_title": release.release_title, "release_type": release.release_type,

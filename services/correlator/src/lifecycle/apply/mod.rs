@@ -15,7 +15,7 @@ use shared::model::{State, TimelineEntry};
 use shared::paths::PathMap;
 use time::OffsetDateTime;
 
-use super::{FILM, Item, ItemKey, Outcome, Request};
+use super::{Download, FILM, Item, ItemKey, Outcome, Request};
 
 /// What `apply` needs to know beyond the request and the fact.
 #[derive(Debug, Clone, Default)]
@@ -51,6 +51,7 @@ pub fn apply(req: &mut Request, fact: &Fact, at: OffsetDateTime, ctx: &Context) 
         Fact::Rejected(_) => step.ignore("rejected input is kept, not applied"),
     }
     step.floor_available();
+    step.settle_upgrades();
     if step.out.ignored.is_none() || !step.out.timeline.is_empty() {
         step.req.updated_at = step.req.updated_at.max(at);
     }
@@ -128,6 +129,41 @@ impl Step<'_> {
                     item.updated_at = item.updated_at.max(at);
                 }
                 item.available_at = Some(item.available_at.map_or(available_at, |t| t.min(available_at)));
+            }
+        }
+    }
+
+    /// A grab is an upgrade when every item it was grabbed for was available before it, also
+    /// when that availability is applied after the grab: then it stops counting for progress,
+    /// and its items go back to the download they had.
+    fn settle_upgrades(&mut self) {
+        let items = &self.req.items;
+        let available_before = |d: &Download| {
+            !d.items.is_empty()
+                && d.items.iter().all(|k| items.get(k).and_then(|i| i.available_at).is_some_and(|t| t < d.grabbed_at))
+        };
+        let upgrades: Vec<String> = self
+            .req
+            .downloads
+            .iter()
+            .filter(|(_, d)| !d.upgrade && available_before(d))
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in upgrades {
+            let d = self.req.downloads.get_mut(&id).expect("listed above");
+            d.upgrade = true;
+            let keys: Vec<ItemKey> = d.items.iter().copied().collect();
+            for key in keys {
+                let downloads = &self.req.downloads;
+                let Some(item) = self.req.items.get_mut(&key).filter(|i| i.download_id.as_deref() == Some(id.as_str()))
+                else {
+                    continue;
+                };
+                item.download_id = downloads
+                    .iter()
+                    .filter(|(_, d)| d.items.contains(&key) && !d.upgrade && !d.dropped)
+                    .max_by_key(|(other, d)| (d.grabbed_at, *other))
+                    .map(|(other, _)| other.clone());
             }
         }
     }
