@@ -197,7 +197,7 @@ pub fn upgrade_message(found: &str) -> String {
 /// Shows the grab of an upgrade as one, also when it was written before the availability it
 /// follows was known (then under "Found", without "Upgrade: "): the grab of a download
 /// `is_upgrade` says is one goes under `available`.
-pub fn present_upgrade(entry: &mut TimelineEntry, is_upgrade: impl Fn(&str) -> bool) -> bool {
+pub fn present_upgrade(entry: &mut TimelineEntry, is_upgrade: impl Fn(&str) -> bool) {
     let grab = entry.state == State::Indexed
         && entry.details.get("download_id").and_then(|d| d.as_str()).is_some_and(is_upgrade);
     if grab {
@@ -205,7 +205,22 @@ pub fn present_upgrade(entry: &mut TimelineEntry, is_upgrade: impl Fn(&str) -> b
         entry.message = upgrade_message(&entry.message);
         entry.late = false;
     }
-    grab
+}
+
+/// Whether there are `keys` and every one was available before `t` (a grab then is an upgrade).
+pub(crate) fn available_before<'a>(
+    items: &BTreeMap<ItemKey, Item>,
+    keys: impl IntoIterator<Item = &'a ItemKey>,
+    t: OffsetDateTime,
+) -> bool {
+    let mut any = false;
+    for k in keys {
+        any = true;
+        if items.get(k).and_then(|i| i.available_at).is_none_or(|a| a >= t) {
+            return false;
+        }
+    }
+    any
 }
 
 /// The request sat in `state` too long.

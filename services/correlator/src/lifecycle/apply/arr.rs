@@ -9,7 +9,7 @@ use shared::paths;
 
 use super::Step;
 use crate::lifecycle::text::{episode_label, human_bytes};
-use crate::lifecycle::{Alert, Download, ItemKey, upgrade_message};
+use crate::lifecycle::{Alert, Download, ItemKey, available_before, upgrade_message};
 
 impl Step<'_> {
     pub(super) fn arr(&mut self, e: &ArrEvent) {
@@ -27,9 +27,7 @@ impl Step<'_> {
                 self.evidence();
                 let keys = self.keys_for(episodes);
                 // An upgrade: every item was available before this grab (by event time).
-                let at = self.at;
-                let upgrade = !keys.is_empty()
-                    && keys.iter().all(|k| self.req.items.get(k).and_then(|i| i.available_at).is_some_and(|t| t < at));
+                let upgrade = available_before(&self.req.items, &keys, self.at);
                 if let Some(id) = download_id {
                     let d = self.download(id);
                     d.release_title = release.release_title.clone().or(d.release_title.take());

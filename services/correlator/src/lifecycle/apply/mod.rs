@@ -15,7 +15,7 @@ use shared::model::{State, TimelineEntry};
 use shared::paths::PathMap;
 use time::OffsetDateTime;
 
-use super::{Download, FILM, Item, ItemKey, Outcome, Request};
+use super::{FILM, Item, ItemKey, Outcome, Request, available_before};
 
 /// What `apply` needs to know beyond the request and the fact.
 #[derive(Debug, Clone, Default)]
@@ -138,15 +138,11 @@ impl Step<'_> {
     /// and its items go back to the download they had.
     fn settle_upgrades(&mut self) {
         let items = &self.req.items;
-        let available_before = |d: &Download| {
-            !d.items.is_empty()
-                && d.items.iter().all(|k| items.get(k).and_then(|i| i.available_at).is_some_and(|t| t < d.grabbed_at))
-        };
         let upgrades: Vec<String> = self
             .req
             .downloads
             .iter()
-            .filter(|(_, d)| !d.upgrade && available_before(d))
+            .filter(|(_, d)| !d.upgrade && available_before(items, &d.items, d.grabbed_at))
             .map(|(id, _)| id.clone())
             .collect();
         for id in upgrades {
