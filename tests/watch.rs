@@ -212,6 +212,27 @@ async fn an_import_whose_jellyfin_webhook_never_came_is_found_through_jellyfins_
     assert!(path.contains("SearchTerm=The+Batman"), "{path}");
 }
 
+/// A fact as Jellyseerr's 4K Radarr or Sonarr sends it (`?instance=4k`).
+fn from_the_4k_instance(mut step: Step) -> Step {
+    match &mut step.fact {
+        shared::events::Fact::Radarr(e) | shared::events::Fact::Sonarr(e) => e.mark_4k(),
+        other => panic!("not a Radarr or Sonarr fact: {other:?}"),
+    }
+    step
+}
+
+/// Jellyfin's settings for the watchdog, with its media mounted at `/media`.
+fn jellyfin_at(url: &str) -> [(&str, &str); 3] {
+    [("JELLYFIN_URL", url), ("JELLYFIN_API_KEY", "jk"), ("TRACKER_PATH_MAP", "/media=/data/media")]
+}
+
+/// The Watch-now link of request `id`, Jellyfin being public at `https://jf.example`.
+async fn watch_link(stack: &Stack, id: shared::ids::RequestId) -> String {
+    let store = correlator::Store::open(&stack.db).await.unwrap();
+    let r = correlator::store::detail(store.pool(), id, Some("https://jf.example")).await.unwrap().unwrap();
+    r.summary.watch_url.unwrap_or_default()
+}
+
 /// A 4K film whose Jellyfin webhook never came: Jellyfin's HD copy of the film is not it; its
 /// own copy, found by the file the 4K Radarr imported (through the path map), is.
 #[tokio::test(flavor = "multi_thread")]
@@ -225,11 +246,6 @@ async fn a_4k_film_is_found_in_jellyfin_by_its_own_file_not_the_hd_copy() {
     let (only_hd, _) = stand_in(vec![(Method::GET, "/Items", StatusCode::OK, hd)], "jk").await;
     let (with_4k, _) = stand_in(vec![(Method::GET, "/Items", StatusCode::OK, both)], "jk").await;
     let stack = Stack::start(&[]).await;
-    let from_4k = |mut step: Step| {
-        let shared::events::Fact::Radarr(e) = &mut step.fact else { panic!("a Radarr fact") };
-        e.mark_4k();
-        step
-    };
     let approved = [("/event", json!("4K Movie Request Approved"))];
     let import = [
         ("/movieFile/path", json!("/data/media/movies-4k/The Batman (2022)/The Batman (2022) [Bluray-2160p].mkv")),
@@ -238,21 +254,17 @@ async fn a_4k_film_is_found_in_jellyfin_by_its_own_file_not_the_hd_copy() {
     stack
         .publish(&[
             fx_with(Jellyseerr, "jellyseerr/webhook_media_approved_movie_the_batman_req42.json", 1, &approved),
-            from_4k(fx_with(Radarr, "radarr/webhook_grab_the_batman.json", 3, &import[1..])),
-            from_4k(fx_with(Radarr, "radarr/webhook_download_the_batman.json", 11, &import)),
+            from_the_4k_instance(fx_with(Radarr, "radarr/webhook_grab_the_batman.json", 3, &import[1..])),
+            from_the_4k_instance(fx_with(Radarr, "radarr/webhook_download_the_batman.json", 11, &import)),
         ])
         .await;
     let r = stack.wait("importing", |r| r.summary.state == State::Importing).await;
     assert!(r.summary.is_4k);
-    fn env(url: &str) -> [(&str, &str); 3] {
-        [("JELLYFIN_URL", url), ("JELLYFIN_API_KEY", "jk"), ("TRACKER_PATH_MAP", "/media=/data/media")]
-    }
-    assert!(stack.watchdog(&env(&only_hd)).await.tick(at(11 + 6)).await.unwrap().is_empty(), "the HD copy is not it");
-    stack.watchdog(&env(&with_4k)).await.tick(at(11 + 7)).await.unwrap();
+    let found = stack.watchdog(&jellyfin_at(&only_hd)).await.tick(at(11 + 6)).await.unwrap();
+    assert!(found.is_empty(), "the HD copy is not it: {found:?}");
+    stack.watchdog(&jellyfin_at(&with_4k)).await.tick(at(11 + 7)).await.unwrap();
     let r = stack.wait("available", |r| r.summary.state == State::Available).await;
-    let store = correlator::Store::open(&stack.db).await.unwrap();
-    let r = correlator::store::detail(store.pool(), r.summary.id, Some("https://jf.example")).await.unwrap().unwrap();
-    let watch = r.summary.watch_url.unwrap_or_default();
+    let watch = watch_link(&stack, r.summary.id).await;
     assert!(watch.starts_with("https://jf.example/web/#/details?id=b2c3d4e5f6a7489900aabbccddeeff11"), "{watch}");
 }
 
@@ -278,29 +290,20 @@ async fn a_4k_series_episode_is_found_in_jellyfin_by_its_own_file() {
     ];
     let (jellyfin, _) = stand_in(routes, "jk").await;
     let stack = Stack::start(&[]).await;
-    let from_4k = |mut step: Step| {
-        let shared::events::Fact::Sonarr(e) = &mut step.fact else { panic!("a Sonarr fact") };
-        e.mark_4k();
-        step
-    };
     let approved = [("/event", json!("4K Series Request Approved"))];
     let import = [("/episodeFile/path", json!(format!("/data/media/tv-4k/{FILE}")))];
     stack
         .publish(&[
             fx_with(Jellyseerr, "jellyseerr/webhook_media_approved_tv_severance_req44.json", 1, &approved),
-            from_4k(fx(Sonarr, "sonarr/webhook_grab_severance_s02e01.json", 3)),
-            from_4k(fx_with(Sonarr, "sonarr/webhook_download_severance_s02e01.json", 11, &import)),
+            from_the_4k_instance(fx(Sonarr, "sonarr/webhook_grab_severance_s02e01.json", 3)),
+            from_the_4k_instance(fx_with(Sonarr, "sonarr/webhook_download_severance_s02e01.json", 11, &import)),
         ])
         .await;
     let r = stack.wait("E01 imported", |r| r.episodes.first().is_some_and(|e| e.state == State::Importing)).await;
     assert!(r.summary.is_4k);
-    let env =
-        [("JELLYFIN_URL", jellyfin.as_str()), ("JELLYFIN_API_KEY", "jk"), ("TRACKER_PATH_MAP", "/media=/data/media")];
-    stack.watchdog(&env).await.tick(at(11 + 6)).await.unwrap();
+    stack.watchdog(&jellyfin_at(&jellyfin)).await.tick(at(11 + 6)).await.unwrap();
     let r = stack.wait("E01 available", |r| r.episodes.first().is_some_and(|e| e.state == State::Available)).await;
-    let store = correlator::Store::open(&stack.db).await.unwrap();
-    let r = correlator::store::detail(store.pool(), r.summary.id, Some("https://jf.example")).await.unwrap().unwrap();
-    let watch = r.summary.watch_url.unwrap_or_default();
+    let watch = watch_link(&stack, r.summary.id).await;
     assert!(watch.starts_with("https://jf.example/web/#/details?id=5e4c"), "the 4K copy of the series: {watch}");
 }
 

@@ -61,13 +61,18 @@ impl JellyfinClient {
     }
 
     async fn item(&self, id: &str) -> Result<Item, String> {
-        let mut req = self.http.get(format!("{}/Items/{id}", self.base));
+        self.get(&format!("/Items/{id}")).await.map_err(|e| format!("{e} for item {id}"))
+    }
+
+    /// `GET {JELLYFIN_URL}{path_and_query}` with the API key, read as JSON.
+    async fn get<T: serde::de::DeserializeOwned>(&self, path_and_query: &str) -> Result<T, String> {
+        let mut req = self.http.get(format!("{}{path_and_query}", self.base));
         if let Some(key) = &self.key {
             req = req.header("Authorization", format!("MediaBrowser Token=\"{}\"", key.expose()));
         }
         let resp = req.send().await.map_err(|e| format!("Jellyfin unreachable: {}", e.without_url()))?;
         if !resp.status().is_success() {
-            return Err(format!("Jellyfin answered {} for item {id}", resp.status()));
+            return Err(format!("Jellyfin answered {}", resp.status()));
         }
         resp.json().await.map_err(|e| format!("unexpected Jellyfin answer: {}", e.without_url()))
     }
@@ -131,17 +136,7 @@ impl ListedItem {
 
 impl JellyfinClient {
     async fn list(&self, query: &str) -> Result<Vec<ListedItem>, String> {
-        let mut req = self.http.get(format!("{}{query}", self.base));
-        if let Some(key) = &self.key {
-            req = req.header("Authorization", format!("MediaBrowser Token=\"{}\"", key.expose()));
-        }
-        let resp = req.send().await.map_err(|e| format!("Jellyfin unreachable: {}", e.without_url()))?;
-        if !resp.status().is_success() {
-            return Err(format!("Jellyfin answered {}", resp.status()));
-        }
-        let list: ItemList =
-            resp.json().await.map_err(|e| format!("unexpected Jellyfin answer: {}", e.without_url()))?;
-        Ok(list.items)
+        Ok(self.get::<ItemList>(query).await?.items)
     }
 
     /// The films with this TMDB id whose file the library has (an HD and a 4K copy are two).
