@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 use std::sync::Mutex;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde::Deserialize;
 use shared::settings::Secret;
@@ -17,6 +17,11 @@ pub struct SeriesIds {
     pub tmdb: Option<u64>,
 }
 
+/// After Jellyfin could not be reached, how long it is not asked again: the correlator reads
+/// an added item's file before correlating it, and must not wait a timeout per event while
+/// Jellyfin is down.
+pub const UNREACHABLE_PAUSE: Duration = Duration::from_secs(60);
+
 /// A small Jellyfin client with a cache of series lookups.
 #[derive(Debug)]
 pub struct JellyfinClient {
@@ -24,6 +29,8 @@ pub struct JellyfinClient {
     pub(crate) base: String,
     pub(crate) key: Option<Secret>,
     series: Mutex<HashMap<String, SeriesIds>>,
+    /// Until when Jellyfin is not asked, after it could not be reached.
+    paused_until: Mutex<Option<Instant>>,
 }
 
 #[derive(Deserialize)]
@@ -38,7 +45,13 @@ struct Item {
 impl JellyfinClient {
     pub fn new(base: &str, key: Option<Secret>) -> Self {
         let http = reqwest::Client::builder().timeout(Duration::from_secs(5)).build().unwrap_or_default();
-        Self { http, base: base.trim_end_matches('/').to_owned(), key, series: Mutex::new(HashMap::new()) }
+        Self {
+            http,
+            base: base.trim_end_matches('/').to_owned(),
+            key,
+            series: Mutex::new(HashMap::new()),
+            paused_until: Mutex::new(None),
+        }
     }
 
     /// The provider ids of the series with Jellyfin id `series_id` (N format).
@@ -64,13 +77,22 @@ impl JellyfinClient {
         self.get(&format!("/Items/{id}")).await.map_err(|e| format!("{e} for item {id}"))
     }
 
-    /// `GET {JELLYFIN_URL}{path_and_query}` with the API key, read as JSON.
+    /// `GET {JELLYFIN_URL}{path_and_query}` with the API key, read as JSON. Not sent for
+    /// [`UNREACHABLE_PAUSE`] after Jellyfin could not be reached.
     async fn get<T: serde::de::DeserializeOwned>(&self, path_and_query: &str) -> Result<T, String> {
+        let paused = || self.paused_until.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(until) = *paused()
+            && let Some(left) = until.checked_duration_since(Instant::now())
+        {
+            return Err(format!("Jellyfin was unreachable; not asked again for {} s", left.as_secs() + 1));
+        }
         let mut req = self.http.get(format!("{}{path_and_query}", self.base));
         if let Some(key) = &self.key {
             req = req.header("Authorization", format!("MediaBrowser Token=\"{}\"", key.expose()));
         }
-        let resp = req.send().await.map_err(|e| format!("Jellyfin unreachable: {}", e.without_url()))?;
+        let sent = req.send().await;
+        *paused() = sent.is_err().then(|| Instant::now() + UNREACHABLE_PAUSE);
+        let resp = sent.map_err(|e| format!("Jellyfin unreachable: {}", e.without_url()))?;
         if !resp.status().is_success() {
             return Err(format!("Jellyfin answered {}", resp.status()));
         }
@@ -175,4 +197,19 @@ impl JellyfinClient {
 
 fn encode(s: &str) -> String {
     form_urlencoded::byte_serialize(s.as_bytes()).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn an_unreachable_jellyfin_is_not_asked_again_at_once() {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let client = JellyfinClient::new(&format!("http://127.0.0.1:{port}"), None);
+        let first = client.item_path("a1b2").await.unwrap_err();
+        assert!(first.starts_with("Jellyfin unreachable"), "{first}");
+        let second = client.item_path("a1b2").await.unwrap_err();
+        assert!(second.starts_with("Jellyfin was unreachable; not asked again for 6"), "{second}");
+    }
 }
