@@ -507,8 +507,16 @@ async fn the_watchdog_clock_follows_tokio_time_so_intervals_can_be_tested_paused
 
 /// The app with `env`, and Dune: Part Two requested and failed (request 1).
 async fn failed_dune(env: &[(&str, &str)]) -> common::App {
+    failed_dune_as(env, "Movie Request Failed").await
+}
+
+/// The same, the failure being Jellyseerr's `event` (e.g. "4K Movie Request Failed").
+async fn failed_dune_as(env: &[(&str, &str)], event: &str) -> common::App {
     let app = common::App::start_with(env).await;
-    app.post_fixture("jellyseerr", "jellyseerr/webhook_media_failed_movie_dune_part_two_req45.json").await;
+    let mut failed = fixture("jellyseerr/webhook_media_failed_movie_dune_part_two_req45.json");
+    failed["event"] = json!(event);
+    let (status, _) = app.post("jellyseerr", "application/json", failed.to_string()).await;
+    assert_eq!(status, 202);
     app.wait_state(1, "failed").await;
     app
 }
@@ -560,13 +568,8 @@ async fn retry_without_radarr_configured_says_what_to_set_and_changes_nothing() 
 
 /// Dune: Part Two requested in 4K and failed (request 1), with `env`.
 async fn failed_dune_in_4k(env: &[(&str, &str)]) -> common::App {
-    let app = common::App::start_with(env).await;
-    let mut failed = fixture("jellyseerr/webhook_media_failed_movie_dune_part_two_req45.json");
-    failed["event"] = json!("4K Movie Request Failed");
-    let (status, _) = app.post("jellyseerr", "application/json", failed.to_string()).await;
-    assert_eq!(status, 202);
-    let detail = app.wait_state(1, "failed").await;
-    assert_eq!(detail["is_4k"], true);
+    let app = failed_dune_as(env, "4K Movie Request Failed").await;
+    assert_eq!(app.get("/api/requests/1").await["is_4k"], true);
     app
 }
 
