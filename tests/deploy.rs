@@ -915,6 +915,23 @@ async fn doctor_checks_each_configured_peer_and_fails_on_the_unreachable_one() {
         "{stdout}"
     );
 
+    // Beside a 4K instance, Jellyfin's API is what tells HD and 4K requests apart: without a
+    // URL the line says so, a URL without a key fails.
+    let jellyfin = env[5].1.clone();
+    let four_k = |jellyfin_url: Option<&str>| {
+        let mut env = vec![("NATS_URL", nats.url()), ("RADARR_4K_URL", closed.clone())];
+        env.extend(jellyfin_url.map(|url| ("JELLYFIN_URL", url.to_owned())));
+        env
+    };
+    let stdout = String::from_utf8_lossy(&doctor(&four_k(None)).await.stdout).into_owned();
+    let (label, detail) = &self::checks(&stdout)["jellyfin"];
+    assert_eq!(label, "not configured", "{stdout}");
+    assert!(detail.contains("with RADARR_4K_URL set") && detail.contains("goes to the newer request"), "{stdout}");
+    let stdout = String::from_utf8_lossy(&doctor(&four_k(Some(&jellyfin))).await.stdout).into_owned();
+    let (label, detail) = &self::checks(&stdout)["jellyfin"];
+    assert_eq!(label, "failed", "{stdout}");
+    assert!(detail.contains("Jellyfin 10.11.11, but no JELLYFIN_API_KEY set: with RADARR_4K_URL set"), "{stdout}");
+
     // Everything configured answers: exit 0.
     let out = doctor(&env[..9]).await;
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
