@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Helpers shared by scripts/run.sh and scripts/test.sh: install what status-tracker needs
 # from Debian's packages when it is missing.
 
