@@ -106,7 +106,7 @@ async fn nats(env: &Env) -> Outcome {
     let shown = redact_userinfo(&url);
     let bus = match tokio::time::timeout(NATS_TIMEOUT, Bus::connect(&url, "status-tracker-doctor")).await {
         Err(_) => return Failed(format!("{shown}: no answer within {NATS_TIMEOUT:?}")),
-        Ok(Err(shared::bus::BusError::Connect { source, .. })) => return Failed(format!("{shown}: {source}")),
+        Ok(Err(shared::bus::BusError::Connect { cause, .. })) => return Failed(format!("{shown}: {cause}")),
         Ok(Err(error)) => return Failed(format!("{shown}: {error}")),
         Ok(Ok(bus)) => bus,
     };

@@ -27,9 +27,9 @@ pub const PROGRESS_MAX_AGE: Duration = Duration::from_secs(7 * 24 * 3600);
 
 #[derive(Debug, thiserror::Error)]
 pub enum BusError {
-    /// `url` without its credentials.
-    #[error("cannot connect to NATS at {url}: {source}")]
-    Connect { url: String, source: async_nats::ConnectError },
+    /// `url` without its credentials. The cause is in the message, not also a `source()`.
+    #[error("cannot connect to NATS at {url}: {cause}")]
+    Connect { url: String, cause: async_nats::ConnectError },
     #[error("JetStream stream {stream}: {message}")]
     Stream { stream: &'static str, message: String },
     #[error("publish to {subject} failed: {message}")]
@@ -76,7 +76,7 @@ impl Bus {
             .max_reconnects(None)
             .connect(url)
             .await
-            .map_err(|source| BusError::Connect { url: crate::settings::redact_userinfo(url), source })?;
+            .map_err(|cause| BusError::Connect { url: crate::settings::redact_userinfo(url), cause })?;
         Ok(Self::from_client(client))
     }
 

@@ -28,10 +28,12 @@ pub enum EmbeddedNatsError {
          or set NATS_URL to a running server started with JetStream (-js)."
     )]
     NotInstalled { bin: String },
-    #[error("cannot prepare the NATS store directory {dir}: {source}")]
-    Store { dir: PathBuf, source: std::io::Error },
-    #[error("cannot start `{bin}`: {source}")]
-    Spawn { bin: String, source: std::io::Error },
+    // The cause is part of the message, not also a `source()`: a report that prints the
+    // chain (`{:#}`) would say it twice.
+    #[error("cannot prepare the NATS store directory {dir}: {cause}")]
+    Store { dir: PathBuf, cause: std::io::Error },
+    #[error("cannot start `{bin}`: {cause}")]
+    Spawn { bin: String, cause: std::io::Error },
     #[error("nats-server exited before it was ready ({status}); its log says:\n{log}")]
     Exited { status: String, log: String },
     #[error("nats-server did not accept connections within {0:?}")]
@@ -91,13 +93,13 @@ impl EmbeddedNats {
     /// Like [`start`](Self::start), with a soft memory limit for the server (else it inherits
     /// this process's `GOMEMLIMIT`, if any).
     pub async fn start_with(dir: &Path, bin: &str, memory: Option<&MemoryLimit>) -> Result<Self, EmbeddedNatsError> {
-        std::fs::create_dir_all(dir).map_err(|source| EmbeddedNatsError::Store { dir: dir.to_owned(), source })?;
+        std::fs::create_dir_all(dir).map_err(|cause| EmbeddedNatsError::Store { dir: dir.to_owned(), cause })?;
         let store = dir.canonicalize().unwrap_or_else(|_| dir.to_owned());
         stop_stale_server(&store).await;
         // A port taken between probing and binding makes the server exit: try a few times.
         let mut last_err = None;
         for _ in 0..3 {
-            let port = free_port().map_err(|source| EmbeddedNatsError::Spawn { bin: bin.into(), source })?;
+            let port = free_port().map_err(|cause| EmbeddedNatsError::Spawn { bin: bin.into(), cause })?;
             match Self::spawn_once(&store, bin, port, memory).await {
                 Ok(server) => return Ok(server),
                 Err(e @ EmbeddedNatsError::Exited { .. }) => last_err = Some(e),
@@ -109,7 +111,7 @@ impl EmbeddedNats {
 
     /// Starts on a given port (tests that stop and restart "the same" server use this).
     pub async fn start_on(dir: &Path, bin: &str, port: u16) -> Result<Self, EmbeddedNatsError> {
-        std::fs::create_dir_all(dir).map_err(|source| EmbeddedNatsError::Store { dir: dir.to_owned(), source })?;
+        std::fs::create_dir_all(dir).map_err(|cause| EmbeddedNatsError::Store { dir: dir.to_owned(), cause })?;
         let store = dir.canonicalize().unwrap_or_else(|_| dir.to_owned());
         stop_stale_server(&store).await;
         Self::spawn_once(&store, bin, port, None).await
@@ -140,9 +142,9 @@ impl EmbeddedNats {
         if let Some(limit) = memory {
             cmd.env("GOMEMLIMIT", &limit.0);
         }
-        let child = cmd.spawn().map_err(|source| match source.kind() {
+        let child = cmd.spawn().map_err(|cause| match cause.kind() {
             std::io::ErrorKind::NotFound => EmbeddedNatsError::NotInstalled { bin: bin.into() },
-            _ => EmbeddedNatsError::Spawn { bin: bin.into(), source },
+            _ => EmbeddedNatsError::Spawn { bin: bin.into(), cause },
         })?;
         let mut server =
             Self { child: Some(child), port, store: store.to_owned(), bin: bin.to_owned(), memory: memory.cloned() };
