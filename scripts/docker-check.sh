@@ -2,6 +2,7 @@
 # Builds the image from compose/Dockerfile and runs both compose files as docs/setup/README.md
 # says, checking what a user would see:
 #
+#   0. a data directory the image's user cannot write stops the start and names that user;
 #   1. compose/docker-compose.all-in-one.yml: the demo's webhooks make the film available, a
 #      malformed one is refused, `doctor` passes, Docker reports the container healthy, it runs
 #      as the service user, and the request is still there after `down` and `up`;
@@ -149,6 +150,15 @@ ENV
 api=http://127.0.0.1:$dashboard_port
 docker network create "$network" >/dev/null
 volumes_before=$(docker volume ls -q | sort)
+
+step "a bind mount the image's user cannot write"
+mkdir "$work/not-ours"
+if docker run --rm -v "$work/not-ours:/data" "$image" all > "$work/refused.txt" 2>&1; then
+  fail "the all-in-one ran on a data directory it cannot write"
+fi
+grep -q "is not writable by this process (uid 10001, gid 10001)" "$work/refused.txt" ||
+  { cat "$work/refused.txt"; fail "the refusal does not name the image's user"; }
+echo "refused at start: $(cut -c1-110 "$work/refused.txt")..."
 
 step "all-in-one: compose/docker-compose.all-in-one.yml"
 compose_on all-in-one up -d --no-build >/dev/null 2>&1 || { compose_on all-in-one up -d --no-build; fail "compose up"; }

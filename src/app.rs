@@ -2,7 +2,8 @@
 //! HTTP listener, the service loops, and one shutdown path for Ctrl-C and SIGTERM.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::io::ErrorKind;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -77,6 +78,10 @@ pub async fn run(mode: Mode, env: &Env, options: Options) -> anyhow::Result<()> 
     let addr = env.get("TRACKER_LISTEN").unwrap_or_else(|| "0.0.0.0:8100".into());
     let listener = TcpListener::bind(&addr).await.with_context(|| format!("cannot listen on {addr}"))?;
     let data_dir = PathBuf::from(env.get("TRACKER_DATA_DIR").unwrap_or_else(|| "./data".into()));
+    // The embedded nats-server's store, the correlator's database and the ingress's spool.
+    if env.get("NATS_URL").is_none() || mode.runs(Mode::Correlator) || mode.runs(Mode::Ingress) {
+        writable_data_dir(&data_dir)?;
+    }
     let (nats_url, embedded) = match env.get("NATS_URL") {
         Some(url) => (url, None),
         None => {
@@ -94,6 +99,30 @@ pub async fn run(mode: Mode, env: &Env, options: Options) -> anyhow::Result<()> 
         drop(supervisor.await);
     }
     result
+}
+
+/// Creates the data directory if it is missing and checks that this process can write in it,
+/// so that a volume or bind mount the service user cannot write stops the start with what to
+/// do, instead of failing later inside nats-server, SQLite or the spool.
+fn writable_data_dir(dir: &Path) -> anyhow::Result<()> {
+    let probe = dir.join(format!(".write-test-{}", std::process::id()));
+    let written = std::fs::create_dir_all(dir)
+        .and_then(|()| std::fs::write(&probe, b""))
+        .and_then(|()| std::fs::remove_file(&probe));
+    match written {
+        Ok(()) => Ok(()),
+        Err(error) if matches!(error.kind(), ErrorKind::PermissionDenied | ErrorKind::ReadOnlyFilesystem) => {
+            let uid = rustix::process::getuid().as_raw();
+            let gid = rustix::process::getgid().as_raw();
+            anyhow::bail!(
+                "TRACKER_DATA_DIR {dir} is not writable by this process (uid {uid}, gid {gid}): {error}. \
+                 Give that user the directory (for a bind mount, on the host: chown -R {uid}:{gid} <the \
+                 mounted directory>), or mount a named volume there, which Docker gives the image's user.",
+                dir = dir.display()
+            )
+        }
+        Err(error) => Err(error).with_context(|| format!("cannot prepare TRACKER_DATA_DIR {}", dir.display())),
+    }
 }
 
 /// Keeps the embedded nats-server running until `stop` fires, then stops it. A server that

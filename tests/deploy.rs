@@ -1,12 +1,14 @@
 //! Deployment: the compose files, the Dockerfile, `.env.template`, `status-tracker doctor` and
 //! `healthcheck`, and the example subscriber.
 //!
-//! No Docker engine runs here, so the compose files and the Dockerfile are parsed and checked
-//! against the code: every service runs a mode the binary accepts, every variable is a declared
-//! setting or a documented compose variable, ports meet `TRACKER_LISTEN`, state sits in named
-//! volumes. What can run here runs: nats-server with the stack's config, `doctor` against a
-//! real nats-server and stand-ins speaking Sonarr's and qBittorrent's API, `healthcheck`
-//! against the real binary, and the example against NATS and an ntfy stand-in.
+//! The compose files and the Dockerfile are parsed and checked against the code: every service
+//! runs a mode the binary accepts, every variable is a declared setting or a documented compose
+//! variable, ports meet `TRACKER_LISTEN`, state sits in named volumes. (Building the image and
+//! running the files needs a Docker engine: `scripts/docker-check.sh`, not part of this run.)
+//! What can run here runs: nats-server with the stack's config, `doctor` against a real
+//! nats-server and stand-ins speaking Sonarr's and qBittorrent's API, `healthcheck` against the
+//! real binary, a start on a data directory the process cannot write, and the example against
+//! NATS and an ntfy stand-in.
 //!
 //! `UPDATE_DOCS=1 cargo test --test deploy` rewrites the generated settings part of
 //! `compose/.env.template` after a setting was added or changed.
@@ -959,6 +961,46 @@ async fn healthcheck_passes_against_a_running_app_and_fails_on_a_closed_port() {
     // In a container TRACKER_LISTEN is 0.0.0.0:8100: asked on loopback.
     assert_eq!(healthcheck(&format!("0.0.0.0:{}", app.port)).await, Some(0));
     assert_eq!(healthcheck(&format!("127.0.0.1:{}", common::free_port())).await, Some(1));
+}
+
+// ------------------------------------------------------------------ the data directory ---
+
+/// A bind mount the image's user cannot write (a host directory owned by root): the start stops
+/// at once and says which user needs the directory. Run as `nobody` (through `setpriv` when the
+/// tests run as root, whom permissions do not stop).
+#[tokio::test]
+async fn a_data_directory_the_process_cannot_write_stops_the_start_with_what_to_do() {
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let data = tmp.path().join("data");
+    std::fs::create_dir(&data).unwrap();
+    std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o555)).unwrap();
+    let binary = env!("CARGO_BIN_EXE_status-tracker");
+    let root = rustix::process::getuid().is_root();
+    let mut cmd = if root {
+        let mut cmd = tokio::process::Command::new("setpriv");
+        cmd.args(["--reuid=65534", "--regid=65534", "--clear-groups", binary]);
+        cmd
+    } else {
+        tokio::process::Command::new(binary)
+    };
+    cmd.arg("all")
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("TRACKER_DATA_DIR", &data)
+        .env("TRACKER_LISTEN", format!("127.0.0.1:{}", common::free_port()));
+    let out = tokio::time::timeout(Duration::from_secs(20), cmd.output()).await.expect("it stops").unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let (uid, gid) = match root {
+        true => (65534, 65534),
+        false => (rustix::process::getuid().as_raw(), rustix::process::getgid().as_raw()),
+    };
+    let said = format!("TRACKER_DATA_DIR {} is not writable by this process (uid {uid}, gid {gid})", data.display());
+    assert!(stderr.contains(&said), "{stderr}");
+    assert!(stderr.contains(&format!("chown -R {uid}:{gid}")), "{stderr}");
+    assert_eq!(std::fs::read_dir(&data).unwrap().count(), 0, "nothing was started in it");
 }
 
 // ------------------------------------------------------------- the embedded nats-server ---

@@ -68,7 +68,7 @@ pub const SETTINGS: &[Setting] = &[
         Some("./data"),
         false,
         "correlator, ingress, all-in-one",
-        "Directory for the SQLite database (`tracker.db`), the ingress spool (`spool/`) and the embedded NATS store (`nats/`).",
+        "Directory for the SQLite database (`tracker.db`), the ingress spool (`spool/`) and the embedded NATS store (`nats/`). Created if missing; a directory the process cannot write stops the start with its uid and gid (the image runs as 10001:10001: a bind mount needs `chown -R 10001:10001` on the host, a named volume needs nothing).",
     ),
     s(
         "TRACKER_WEBHOOK_TOKEN",
