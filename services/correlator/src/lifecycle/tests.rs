@@ -366,9 +366,29 @@ fn apply_moves_requests_forward_only_on_evidence() {
             )
         },
         Case {
-            name: "an import of one episode moves only that episode",
+            name: "an import of one episode of a pack finishes the pack's download, not the others' imports",
             ..series(
                 vec![(grab(&[1, 2], HASH), 2)],
+                (import(&[2], FILE2), 6),
+                State::Downloaded,
+                vec![((1, 1), State::Downloaded), ((1, 2), State::Importing)],
+                Some(("Imported Title - S01E02.mkv", false)),
+            )
+        },
+        Case {
+            name: "the pack's grab applied after an import from it: its other episodes are downloaded",
+            ..series(
+                vec![(import(&[2], FILE2), 6)],
+                (grab(&[1, 2], HASH), 2),
+                State::Downloaded,
+                vec![((1, 1), State::Downloaded), ((1, 2), State::Importing)],
+                Some(("Found Bluray-1080p (1.0 kB)", false)),
+            )
+        },
+        Case {
+            name: "an import of an episode grabbed alone moves only that episode",
+            ..series(
+                vec![(grab(&[1], HASH2), 2), (grab(&[2], HASH), 3)],
                 (import(&[2], FILE2), 6),
                 State::Indexed,
                 vec![((1, 1), State::Indexed), ((1, 2), State::Importing)],

@@ -52,6 +52,7 @@ pub fn apply(req: &mut Request, fact: &Fact, at: OffsetDateTime, ctx: &Context) 
     }
     step.floor_available();
     step.settle_upgrades();
+    step.floor_downloaded();
     if step.out.ignored.is_none() || !step.out.timeline.is_empty() {
         step.req.updated_at = step.req.updated_at.max(at);
     }
@@ -160,6 +161,22 @@ impl Step<'_> {
                     .filter(|(_, d)| d.items.contains(&key) && !d.upgrade && !d.dropped)
                     .max_by_key(|(other, d)| (d.grabbed_at, *other))
                     .map(|(other, _)| other.clone());
+            }
+        }
+    }
+
+    /// An item whose download has finished is downloaded, also when the finish was applied
+    /// before the grab that gave it that download. Sonarr imports from finished downloads
+    /// only, so its import of one episode of a season pack finishes the pack: the other
+    /// episodes wait for their import, not for the download.
+    fn floor_downloaded(&mut self) {
+        let at = self.at;
+        let downloads = &self.req.downloads;
+        for item in self.req.items.values_mut() {
+            let download = item.download_id.as_ref().and_then(|d| downloads.get(d));
+            if download.is_some_and(|d| d.finished && !d.upgrade && !d.dropped) && item.stage < State::Downloaded {
+                item.stage = State::Downloaded;
+                item.updated_at = item.updated_at.max(at);
             }
         }
     }
