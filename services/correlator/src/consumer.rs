@@ -475,6 +475,11 @@ struct ConsumerSpec {
     deliver: DeliverPolicy,
 }
 
+/// The bound on (re)creating a consumer. A JetStream request in flight when NATS goes away is
+/// never answered, and the client's request timeout is 10 s: without this bound a consumer set
+/// up just before an outage would resume that long after NATS is back.
+const SETUP_TIMEOUT: Duration = Duration::from_secs(3);
+
 /// Pulls from one durable consumer forever, recreating it after errors (NATS restarts…).
 async fn feed(
     bus: Bus,
@@ -484,15 +489,22 @@ async fn feed(
 ) {
     let mut delay = Duration::from_millis(200);
     let stream_name = spec.stream;
-    if let Err(error) = resume_from_ack_floor(&bus, &spec).await {
-        tracing::warn!(stream = stream_name, %error, "could not reset the consumer to its ack floor");
+    match tokio::time::timeout(SETUP_TIMEOUT, resume_from_ack_floor(&bus, &spec)).await {
+        Ok(Ok(())) => {}
+        Ok(Err(error)) => tracing::warn!(stream = stream_name, %error, "could not reset the consumer to its ack floor"),
+        Err(_) => tracing::warn!(stream = stream_name, "could not reset the consumer to its ack floor: no answer"),
     }
     loop {
         let result = async {
-            let stream = bus.js.get_stream(spec.stream).await?;
-            let consumer: jetstream::consumer::Consumer<pull::Config> =
-                stream.get_or_create_consumer(spec.durable, consumer_config(&spec)).await?;
-            let mut messages = consumer.messages().await?;
+            let setup = async {
+                let stream = bus.js.get_stream(spec.stream).await?;
+                let consumer: jetstream::consumer::Consumer<pull::Config> =
+                    stream.get_or_create_consumer(spec.durable, consumer_config(&spec)).await?;
+                anyhow::Ok(consumer.messages().await?)
+            };
+            let mut messages = tokio::time::timeout(SETUP_TIMEOUT, setup)
+                .await
+                .map_err(|_| anyhow::anyhow!("JetStream did not answer within {SETUP_TIMEOUT:?}"))??;
             while let Some(msg) = tokio::select! { _ = cancel.cancelled() => None, m = messages.next() => m } {
                 let msg = msg?;
                 let decoded = decode(&msg);
@@ -883,5 +895,62 @@ mod tests {
         outbox.read_to_end();
         outbox.hand_over(rows(14..=14));
         assert_eq!(ids(outbox.take_after(13, 10)), Some(vec![14]), "the handoff is used again");
+    }
+}
+
+#[cfg(test)]
+mod resume_tests {
+    use std::time::Instant;
+
+    use shared::nats_server::{EmbeddedNats, free_port};
+
+    use super::*;
+
+    fn signal(pid: &str, signal: &str) {
+        let status = std::process::Command::new("kill").args([signal, pid]).status().unwrap();
+        assert!(status.success(), "kill {signal} {pid}");
+    }
+
+    /// A server that dies with the feed's setup request unanswered (frozen, then killed: the
+    /// request was sent and is lost with it). The client's own request timeout is 10 s; the
+    /// feed must not wait for it once NATS is back.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_feed_whose_setup_request_died_with_nats_resumes_soon_after_it_is_back() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (dir, port) = (tmp.path().join("nats"), free_port().unwrap());
+        let nats = EmbeddedNats::start_on(&dir, "nats-server", port).await.unwrap();
+        let bus = Bus::connect(&nats.url(), "feed-test").await.unwrap();
+        bus.ensure_streams().await.unwrap();
+        let pid = std::fs::read_to_string(dir.join("nats-server.pid")).unwrap().trim().to_owned();
+        signal(&pid, "-STOP");
+
+        let (tx, mut rx) = mpsc::channel(8);
+        let cancel = CancellationToken::new();
+        let spec =
+            ConsumerSpec { stream: "MEDIA", durable: "feed-test", filter: "media.>", deliver: DeliverPolicy::All };
+        let feed = tokio::spawn(feed(bus.clone(), spec, tx, cancel.clone()));
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        signal(&pid, "-KILL");
+        nats.stop().await;
+
+        let nats = EmbeddedNats::start_on(&dir, "nats-server", port).await.unwrap();
+        let back = Instant::now();
+        loop {
+            let published = async { bus.js.publish("media.jellyseerr.test", "{}".into()).await?.await };
+            match tokio::time::timeout(Duration::from_secs(2), published).await {
+                Ok(Ok(_)) => break,
+                _ if back.elapsed() < Duration::from_secs(10) => tokio::time::sleep(Duration::from_millis(50)).await,
+                other => panic!("cannot publish after the restart: {other:?}"),
+            }
+        }
+        let got = tokio::time::timeout(Duration::from_secs(7), rx.recv()).await;
+        assert!(
+            matches!(got, Ok(Some(_))),
+            "the feed did not deliver within 7 s of NATS being back ({:?} after)",
+            back.elapsed()
+        );
+        cancel.cancel();
+        feed.await.unwrap();
+        nats.stop().await;
     }
 }
