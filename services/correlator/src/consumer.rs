@@ -902,13 +902,14 @@ mod tests {
 mod resume_tests {
     use std::time::Instant;
 
+    use rustix::process::{Pid, Signal, kill_process};
     use shared::nats_server::{EmbeddedNats, free_port};
 
     use super::*;
 
-    fn signal(pid: &str, signal: &str) {
-        let status = std::process::Command::new("kill").args([signal, pid]).status().unwrap();
-        assert!(status.success(), "kill {signal} {pid}");
+    fn signal(pid: &str, signal: Signal) {
+        let pid = Pid::from_raw(pid.parse().unwrap()).unwrap();
+        kill_process(pid, signal).unwrap();
     }
 
     /// A server that dies with the feed's setup request unanswered (frozen, then killed: the
@@ -922,7 +923,7 @@ mod resume_tests {
         let bus = Bus::connect(&nats.url(), "feed-test").await.unwrap();
         bus.ensure_streams().await.unwrap();
         let pid = std::fs::read_to_string(dir.join("nats-server.pid")).unwrap().trim().to_owned();
-        signal(&pid, "-STOP");
+        signal(&pid, Signal::STOP);
 
         let (tx, mut rx) = mpsc::channel(8);
         let cancel = CancellationToken::new();
@@ -930,7 +931,7 @@ mod resume_tests {
             ConsumerSpec { stream: "MEDIA", durable: "feed-test", filter: "media.>", deliver: DeliverPolicy::All };
         let feed = tokio::spawn(feed(bus.clone(), spec, tx, cancel.clone()));
         tokio::time::sleep(Duration::from_millis(300)).await;
-        signal(&pid, "-KILL");
+        signal(&pid, Signal::KILL);
         nats.stop().await;
 
         let nats = EmbeddedNats::start_on(&dir, "nats-server", port).await.unwrap();
