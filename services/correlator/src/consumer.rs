@@ -480,6 +480,13 @@ struct ConsumerSpec {
 /// up just before an outage would resume that long after NATS is back.
 const SETUP_TIMEOUT: Duration = Duration::from_secs(3);
 
+/// `setup`, or an error once [`SETUP_TIMEOUT`] has passed without an answer.
+async fn within_setup_timeout<T>(setup: impl Future<Output = anyhow::Result<T>>) -> anyhow::Result<T> {
+    tokio::time::timeout(SETUP_TIMEOUT, setup)
+        .await
+        .map_err(|_| anyhow::anyhow!("JetStream did not answer within {SETUP_TIMEOUT:?}"))?
+}
+
 /// Pulls from one durable consumer forever, recreating it after errors (NATS restarts…).
 async fn feed(
     bus: Bus,
@@ -489,10 +496,8 @@ async fn feed(
 ) {
     let mut delay = Duration::from_millis(200);
     let stream_name = spec.stream;
-    match tokio::time::timeout(SETUP_TIMEOUT, resume_from_ack_floor(&bus, &spec)).await {
-        Ok(Ok(())) => {}
-        Ok(Err(error)) => tracing::warn!(stream = stream_name, %error, "could not reset the consumer to its ack floor"),
-        Err(_) => tracing::warn!(stream = stream_name, "could not reset the consumer to its ack floor: no answer"),
+    if let Err(error) = resume_from_ack_floor(&bus, &spec).await {
+        tracing::warn!(stream = stream_name, %error, "could not reset the consumer to its ack floor");
     }
     loop {
         let result = async {
@@ -502,9 +507,7 @@ async fn feed(
                     stream.get_or_create_consumer(spec.durable, consumer_config(&spec)).await?;
                 anyhow::Ok(consumer.messages().await?)
             };
-            let mut messages = tokio::time::timeout(SETUP_TIMEOUT, setup)
-                .await
-                .map_err(|_| anyhow::anyhow!("JetStream did not answer within {SETUP_TIMEOUT:?}"))??;
+            let mut messages = within_setup_timeout(setup).await?;
             while let Some(msg) = tokio::select! { _ = cancel.cancelled() => None, m = messages.next() => m } {
                 let msg = msg?;
                 let decoded = decode(&msg);
@@ -533,15 +536,24 @@ async fn feed(
 /// JetStream would redeliver those only after `ack_wait`, behind newer ones; recreating the
 /// consumer at its ack floor redelivers them now, in stream order. What was committed but not
 /// acked is then skipped as a duplicate.
+/// Only the look-up is bounded by [`SETUP_TIMEOUT`]: cut between the delete and the create,
+/// the consumer would be created anew from the stream's start.
 async fn resume_from_ack_floor(bus: &Bus, spec: &ConsumerSpec) -> anyhow::Result<()> {
-    let stream = bus.js.get_stream(spec.stream).await?;
-    let Ok(mut consumer) = stream.get_consumer::<pull::Config>(spec.durable).await else { return Ok(()) };
-    let info = consumer.info().await?;
-    if info.num_ack_pending == 0 || spec.deliver != DeliverPolicy::All {
+    if spec.deliver != DeliverPolicy::All {
         return Ok(());
     }
-    let from = info.ack_floor.stream_sequence + 1;
-    tracing::info!(stream = spec.stream, from, unacked = info.num_ack_pending, "resuming after unacked messages");
+    let look_up = async {
+        let stream = bus.js.get_stream(spec.stream).await?;
+        let Ok(mut consumer) = stream.get_consumer::<pull::Config>(spec.durable).await else { return Ok(None) };
+        let info = consumer.info().await?;
+        anyhow::Ok(Some((stream, info.num_ack_pending, info.ack_floor.stream_sequence)))
+    };
+    let Some((stream, unacked, ack_floor)) = within_setup_timeout(look_up).await? else { return Ok(()) };
+    if unacked == 0 {
+        return Ok(());
+    }
+    let from = ack_floor + 1;
+    tracing::info!(stream = spec.stream, from, unacked, "resuming after unacked messages");
     stream.delete_consumer(spec.durable).await?;
     stream
         .create_consumer(pull::Config {
@@ -914,9 +926,17 @@ mod resume_tests {
 
     /// A server that dies with the feed's setup request unanswered (frozen, then killed: the
     /// request was sent and is lost with it). The client's own request timeout is 10 s; the
-    /// feed must not wait for it once NATS is back.
+    /// feed must not wait for it once NATS is back. From the start of the stream the first
+    /// request is the look-up for the reset to the ack floor; from its last message (like any
+    /// policy but `All`) it is the consumer's own setup.
     #[tokio::test(flavor = "multi_thread")]
     async fn a_feed_whose_setup_request_died_with_nats_resumes_soon_after_it_is_back() {
+        for deliver in [DeliverPolicy::All, DeliverPolicy::Last] {
+            a_setup_request_dies_with_nats(deliver).await;
+        }
+    }
+
+    async fn a_setup_request_dies_with_nats(deliver: DeliverPolicy) {
         let tmp = tempfile::tempdir().unwrap();
         let (dir, port) = (tmp.path().join("nats"), free_port().unwrap());
         let nats = EmbeddedNats::start_on(&dir, "nats-server", port).await.unwrap();
@@ -927,8 +947,7 @@ mod resume_tests {
 
         let (tx, mut rx) = mpsc::channel(8);
         let cancel = CancellationToken::new();
-        let spec =
-            ConsumerSpec { stream: "MEDIA", durable: "feed-test", filter: "media.>", deliver: DeliverPolicy::All };
+        let spec = ConsumerSpec { stream: "MEDIA", durable: "feed-test", filter: "media.>", deliver };
         let feed = tokio::spawn(feed(bus.clone(), spec, tx, cancel.clone()));
         tokio::time::sleep(Duration::from_millis(300)).await;
         signal(&pid, Signal::KILL);
@@ -947,7 +966,7 @@ mod resume_tests {
         let got = tokio::time::timeout(Duration::from_secs(7), rx.recv()).await;
         assert!(
             matches!(got, Ok(Some(_))),
-            "the feed did not deliver within 7 s of NATS being back ({:?} after)",
+            "delivering {deliver:?}, the feed did not deliver within 7 s of NATS being back ({:?} after)",
             back.elapsed()
         );
         cancel.cancel();
