@@ -248,19 +248,20 @@ async fn arr(env: &Env, http: &Client, names: ArrSettings) -> Outcome {
     }
 }
 
-/// Why Jellyfin's API matters beside a 4K Radarr/Sonarr: its webhook names no file, and the file
-/// (`GET /Items/{id}`, which wants the key) is what tells a film's HD and 4K copies apart.
-const WITHOUT_ITEM_PATHS: &str = "with {var} set, Jellyfin's \"item added\" is told apart \
-    for HD and 4K requests of the same film or series only by the file it names through Jellyfin's \
-    API; without it, it goes to the newer request";
-
 /// Jellyfin: the public info needs no key; with a key, `/System/Info` proves it. Beside a 4K
-/// Radarr/Sonarr the API is needed ([`WITHOUT_ITEM_PATHS`]): a URL without a key fails.
+/// Radarr/Sonarr the API is needed: its webhook names no file, and the file (`GET /Items/{id}`,
+/// which wants the key) is what tells a film's HD and 4K copies apart; a URL without a key fails.
 async fn jellyfin(env: &Env, http: &Client) -> Outcome {
-    let four_k = ["RADARR_4K_URL", "SONARR_4K_URL"].into_iter().find(|var| env.get(var).is_some());
+    let api_needed = ["RADARR_4K_URL", "SONARR_4K_URL"].into_iter().find(|var| env.get(var).is_some()).map(|var| {
+        format!(
+            "with {var} set, Jellyfin's \"item added\" is told apart for HD and 4K requests of the same \
+             film or series only by the file it names through Jellyfin's API; without it, it goes to the \
+             newer request"
+        )
+    });
     let Some((base, shown)) = base_url(env, "JELLYFIN_URL") else {
-        return match four_k {
-            Some(var) => NotConfigured(format!("JELLYFIN_URL is unset: {}", WITHOUT_ITEM_PATHS.replace("{var}", var))),
+        return match api_needed {
+            Some(why) => NotConfigured(format!("JELLYFIN_URL is unset: {why}")),
             None => not_configured("JELLYFIN_URL"),
         };
     };
@@ -270,10 +271,8 @@ async fn jellyfin(env: &Env, http: &Client) -> Outcome {
     };
     let server = format!("{shown}: Jellyfin {}", info["Version"].as_str().unwrap_or("(version unknown)"));
     let Some(key) = env.secret("JELLYFIN_API_KEY") else {
-        return match four_k {
-            Some(var) => {
-                Failed(format!("{server}, but no JELLYFIN_API_KEY set: {}", WITHOUT_ITEM_PATHS.replace("{var}", var)))
-            }
+        return match api_needed {
+            Some(why) => Failed(format!("{server}, but no JELLYFIN_API_KEY set: {why}")),
             None => Outcome::Ok(format!("{server}, no JELLYFIN_API_KEY set")),
         };
     };
