@@ -536,6 +536,7 @@ async fn feed(
 /// JetStream would redeliver those only after `ack_wait`, behind newer ones; recreating the
 /// consumer at its ack floor redelivers them now, in stream order. What was committed but not
 /// acked is then skipped as a duplicate.
+///
 /// Only the look-up is bounded by [`SETUP_TIMEOUT`]: cut between the delete and the create,
 /// the consumer would be created anew from the stream's start.
 async fn resume_from_ack_floor(bus: &Bus, spec: &ConsumerSpec) -> anyhow::Result<()> {
